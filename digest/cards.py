@@ -1,0 +1,173 @@
+"""Turning one parsed feed entry into an Article: key, clean title, plain-text teaser, safe link,
+image and date.
+
+Everything here is pure: a feedparser entry in, a record out. Feed HTML is hostile, so nothing
+from it survives as markup: teasers and titles are plain text, links and images http(s) only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import nh3
+
+from digest.records import Article, Image
+
+ELLIPSIS = "…"
+# Block elements end a line of text: without a space, "<p>end.</p><p>Start" would read "end.Start".
+_BLOCK = re.compile(r"<(?=/?(?:p|br|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|section|article|"
+                    r"figure|figcaption|pre|hr|table)\b)", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+# WordPress appends this to every excerpt in its feeds.
+_WORDPRESS = re.compile(r"\s*The post .{1,300}? appeared first on .{1,200}?\.?\s*$", re.DOTALL)
+_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_ATTR = re.compile(r"""\b(src|alt|width|height)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
+# A date this far ahead of the moment we first saw the entry is a feed's mistake, not news.
+FUTURE_SLACK = timedelta(days=1)
+
+
+def text(markup: str) -> str:
+    """Plain text from feed HTML: tags dropped (script and style with their content), entities
+    decoded, whitespace collapsed."""
+    markup = _BLOCK.sub(" <", markup)
+    plain = html.unescape(nh3.clean(markup, tags=set(), attributes={}))
+    return _SPACE.sub(" ", plain).strip()
+
+
+def cut(plain: str, limit: int) -> str:
+    """At most `limit` characters plus "…", at a word boundary where the text has words.
+
+    Text without spaces (Chinese, Japanese) is cut between characters; a cut never splits a
+    base character from its combining marks.
+    """
+    if len(plain) <= limit:
+        return plain
+    end = limit
+    while end > 0 and _joins(plain[end]):
+        end -= 1
+    wide = _is_wide(plain[end - 1]) or _is_wide(plain[end])
+    space = plain.rfind(" ", 0, end + 1)
+    if space > 0 and not wide:
+        end = space
+    head = plain[:end].rstrip(" ,;:–—-")
+    return (head or plain[:end]) + ELLIPSIS
+
+
+def _joins(char: str) -> bool:
+    """True for a character that belongs to the one before it (combining mark, joiner,
+    variation selector), where a cut would break a letter or an emoji."""
+    return bool(unicodedata.combining(char)) or char in "\u200d\ufe0e\ufe0f" or (
+        unicodedata.category(char) == "Mn")
+
+
+def _is_wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def safe_url(url: str | None, base: str | None = None) -> str | None:
+    """The URL resolved against `base`, if it is http(s); None for javascript:, data: and the
+    like."""
+    if not url:
+        return None
+    url = url.strip()
+    if base:
+        url = urljoin(base, url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def key(entry: Any) -> str:
+    """The entry's identity across runs: its id, else its link, else a hash of title, raw date
+    and link. Never a hash of sanitised content: sanitisers change, and so would the key."""
+    identity = entry.get("id") or entry.get("link")
+    if identity:
+        return identity
+    raw = "\n".join((entry.get("title", ""), entry.get("published", "") or entry.get("updated", ""),
+                     entry.get("link", "")))
+    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def teaser(entry: Any, limit: int) -> str:
+    markup = entry.get("summary") or ""
+    if not markup and entry.get("content"):
+        markup = entry["content"][0].get("value", "")
+    return cut(_WORDPRESS.sub("", text(markup)), limit)
+
+
+def title(entry: Any, teaser_text: str) -> str:
+    found = text(entry.get("title", ""))
+    if found:
+        return found
+    return cut(teaser_text.rstrip(ELLIPSIS), 80) if teaser_text else "Untitled"
+
+
+def _dimension(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip().removesuffix("px"))
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _candidates(entry: Any) -> list[tuple[str, Any, Any, str]]:
+    """Image candidates in order of trust: media:thumbnail, media:content (images), image
+    enclosures, the first <img> in the content or summary."""
+    found = [(t.get("url"), t.get("width"), t.get("height"), "")
+             for t in entry.get("media_thumbnail", [])]
+    for media in entry.get("media_content", []):
+        kind = media.get("medium") or media.get("type", "").partition("/")[0]
+        if kind == "image":
+            found.append((media.get("url"), media.get("width"), media.get("height"), ""))
+    for link in entry.get("links", []):
+        if link.get("rel") == "enclosure" and link.get("type", "").startswith("image/"):
+            found.append((link.get("href"), None, None, ""))
+    bodies = [c.get("value", "") for c in entry.get("content", [])] + [entry.get("summary", "")]
+    for body in bodies:
+        for tag in _IMG.findall(body or ""):
+            attrs = {name.lower(): html.unescape(value.strip("'\"")) for name, value
+                     in _ATTR.findall(tag)}
+            found.append((attrs.get("src"), attrs.get("width"), attrs.get("height"),
+                          attrs.get("alt", "")))
+    return found
+
+
+def image(entry: Any, base: str | None, alt: str) -> Image | None:
+    """The first usable image: http(s) only; tracking pixels (1×1) and data: URLs skipped."""
+    for url, width, height, alt_text in _candidates(entry):
+        safe = safe_url(url, base)
+        width, height = _dimension(width), _dimension(height)
+        if safe is None or (width == 1 or height == 1):
+            continue
+        return Image(safe, width, height, text(alt_text) or alt)
+    return None
+
+
+def published(entry: Any, seen: datetime) -> datetime | None:
+    """published, else updated; a date far in the future is the feed's mistake and becomes the
+    moment we first saw the entry."""
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    if not parsed:
+        return None
+    moment = datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises to UTC
+    return seen if moment > seen + FUTURE_SLACK else moment
+
+
+def article(entry: Any, base: str, teaser_length: int, seen: datetime) -> Article:
+    """The Article for one feedparser entry of a feed fetched from `base`."""
+    link = safe_url(entry.get("link"), base)
+    teaser_text = teaser(entry, teaser_length)
+    headline = title(entry, teaser_text)
+    return Article(key=key(entry), title=headline, link=link, teaser=teaser_text,
+                   image=image(entry, link or base, headline),
+                   published=published(entry, seen))

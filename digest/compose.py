@@ -1,0 +1,292 @@
+"""Composing an edition: render the templates once, inline the CSS once, build the MIME bytes
+once; then personalise each subscriber's copy by splicing a few escaped values into them.
+
+Rendering and inlining cost milliseconds, building an `EmailMessage` hundreds of microseconds:
+done per subscriber, a list of 100,000 would take hours. So the rendered HTML carries opaque
+placeholders (`Personal`) where personal values go, the bodies are quoted-printable encoded
+once in pieces cut at those placeholders, and a subscriber's message is a join of ready bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy, quoprimime
+from email.header import Header
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import premailer
+
+from digest.config import Config
+from digest.errors import DigestError
+from digest.records import Card, Delivery, Edition, Section
+
+
+class Personal:
+    """Placeholders the templates print where a subscriber's own values go. Plain ASCII words,
+    so that Jinja's escaping, premailer and quoted-printable all leave them intact."""
+
+    NAME = "DIGEST-PERSONAL-NAME-7c1f"
+    EMAIL = "DIGEST-PERSONAL-EMAIL-7c1f"
+    UNSUBSCRIBE = "DIGEST-PERSONAL-UNSUBSCRIBE-7c1f"
+
+
+_PLACEHOLDER = re.compile("(" + "|".join((Personal.NAME, Personal.EMAIL, Personal.UNSUBSCRIBE))
+                          + ")")
+# Header values from feeds or the CSV may carry line breaks; one would start a new header.
+_BREAKS = re.compile(r"[\r\n\0]+")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the templates see of an edition (documented for editors in the README)."""
+
+    subject: str
+    preheader: str
+    date_text: str
+    web_url: str
+
+
+def one_line(value: str) -> str:
+    """A value safe for a header: CR, LF and NUL become spaces, whatever Python's own guard."""
+    return _BREAKS.sub(" ", value).strip()
+
+
+class Composer:
+    """The templates of one configuration, loaded once."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.folder = config.paths.templates
+        if not (self.folder / "digest.html").is_file():
+            raise DigestError(f"{self.folder}: no digest.html template there")
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.folder),
+            autoescape=jinja2.select_autoescape(["html"]),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["date"] = self._date
+
+    def _date(self, moment: datetime) -> str:
+        local = moment.astimezone(self.config.newsletter.zone)
+        return f"{local.day} {local:%b %Y}"
+
+    def render(self, cards: list[Card], edition_id: int, when: datetime,
+               more: int = 0) -> Rendered:
+        """The edition as everyone gets it, personal values still placeholders."""
+        newsletter = self.config.newsletter
+        headline = cards[0].title if cards else ""
+        local = when.astimezone(newsletter.zone)
+        date_text = f"{local:%A}, {local.day} {local:%B %Y}"
+        subject = one_line(self._string(newsletter.subject, newsletter=newsletter,
+                                        headline=headline, date_text=date_text,
+                                        count=len(cards)))
+        web_url = f"{newsletter.public_url.rstrip('/')}/archive/{edition_id}"
+        context = Context(subject, newsletter.preheader or preheader(cards), date_text, web_url)
+        values = {
+            "newsletter": newsletter,
+            "edition": context,
+            "sections": sections(cards),
+            "more": {"count": more, "url": web_url} if more else None,
+            "subscriber": {"name": Personal.NAME, "email": Personal.EMAIL, "fields": {}},
+            "unsubscribe_url": Personal.UNSUBSCRIBE,
+            "forward_url": forward_url(subject, web_url),
+        }
+        page = self._template("digest.html", values)
+        return Rendered(subject, inline(page), self._template("digest.txt", values))
+
+    def _string(self, source: str, **values: Any) -> str:
+        try:
+            # A header is not HTML: the subject must not be entity-escaped.
+            return self.env.overlay(autoescape=False).from_string(source).render(**values)
+        except jinja2.TemplateError as error:
+            raise DigestError(f"newsletter.subject: {error}") from None
+
+    def _template(self, name: str, values: dict[str, Any]) -> str:
+        try:
+            template = self.env.get_template(name)
+            # The plain-text twin must not be HTML-escaped, whatever its name says.
+            return template.render(values) if name.endswith(".html") else (
+                self._unescaped(name).render(values))
+        except jinja2.TemplateSyntaxError as error:
+            raise DigestError(f"{self.folder / (error.name or name)}:{error.lineno}: "
+                              f"{error.message}") from None
+        except jinja2.TemplateError as error:
+            raise DigestError(f"{self.folder / name}:{_template_line(error, name)}: "
+                              f"{error}") from None
+
+    def _unescaped(self, name: str) -> jinja2.Template:
+        source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+        env = self.env.overlay(autoescape=False)
+        return env.from_string(source)
+
+
+def _template_line(error: Exception, name: str) -> int | str:
+    """The template line a render error happened on, from Jinja's rewritten traceback."""
+    line: int | str = "?"
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(name) or (
+                trace.tb_frame.f_code.co_filename == "<template>"):
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    return line
+
+
+def inline(page: str) -> str:
+    """CSS moved into style attributes, once per edition: many clients drop <style>. Media
+    queries stay in a <style> block, as an enhancement only."""
+    return premailer.Premailer(
+        page, allow_network=False, disable_validation=True, remove_classes=False,
+        cssutils_logging_level=logging.CRITICAL, strip_important=False,
+    ).transform()
+
+
+def sections(cards: list[Card]) -> list[Section]:
+    """Cards grouped by feed, in the order the feeds first appear."""
+    grouped: dict[str, list[Card]] = {}
+    for card in cards:
+        grouped.setdefault(card.source, []).append(card)
+    return [Section(name, tuple(group)) for name, group in grouped.items()]
+
+
+def preheader(cards: list[Card], limit: int = 100) -> str:
+    """The inbox preview line: the top headlines, as many as fit."""
+    text = ""
+    for card in cards:
+        joined = f"{text} · {card.title}" if text else card.title
+        if len(joined) > limit:
+            break
+        text = joined
+    return text or (cards[0].title[: limit - 1] + "…" if cards else "")
+
+
+def forward_url(subject: str, web_url: str) -> str:
+    body = f"I thought you might like this: {web_url}"
+    return f"mailto:?subject={quote(subject)}&body={quote(body)}"
+
+
+# -- the message bytes ---------------------------------------------------------------------------
+
+_SMTP = policy.SMTP
+
+
+def fold(name: str, value: str) -> bytes:
+    """One header line, RFC 2047-encoded where needed and folded under 78 columns."""
+    return _SMTP.header_factory(name, one_line(value)).fold(policy=_SMTP).encode("ascii")
+
+
+def address(name: str, email: str) -> str:
+    """`Name <email>`, the name quoted or encoded; the cheap path for the common plain name."""
+    name = one_line(name)
+    if not name:
+        return email
+    if _PLAIN_NAME.fullmatch(name):
+        return '"{}" <{}>'.format(name.replace("\\", "\\\\").replace('"', '\\"'), email)
+    return f"{Header(name, 'utf-8').encode(linesep=chr(13) + chr(10))} <{email}>"
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable, CRLF line ends, lines within 76 columns."""
+    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), 76,
+                                  "\r\n").encode("ascii")
+
+
+class _Body:
+    """A body part pre-encoded in pieces cut at the placeholders. A personal value is encoded
+    on its own and joined with soft line breaks on both sides, so splicing can never break a
+    quoted-printable line, whatever the value's length."""
+
+    def __init__(self, text: str, escape: Callable[[str], str]) -> None:
+        self.escape = escape
+        self.pieces: list[bytes | str] = []
+        for number, piece in enumerate(_PLACEHOLDER.split(text)):
+            if number % 2:
+                self.pieces.append(piece)
+            elif piece:
+                self.pieces.append(_qp(piece))
+
+    def encode(self, values: dict[str, str]) -> bytes:
+        out: list[bytes] = []
+        for piece in self.pieces:
+            if isinstance(piece, str):
+                value = self.escape(values[piece])
+                if value:
+                    out += (b"=\r\n", _qp(value), b"=\r\n")
+            else:
+                out.append(piece)
+        return b"".join(out)
+
+
+class Letter:
+    """An edition's message, built once; `bytes_for` makes each subscriber's copy."""
+
+    def __init__(self, config: Config, edition: Edition,
+                 unsubscribe_url: Callable[[str], str]) -> None:
+        newsletter = config.newsletter
+        self.edition = edition
+        self.domain = newsletter.domain
+        self.unsubscribe_url = unsubscribe_url
+        self.mailto = newsletter.unsubscribe_mailto or f"unsubscribe@{self.domain}"
+        boundary = f"=_digest_{uuid.uuid4().hex}"
+        top = [fold("From", newsletter.sender), fold("Subject", edition.subject),
+               fold("Date", format_datetime(edition.created_at))]
+        if newsletter.reply_to:
+            top.append(fold("Reply-To", newsletter.reply_to))
+        top += [
+            fold("List-Id", f"{newsletter.name} <{newsletter.list_id}>"),
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            b"Auto-Submitted: auto-generated\r\n",
+            b"Precedence: bulk\r\n",
+            b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode(),
+        ]
+        self.head = b"".join(top)
+        part = ('\r\n--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\n'
+                "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        self.text_head = part.format(b=boundary, kind="plain").encode()
+        self.html_head = part.format(b=boundary, kind="html").encode()
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.text = _Body(edition.text, lambda value: value)
+        self.html = _Body(edition.html, lambda value: html.escape(value, quote=True))
+
+    def message_id(self, email: str) -> str:
+        """Deterministic per (edition, subscriber): a resend is recognisably the same mail."""
+        digest = hashlib.sha256(email.encode()).hexdigest()[:20]
+        return f"<{self.edition.id}.{digest}@{self.domain}>"
+
+    def bytes_for(self, delivery: Delivery) -> bytes:
+        url = self.unsubscribe_url(delivery.email)
+        values = {Personal.NAME: delivery.name, Personal.EMAIL: delivery.email,
+                  Personal.UNSUBSCRIBE: url}
+        return b"".join((
+            self.head,
+            b"To: ", address(delivery.name, delivery.email).encode("ascii"), b"\r\n",
+            b"Message-ID: ", self.message_id(delivery.email).encode("ascii"), b"\r\n",
+            b"List-Unsubscribe: <", url.encode("ascii"), b">, <mailto:",
+            self.mailto.encode("ascii"), b"?subject=unsubscribe>\r\n",
+            self.text_head, self.text.encode(values),
+            self.html_head, self.html.encode(values),
+            self.tail,
+        ))
+

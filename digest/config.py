@@ -1,0 +1,248 @@
+"""Configuration: `digest.toml` read once into frozen dataclasses, every key optional.
+
+The dataclasses below are the single source of truth: their fields are the keys, their types
+are checked, their defaults are what runs with no file at all. Secrets never live in the file;
+they come from the environment (DIGEST_SMTP_PASSWORD, DIGEST_SECRET).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.errors import DigestError
+
+CONFIG_NAME = "digest.toml"
+PACKAGE = Path(__file__).parent
+SAMPLE_FEED = PACKAGE / "sample" / "feed.xml"
+
+
+def bundled(name: str) -> Path:
+    """A file shipped with digest: inside a built wheel it sits in the package, in a checkout at
+    the top level, where editors find it."""
+    inside = PACKAGE / "bundled" / name
+    return inside if inside.exists() else PACKAGE.parent / name
+
+
+@dataclass(frozen=True)
+class Social:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Newsletter:
+    name: str = "Example Digest"
+    sender: str = field(default="Example Digest <digest@example.com>", metadata={"key": "from"})
+    reply_to: str = ""
+    public_url: str = "http://127.0.0.1:8080"
+    timezone: str = "UTC"
+    language: str = "en"
+    max_articles: int = 20
+    # Jinja2, with `newsletter`, `date_text`, `headline` (the first card's title) and `count`.
+    subject: str = "{{ newsletter.name }}: {{ headline }}"
+    intro: str = ""
+    preheader: str = ""
+    postal_address: str = ""
+    teaser_length: int = 200
+    # Where the List-Unsubscribe mailto: points; empty means unsubscribe@<the From domain>.
+    unsubscribe_mailto: str = ""
+    social: tuple[Social, ...] = ()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def domain(self) -> str:
+        """The From address's domain: Message-IDs and the List-Id live under it."""
+        return self.sender.rpartition("@")[2].strip(" >").lower() or "localhost"
+
+    @property
+    def list_id(self) -> str:
+        """RFC 2919's identifier: unsubscribe tokens are signed for it, so one list's token
+        cannot unsubscribe from another."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "digest"
+        return f"{slug}.{self.domain}"
+
+
+@dataclass(frozen=True)
+class Feed:
+    url: str
+    name: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.name or self.url
+
+
+@dataclass(frozen=True)
+class Schedule:
+    collect: str = "*/30 * * * *"
+    send: str = "0 7 * * *"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    transport: str = "maildir"
+
+
+@dataclass(frozen=True)
+class Smtp:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    connections: int = 4
+    rate: float = 0
+    timeout: float = 30
+    password: str = field(default="", metadata={"env": "DIGEST_SMTP_PASSWORD"})
+
+
+@dataclass(frozen=True)
+class Paths:
+    subscribers: Path = Path("subscribers.csv")
+    state: Path = Path("state")
+    templates: Path = Path("templates")
+    outbox: Path = Path("outbox")
+
+    @property
+    def database(self) -> Path:
+        return self.state / "digest.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    newsletter: Newsletter = Newsletter()
+    feeds: tuple[Feed, ...] = (Feed(url=str(SAMPLE_FEED), name="Sample"),)
+    schedule: Schedule = Schedule()
+    delivery: Delivery = Delivery()
+    smtp: Smtp = Smtp()
+    paths: Paths = Paths()
+    secret: str = field(default="", metadata={"env": "DIGEST_SECRET"})
+    source: Path | None = field(default=None, metadata={"internal": True})
+
+
+CHOICES = {
+    ("delivery", "transport"): ("maildir", "smtp"),
+    ("smtp", "security"): ("starttls", "ssl", "none"),
+}
+
+
+def find(explicit: str | Path | None) -> Path | None:
+    """The config file to read: --config, else DIGEST_CONFIG, else ./digest.toml if present."""
+    named = explicit or os.environ.get("DIGEST_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise DigestError(f"{path}: no such configuration file")
+        return path
+    local = Path.cwd() / CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load(explicit: str | Path | None = None) -> Config:
+    """Read the configuration (or the defaults when there is no file) and check every key."""
+    path = find(explicit)
+    raw: dict[str, typing.Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise DigestError(f"{path}: not valid TOML: {error}") from None
+    where = str(path) if path else "defaults"
+    config = _build(Config, raw, where, ())
+    base = path.parent if path else Path.cwd()
+    config = dataclasses.replace(config, source=path, paths=_resolve(config.paths, raw, base))
+    _check(config, where)
+    return config
+
+
+def _resolve(paths: Paths, raw: dict[str, typing.Any], base: Path) -> Paths:
+    """Relative paths are relative to the config file's folder. The sample list and the editable
+    templates fall back to the bundled copies when left at their defaults and absent."""
+    given = raw.get("paths", {})
+    resolved = {}
+    for item in dataclasses.fields(Paths):
+        value = base / getattr(paths, item.name)
+        fallback = item.name in ("subscribers", "templates") and item.name not in given
+        if fallback and not value.exists():
+            value = bundled(str(item.default))
+        resolved[item.name] = value
+    return Paths(**resolved)
+
+
+def _check(config: Config, where: str) -> None:
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(config, section), key)
+        if value not in allowed:
+            raise DigestError(f"{where}: {section}.{key} must be one of {', '.join(allowed)}, "
+                              f"not {value!r}")
+    try:
+        config.newsletter.zone  # noqa: B018 - fail here, at start-up, not at 07:00
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DigestError(f"{where}: newsletter.timezone {config.newsletter.timezone!r} "
+                          "is not a known time zone") from None
+    if not config.feeds:
+        raise DigestError(f"{where}: no feeds configured")
+    for number, feed in enumerate(config.feeds, 1):
+        if not feed.url:
+            raise DigestError(f"{where}: feeds[{number}].url is empty")
+
+
+def _build(cls: type, raw: typing.Any, where: str, trail: tuple[str, ...]) -> typing.Any:
+    """Turn a TOML table into `cls`, refusing unknown keys and wrong types by their dotted name."""
+    dotted = ".".join(trail) or "the top level"
+    if not isinstance(raw, dict):
+        raise DigestError(f"{where}: {dotted} must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)
+              if not f.metadata.get("internal")}
+    for key in raw:
+        if key not in fields or "env" in fields[key].metadata:
+            name = ".".join((*trail, key))
+            hint = " (secrets come from the environment)" if key in fields else ""
+            raise DigestError(f"{where}: unknown key {name!r}{hint}")
+    values = {}
+    for key, item in fields.items():
+        if "env" in item.metadata:
+            values[item.name] = os.environ.get(item.metadata["env"], item.default)
+        elif key in raw:
+            values[item.name] = _value(hints[item.name], raw[key], where, (*trail, key))
+        elif dataclasses.is_dataclass(hints[item.name]):
+            values[item.name] = _build(hints[item.name], {}, where, (*trail, key))
+        elif item.default is dataclasses.MISSING:
+            raise DigestError(f"{where}: {'.'.join((*trail, key))} is required")
+    return cls(**values)
+
+
+def _value(hint: typing.Any, value: typing.Any, where: str, trail: tuple[str, ...]) -> typing.Any:
+    name = ".".join(trail)
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, trail)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise DigestError(f"{where}: {name} must be a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_value(item, v, where, (*trail[:-1], f"{trail[-1]}[{i}]"))
+                     for i, v in enumerate(value, 1))
+    if origin is types.UnionType:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    expected: tuple[type, ...] = {float: (int, float), Path: (str,)}.get(hint, (hint,))
+    # bool is an int to Python, but `port = true` is a mistake to TOML readers.
+    if not isinstance(value, expected) or (isinstance(value, bool) and hint is not bool):
+        raise DigestError(f"{where}: {name} must be {_describe(hint)}, not {value!r}")
+    return Path(value) if hint is Path else value
+
+
+def _describe(hint: typing.Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            Path: "a path (string)"}.get(hint, str(hint))

@@ -1,0 +1,93 @@
+"""The records that flow between the stages: feeds → store → edition → messages → transport.
+
+Plain frozen dataclasses: each stage takes some and returns others, so every stage can be
+tested alone and nothing reaches back up the pipeline.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Image:
+    url: str  # always http(s)
+    width: int | None = None
+    height: int | None = None
+    alt: str = ""
+
+
+@dataclass(frozen=True)
+class Article:
+    """One feed entry as collected: sanitised, cut, ready to store."""
+
+    key: str  # entry id, else link, else a hash of title + raw date + link: stable across runs
+    title: str
+    link: str | None  # None when the feed gave no safe http(s) link
+    teaser: str  # plain text, already cut, ends with "…" when cut
+    image: Image | None
+    published: datetime | None  # None when the feed gave no usable date
+
+
+@dataclass(frozen=True)
+class Card:
+    """One article as a subscriber sees it in an edition."""
+
+    id: int
+    title: str
+    link: str | None
+    teaser: str
+    image: Image | None
+    published: datetime
+    source: str  # the section: the feed's name
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    cards: tuple[Card, ...]
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str  # normalised
+    name: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Edition:
+    """What was composed once and is mailed to everyone; stored so that a resend or the
+    archive shows exactly what went out."""
+
+    id: int
+    period: str
+    created_at: datetime
+    subject: str
+    html: str  # personal values still as placeholders (see compose.Personal)
+    text: str
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"  # the server said 250
+    DEFERRED = "deferred"  # 4xx or connection lost before the reply: try again later
+    FAILED = "failed"  # 5xx for this address: do not retry
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    response: str  # the server's words, kept in the ledger for the operator
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A row of the ledger: one edition to one address."""
+
+    edition_id: int
+    email: str
+    name: str
+    status: str
+    attempts: int

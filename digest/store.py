@@ -1,0 +1,357 @@
+"""All of digest's state in one SQLite file, and every query against it.
+
+No other module writes SQL. Writes are ordered so that a crash between any two of them is safe
+to repeat: articles before the feed's validators, an edition together with its articles and its
+delivery rows, a delivery's `sending` before the SMTP transaction and `sent` after the 250.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest.records import Article, Card, Delivery, Edition, Image, Result, Subscriber
+
+# Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
+MIGRATIONS = (
+    """
+    CREATE TABLE feeds (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,          -- as configured: the feed's identity
+        name TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        last_ok TEXT,
+        last_error TEXT,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        error_since TEXT
+    );
+    CREATE TABLE articles (
+        id INTEGER PRIMARY KEY,
+        feed_id INTEGER NOT NULL REFERENCES feeds(id),
+        key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        link TEXT,
+        teaser TEXT NOT NULL,
+        image_url TEXT,
+        image_width INTEGER,
+        image_height INTEGER,
+        image_alt TEXT,
+        published TEXT,
+        collected_at TEXT NOT NULL,
+        eligible INTEGER NOT NULL DEFAULT 1,  -- 0: seen, but never to be mailed
+        UNIQUE (feed_id, key)
+    );
+    CREATE TABLE editions (
+        id INTEGER PRIMARY KEY,
+        period TEXT NOT NULL,
+        cadence TEXT NOT NULL DEFAULT 'daily',
+        created_at TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        html TEXT NOT NULL,
+        text TEXT NOT NULL,
+        UNIQUE (cadence, period)
+    );
+    -- Membership has a table of its own, unique per cadence, so that a later weekly edition
+    -- may carry articles a daily one already mailed.
+    CREATE TABLE edition_articles (
+        edition_id INTEGER NOT NULL REFERENCES editions(id),
+        article_id INTEGER NOT NULL REFERENCES articles(id),
+        cadence TEXT NOT NULL DEFAULT 'daily',
+        position INTEGER NOT NULL,
+        PRIMARY KEY (edition_id, article_id),
+        UNIQUE (cadence, article_id)
+    );
+    CREATE TABLE deliveries (
+        edition_id INTEGER NOT NULL REFERENCES editions(id),
+        email TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        fields TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending|sending|sent|deferred|failed|unknown
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try TEXT,
+        last_response TEXT,
+        updated_at TEXT,
+        PRIMARY KEY (edition_id, email)
+    );
+    CREATE INDEX deliveries_status ON deliveries (status, edition_id);
+    CREATE TABLE suppressions (
+        email TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,              -- unsubscribed|bounced|complained
+        at TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+
+UNDELIVERED = ("pending", "deferred")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class FeedState:
+    id: int
+    url: str
+    name: str
+    etag: str | None
+    last_modified: str | None
+    last_ok: datetime | None
+    last_error: str | None
+    error_count: int
+    error_since: datetime | None
+    articles: int
+
+
+@dataclass(frozen=True)
+class EditionSummary:
+    id: int
+    period: str
+    created_at: datetime
+    subject: str
+    articles: int
+    counts: dict[str, int]  # delivery status -> rows
+
+
+class Store:
+    """One connection to the state file. Used from one thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL: a commit survives a process crash; only power loss may lose the last few.
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], version + 1):
+            self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    # -- feeds ---------------------------------------------------------------------------------
+
+    def feed(self, url: str, name: str) -> FeedState:
+        """The feed's state, creating its row on first sight."""
+        self.db.execute("INSERT INTO feeds (url, name) VALUES (?, ?) "
+                        "ON CONFLICT (url) DO UPDATE SET name = excluded.name", (url, name))
+        return next(state for state in self.feeds() if state.url == url)
+
+    def feeds(self) -> list[FeedState]:
+        rows = self.db.execute(
+            "SELECT feeds.*, (SELECT count(*) FROM articles WHERE feed_id = feeds.id) AS n "
+            "FROM feeds ORDER BY id")
+        return [FeedState(row["id"], row["url"], row["name"], row["etag"], row["last_modified"],
+                          _moment(row["last_ok"]), row["last_error"], row["error_count"],
+                          _moment(row["error_since"]), row["n"]) for row in rows]
+
+    def save_articles(self, feed_id: int, articles: Iterable[Article], seen: datetime) -> int:
+        """Store new entries and refresh changed ones that no edition has carried yet.
+
+        Returns how many were new. An entry that was already mailed keeps its row untouched:
+        an edit must never make it go out twice.
+        """
+        new = 0
+        with self.transaction() as db:
+            for article in articles:
+                image = article.image
+                values = (article.title, article.link, article.teaser,
+                          image.url if image else None, image.width if image else None,
+                          image.height if image else None, image.alt if image else None,
+                          _iso(article.published))
+                cursor = db.execute(
+                    "UPDATE articles SET title = ?, link = ?, teaser = ?, image_url = ?, "
+                    "image_width = ?, image_height = ?, image_alt = ?, published = ? "
+                    "WHERE feed_id = ? AND key = ? AND id NOT IN "
+                    "(SELECT article_id FROM edition_articles)",
+                    (*values, feed_id, article.key))
+                if cursor.rowcount:
+                    continue
+                cursor = db.execute(
+                    "INSERT INTO articles (title, link, teaser, image_url, image_width, "
+                    "image_height, image_alt, published, feed_id, key, collected_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (*values, feed_id, article.key, _iso(seen)))
+                new += cursor.rowcount
+        return new
+
+    def feed_ok(self, feed_id: int, etag: str | None, last_modified: str | None,
+                at: datetime) -> None:
+        """Called only after the feed's entries are committed: a crash before this line costs
+        a refetch, never an article."""
+        self.db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_ok = ?, "
+                        "last_error = NULL, error_count = 0, error_since = NULL WHERE id = ?",
+                        (etag, last_modified, _iso(at), feed_id))
+
+    def feed_failed(self, feed_id: int, message: str, at: datetime) -> None:
+        self.db.execute("UPDATE feeds SET last_error = ?, error_count = error_count + 1, "
+                        "error_since = coalesce(error_since, ?) WHERE id = ?",
+                        (message, _iso(at), feed_id))
+
+    # -- editions ------------------------------------------------------------------------------
+
+    def unmailed(self, feed_urls: list[str], limit: int,
+                 cadence: str = "daily") -> tuple[list[Card], int]:
+        """Articles no edition of this cadence has carried, in feed order then newest first,
+        up to `limit`, and how many there are in all (the rest roll into the next edition).
+
+        Claimed by membership, never by a date window: feed dates are too often missing or
+        wrong.
+        """
+        order = {url: position for position, url in enumerate(feed_urls)}
+        rows = self.db.execute(
+            "SELECT articles.*, feeds.url AS feed_url, feeds.name AS feed_name FROM articles "
+            "JOIN feeds ON feeds.id = articles.feed_id WHERE eligible AND articles.id NOT IN "
+            "(SELECT article_id FROM edition_articles WHERE cadence = ?)", (cadence,)).fetchall()
+        rows = [row for row in rows if row["feed_url"] in order]
+        rows.sort(key=lambda row: (order[row["feed_url"]],
+                                   -_moment(row["published"] or row["collected_at"]).timestamp(),
+                                   row["id"]))
+        return [_card(row) for row in rows[:limit]], len(rows)
+
+    def create_edition(self, period: str, render: Callable[[int], tuple[str, str, str]],
+                       cards: list[Card], subscribers: Iterable[Subscriber],
+                       cadence: str = "daily") -> Edition | None:
+        """The edition, its articles and a pending delivery for each subscriber, all at once.
+
+        `render(edition_id)` gives (subject, html, text): the edition's own id is in its
+        "view in browser" link, so it is rendered inside the transaction that takes the id.
+        Returns None when this period already has its edition: a re-run or a second trigger
+        never makes two.
+        """
+        created = now()
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM editions WHERE cadence = ? AND period = ?",
+                          (cadence, period)).fetchone():
+                return None
+            edition_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM editions").fetchone()[0]
+            subject, html, text = render(edition_id)
+            db.execute(
+                "INSERT INTO editions (id, period, cadence, created_at, subject, html, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (edition_id, period, cadence, _iso(created), subject, html, text))
+            db.executemany(
+                "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
+                "VALUES (?, ?, ?, ?)",
+                [(edition_id, card.id, cadence, position) for position, card in enumerate(cards)])
+            db.executemany(
+                "INSERT INTO deliveries (edition_id, email, name, fields) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                ((edition_id, s.email, s.name, json.dumps(s.fields)) for s in subscribers))
+        return Edition(edition_id, period, created, subject, html, text)
+
+    def edition(self, edition_id: int) -> Edition:
+        row = self.db.execute("SELECT * FROM editions WHERE id = ?", (edition_id,)).fetchone()
+        if row is None:
+            raise KeyError(edition_id)
+        return Edition(row["id"], row["period"], _moment(row["created_at"]), row["subject"],
+                       row["html"], row["text"])
+
+    def editions(self, limit: int = 10) -> list[EditionSummary]:
+        rows = self.db.execute(
+            "SELECT editions.*, (SELECT count(*) FROM edition_articles WHERE edition_id = "
+            "editions.id) AS n FROM editions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        summaries = []
+        for row in rows:
+            counts = dict(self.db.execute(
+                "SELECT status, count(*) FROM deliveries WHERE edition_id = ? GROUP BY status",
+                (row["id"],)).fetchall())
+            summaries.append(EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
+                                            row["subject"], row["n"], counts))
+        return summaries
+
+    def unfinished(self) -> list[int]:
+        """Editions with deliveries still to make, oldest first."""
+        return [row[0] for row in self.db.execute(
+            "SELECT DISTINCT edition_id FROM deliveries WHERE status IN (?, ?) ORDER BY 1",
+            UNDELIVERED)]
+
+    # -- deliveries: the ledger ----------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Rows left `sending` by a crash are in doubt: the server may have taken the message.
+        They become `unknown`, to be reported, and are never resent unless the operator asks."""
+        return self.db.execute("UPDATE deliveries SET status = 'unknown', updated_at = ? "
+                               "WHERE status = 'sending'", (_iso(now()),)).rowcount
+
+    def due(self, edition_id: int) -> Iterator[Delivery]:
+        """The edition's deliveries to make now, streamed: never the whole list in memory."""
+        cursor = self.db.execute(
+            "SELECT edition_id, email, name, status, attempts FROM deliveries "
+            "WHERE edition_id = ? AND (status = 'pending' OR (status = 'deferred' AND "
+            "(next_try IS NULL OR next_try <= ?))) ORDER BY rowid",
+            (edition_id, _iso(now())))
+        for row in cursor.fetchall():
+            yield Delivery(*row)
+
+    def sending(self, delivery: Delivery) -> None:
+        self.db.execute("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                        "updated_at = ? WHERE edition_id = ? AND email = ?",
+                        (_iso(now()), delivery.edition_id, delivery.email))
+
+    def settle(self, delivery: Delivery, result: Result, next_try: datetime | None = None) -> None:
+        self.db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
+                        "updated_at = ? WHERE edition_id = ? AND email = ?",
+                        (result.outcome.value, result.response, _iso(next_try), _iso(now()),
+                         delivery.edition_id, delivery.email))
+
+    def counts(self, edition_id: int) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, count(*) FROM deliveries WHERE edition_id = ? "
+                                    "GROUP BY status", (edition_id,)).fetchall())
+
+    # -- suppressions --------------------------------------------------------------------------
+
+    def suppressed(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT email FROM suppressions")}
+
+    def suppress(self, email: str, reason: str, source: str) -> None:
+        self.db.execute("INSERT INTO suppressions (email, reason, at, source) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (email) DO NOTHING", (email, reason, _iso(now()), source))
+
+
+def _card(row: sqlite3.Row) -> Card:
+    image = None
+    if row["image_url"]:
+        image = Image(row["image_url"], row["image_width"], row["image_height"],
+                      row["image_alt"] or "")
+    published = _moment(row["published"]) or _moment(row["collected_at"])
+    return Card(row["id"], row["title"], row["link"], row["teaser"], image, published,
+                row["feed_name"])
+

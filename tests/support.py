@@ -1,0 +1,80 @@
+"""What the tests build for themselves: feeds, a working folder, the command run in process."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from click.testing import CliRunner, Result
+
+from digest.cli import main
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def digest(*args: str) -> Result:
+    """The command line, in process, as a user would call it."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def rows(database: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(database) as db:
+        return db.execute(sql, params).fetchall()
+
+
+@dataclass(frozen=True)
+class Item:
+    title: str
+    link: str
+    guid: str | None = None
+    summary: str = ""
+    date: str = "Thu, 26 Nov 2026 09:00:00 +0000"
+    extra: str = ""  # raw XML inside <item>
+
+
+def rss(*items: Item, title: str = "Test feed") -> str:
+    body = "".join(
+        f"<item><title>{escape(i.title)}</title><link>{escape(i.link)}</link>"
+        + (f"<guid isPermaLink=\"false\">{escape(i.guid)}</guid>" if i.guid else "")
+        + f"<description>{escape(i.summary)}</description><pubDate>{i.date}</pubDate>"
+        + f"{i.extra}</item>" for i in items)
+    return ('<?xml version="1.0" encoding="utf-8"?>'
+            '<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel>'
+            f"<title>{escape(title)}</title><link>https://example.com/</link>{body}"
+            "</channel></rss>")
+
+
+@dataclass
+class Site:
+    """A working folder with its digest.toml, subscribers.csv and state."""
+
+    root: Path
+    feeds: list[tuple[str, str]] = field(default_factory=list)  # (name, url)
+    smtp_port: int | None = None
+    extra: str = ""
+
+    @property
+    def config(self) -> Path:
+        return self.root / "digest.toml"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "state" / "digest.db"
+
+    def subscribers(self, text: str) -> Path:
+        path = self.root / "subscribers.csv"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def write(self) -> Path:
+        lines = ['[newsletter]', 'name = "Test Digest"', 'from = "Test Digest <news@example.com>"',
+                 'public_url = "https://news.example.com"']
+        for name, url in self.feeds:
+            lines += ["[[feeds]]", f"name = {name!r}", f"url = {url!r}"]
+        if self.smtp_port is not None:
+            lines += ["[delivery]", 'transport = "smtp"', "[smtp]", 'host = "127.0.0.1"',
+                      f"port = {self.smtp_port}", 'security = "none"', "timeout = 5"]
+        self.config.write_text("\n".join(lines) + "\n" + self.extra, encoding="utf-8")
+        return self.config

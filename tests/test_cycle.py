@@ -1,0 +1,180 @@
+"""One whole digest cycle over real parts: a feed on a loopback HTTP server, SQLite on disk,
+SMTP to a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import mailbox
+from pathlib import Path
+
+from servers import FeedServer, SmtpServer
+from support import Item, Site, digest, rows, rss
+
+from digest.config import bundled
+
+FIRST = (
+    Item("Harbour opens", "https://example.com/harbour", "h1", "<p>Boats <b>return</b>.</p>"),
+    Item("Über die Brücke", "https://example.com/bruecke", "h2", "Eine Geschichte über Brücken."),
+)
+SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob Ray\n"
+
+
+def setup(site: Site, web: FeedServer, smtp: SmtpServer, *items: Item) -> None:
+    web.serve("/feed.xml", rss(*items))
+    site.feeds = [("News", web.url("/feed.xml"))]
+    site.smtp_port = smtp.port
+    site.write()
+    site.subscribers(SUBSCRIBERS)
+
+
+def test_collect_and_send_mail_every_subscriber_one_multipart_message(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    assert digest("collect").exit_code == 0
+    result = digest("send")
+    assert result.exit_code == 0, result.output
+    assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+    for received in smtp.messages:
+        message = received.message
+        assert message.get_content_type() == "multipart/alternative"
+        parts = [part.get_content_type() for part in message.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+        text = message.get_body(("plain",)).get_content()
+        html = message.get_body(("html",)).get_content()
+        for item in FIRST:
+            assert item.title in text and item.link in text
+            assert item.title in html and f'href="{item.link}"' in html
+        assert message["To"].addresses[0].addr_spec == received.rcpt_tos[0]
+        for header in ("From", "Subject", "Date", "Message-ID", "List-Unsubscribe"):
+            assert message[header], header
+        assert "Harbour opens" in message["Subject"]
+    names = {m.message["To"].addresses[0].display_name for m in smtp.messages}
+    assert names == {"Ann", "Bob Ray"}
+    assert rows(site.database, "SELECT status, count(*) FROM deliveries GROUP BY status") == [
+        ("sent", 2)]
+
+
+def test_collect_twice_on_an_unchanged_feed_stores_nothing_new(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    digest("collect")
+    result = digest("collect")
+    assert "collected 0 new articles" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(2,)]
+
+
+def test_second_send_sends_nothing_and_a_new_entry_makes_an_edition_of_its_own(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    digest("collect")
+    digest("send")
+    smtp.clear_messages()
+
+    result = digest("send")
+    assert result.exit_code == 0
+    assert "nothing to send" in result.output
+    assert smtp.messages == []
+    assert rows(site.database, "SELECT count(*) FROM editions") == [(1,)]
+
+    fresh = Item("Lighthouse relit", "https://example.com/lighthouse", "h3", "It shines.")
+    web.serve("/feed.xml", rss(fresh, *FIRST))
+    digest("collect")
+    assert digest("send").exit_code == 0
+    assert len(smtp.messages) == 2
+    html = smtp.messages[0].message.get_body(("html",)).get_content()
+    assert "Lighthouse relit" in html
+    assert "Harbour opens" not in html and "Über die Brücke" not in html
+
+
+def test_relay_down_keeps_deliveries_pending_and_a_later_run_mails_each_once(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    digest("collect")
+    smtp.stop()
+    result = digest("send")
+    assert result.exit_code == 1
+    assert f"cannot reach SMTP relay 127.0.0.1:{smtp.port}" in result.output
+    assert "Traceback" not in result.output
+    # Nothing was sent, and nothing was marked as sent or in doubt.
+    assert set(rows(site.database, "SELECT status FROM deliveries")) <= {("pending",)}
+
+    smtp.start()
+    assert digest("send").exit_code == 0
+    digest("send")
+    assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+
+
+def test_relay_down_when_the_edition_is_first_made_delivers_it_later(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    digest("collect")
+    digest("send")
+    smtp.clear_messages()
+    web.serve("/feed.xml", rss(Item("New", "https://example.com/new", "n"), *FIRST))
+    digest("collect")
+    smtp.reply("MAIL", 451, times=None)  # relay up but deferring everything
+    assert digest("send").exit_code == 1
+    assert rows(site.database, "SELECT count(*) FROM deliveries WHERE status = 'deferred'") == [
+        (2,)]
+    smtp.clear_faults()
+    rows(site.database, "UPDATE deliveries SET next_try = NULL")  # as if the backoff had passed
+    assert digest("send").exit_code == 0
+    assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+
+
+def test_bad_csv_row_is_reported_with_its_line_and_the_rest_are_mailed(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    site.subscribers("email,name\nann@example.com,Ann\nnot-an-address,Nobody\n"
+                     "bob@example.org,Bob\n")
+    digest("collect")
+    result = digest("send")
+    assert "subscribers.csv:3: skipped: not-an-address" in result.output
+    assert set(smtp.recipients()) == {"ann@example.com", "bob@example.org"}
+
+
+def test_an_unreachable_feed_is_named_and_the_others_still_collected(
+        site: Site, web: FeedServer, tmp_path: Path) -> None:
+    web.serve("/good.xml", rss(*FIRST))
+    site.feeds = [("Gone", web.url("/missing.xml")), ("File", str(tmp_path / "absent.xml")),
+                  ("Good", web.url("/good.xml"))]
+    site.write()
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert f"{web.url('/missing.xml')}: HTTP 404" in result.output
+    assert "absent.xml: no such file" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(2,)]
+    assert rows(site.database, "SELECT error_count FROM feeds WHERE name = 'Gone'") == [(1,)]
+
+
+def test_render_writes_the_next_edition_without_recording_it(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    digest("collect")
+    assert digest("render", "--out", "next.html").exit_code == 0
+    assert digest("render", "--out", "next.txt", "--text").exit_code == 0
+    html, text = Path("next.html").read_text(), Path("next.txt").read_text()
+    assert "<!DOCTYPE html>" in html and "Harbour opens" in html
+    assert "Harbour opens" in text and "<" not in text.split("Harbour opens")[1][:40]
+    assert rows(site.database, "SELECT count(*) FROM editions") == [(0,)]
+    assert smtp.messages == []
+
+
+def test_status_shows_feeds_editions_and_delivery_counts(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, *FIRST)
+    digest("collect")
+    digest("send")
+    result = digest("status")
+    assert result.exit_code == 0
+    assert "News" in result.output and "2 sent" in result.output
+    assert "Subscribers: 2 active" in result.output
+
+
+def test_demo_runs_the_whole_cycle_on_embedded_defaults(site: Site) -> None:
+    result = digest("demo")
+    assert result.exit_code == 0, result.output
+    sample = bundled("subscribers.csv").read_text(encoding="utf-8").strip().splitlines()[1:]
+    box = mailbox.Maildir(site.root / "outbox", create=False)
+    assert len(box) == len(sample) > 0
+    assert "Demo done" in result.output and "edition-1.html" in result.output
+    assert (site.root / "state" / "edition-1.html").is_file()
