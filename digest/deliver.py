@@ -24,7 +24,6 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 
-from digest.compose import Letter
 from digest.config import Config, Smtp
 from digest.errors import DigestError
 from digest.records import Delivery, Outcome, Result
@@ -171,10 +170,12 @@ class Tally:
         return sum(self.counts[o.value] for o in (Outcome.DEFERRED, Outcome.FAILED))
 
 
-def run(store: Store, letter: Letter, carrier: Transport, sender: str, destination: str,
+def run(store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
+        carrier: Transport, sender: str, destination: str,
         progress: Callable[[Outcome], None] = lambda outcome: None,
         stop: threading.Event | None = None) -> Tally:
-    """Deliver every due row of the letter's edition through an open transport.
+    """Deliver every due row of an edition through an open transport; `message_for` makes
+    each row's bytes.
 
     `stop` is checked between messages: a transaction in flight is finished and recorded,
     the rest stay pending for the next run.
@@ -182,10 +183,10 @@ def run(store: Store, letter: Letter, carrier: Transport, sender: str, destinati
     envelope = parseaddr(sender)[1]
     counts: Counter[str] = Counter()
     started = time.monotonic()
-    for delivery in store.due(letter.edition.id):
+    for delivery in store.due(edition_id):
         if stop is not None and stop.is_set():
             break
-        message = letter.bytes_for(delivery)
+        message = message_for(delivery)
         store.sending(delivery)
         try:
             result = carrier.send(envelope, delivery.email, message)
@@ -198,7 +199,7 @@ def run(store: Store, letter: Letter, carrier: Transport, sender: str, destinati
                      Outcome.DEFERRED else None)
         counts[result.outcome.value] += 1
         progress(result.outcome)
-    return Tally(letter.edition.id, counts, time.monotonic() - started)
+    return Tally(edition_id, counts, time.monotonic() - started)
 
 
 def _next_try(delivery: Delivery):

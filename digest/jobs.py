@@ -140,8 +140,8 @@ def send(config: Config, store: Store, carrier: Transport, period: str | None = 
                           "the next run will try again", 1) from None
     def deliver_edition(edition: Edition) -> Tally:
         letter = Letter(config, edition, unsubscribe_url)
-        return deliver.run(store, letter, carrier, config.newsletter.sender, destination,
-                           progress, stop)
+        return deliver.run(store, edition.id, letter.bytes_for, carrier,
+                           config.newsletter.sender, destination, progress, stop)
 
     edition, note = None, "stopped before making a new edition"
     try:
