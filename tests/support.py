@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
+import uvicorn
 from click.testing import CliRunner, Result
+from servers import free_port
 
 from digest.cli import main
 
@@ -78,3 +85,23 @@ class Site:
                       f"port = {self.smtp_port}", 'security = "none"', "timeout = 5"]
         self.config.write_text("\n".join(lines) + "\n" + self.extra, encoding="utf-8")
         return self.config
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app served by a real uvicorn server on a free loopback port; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
