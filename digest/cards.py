@@ -13,7 +13,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
 
@@ -28,6 +28,10 @@ _SPACE = re.compile(r"\s+")
 _WORDPRESS = re.compile(r"\s*The post .{1,300}? appeared first on .{1,200}?\.?\s*$", re.DOTALL)
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r"""\b(src|alt|width|height)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
+# Query parameters that say how a reader arrived, not what they read: Google Analytics (utm_*),
+# Facebook, Google Ads, Mailchimp, Microsoft, HubSpot and the RSS plugins of WordPress/Feedburner.
+_TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hs\w+|"
+                       r"ref_src|igshid|yclid)$", re.IGNORECASE)
 # A date this far ahead of the moment we first saw the entry is a feed's mistake, not news.
 FUTURE_SLACK = timedelta(days=1)
 
@@ -49,7 +53,8 @@ def cut(plain: str, limit: int) -> str:
     if len(plain) <= limit:
         return plain
     end = limit
-    while end > 0 and _joins(plain[end]):
+    while end > 0 and (_joins(plain[end]) or plain[end - 1] == "\u200d"
+                       or _pairs(plain, end)):
         end -= 1
     wide = _is_wide(plain[end - 1]) or _is_wide(plain[end])
     space = plain.rfind(" ", 0, end + 1)
@@ -64,6 +69,15 @@ def _joins(char: str) -> bool:
     variation selector), where a cut would break a letter or an emoji."""
     return bool(unicodedata.combining(char)) or char in "\u200d\ufe0e\ufe0f" or (
         unicodedata.category(char) == "Mn")
+
+
+def _pairs(plain: str, end: int) -> bool:
+    """True where `end` falls inside a flag: two regional indicators make one flag, and a
+    lone one shows as a box (Unicode TR 51)."""
+    run = 0
+    while end - run > 0 and "\U0001f1e6" <= plain[end - run - 1] <= "\U0001f1ff":
+        run += 1
+    return run % 2 == 1 and "\U0001f1e6" <= plain[end] <= "\U0001f1ff"
 
 
 def _is_wide(char: str) -> bool:
@@ -82,9 +96,28 @@ def safe_url(url: str | None, base: str | None = None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
-    return url
+    return urlunsplit(parts)
+
+
+def canonical(url: str | None) -> str | None:
+    """The link as two feeds pointing at one story would agree on it: scheme and host in
+    lower case, no default port, no fragment, no tracking parameters."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)
+             if not _TRACKING.match(name)]
+    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
 
 
 def key(entry: Any) -> str:
@@ -170,4 +203,4 @@ def article(entry: Any, base: str, teaser_length: int, seen: datetime) -> Articl
     headline = title(entry, teaser_text)
     return Article(key=key(entry), title=headline, link=link, teaser=teaser_text,
                    image=image(entry, link or base, headline),
-                   published=published(entry, seen))
+                   published=published(entry, seen), canonical=canonical(link))
