@@ -13,7 +13,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
 
@@ -32,6 +32,8 @@ _ATTR = re.compile(r"""\b(src|alt|width|height)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)"
 # Facebook, Google Ads, Mailchimp, Microsoft, HubSpot and the RSS plugins of WordPress/Feedburner.
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hs\w+|"
                        r"ref_src|igshid|yclid)$", re.IGNORECASE)
+# RFC 3986's reserved and unreserved characters, and % for what is already encoded.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 # A date this far ahead of the moment we first saw the entry is a feed's mistake, not news.
 FUTURE_SLACK = timedelta(days=1)
 
@@ -98,7 +100,11 @@ def safe_url(url: str | None, base: str | None = None) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
-    return urlunsplit(parts)
+    # Spaces, quotes and angle brackets are not URL characters: encoded, they cannot end an
+    # attribute or confuse a mail client's link detection.
+    return urlunsplit(parts._replace(path=quote(parts.path, safe=_URL_SAFE),
+                                     query=quote(parts.query, safe=_URL_SAFE),
+                                     fragment=quote(parts.fragment, safe=_URL_SAFE)))
 
 
 def canonical(url: str | None) -> str | None:

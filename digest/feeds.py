@@ -237,7 +237,11 @@ def parse(fetched: Fetched) -> Parsed:
             return Parsed(jsonfeed.entries(fetched.body), None)
         except jsonfeed.NotJsonFeed as error:
             raise FeedError(f"not a feed: {error}") from None
-    headers = {**fetched.headers, "content-location": fetched.url}
+    # No Content-Location: feedparser would resolve relative guids against it, and an entry's
+    # key would change whenever the feed moves. cards.py resolves links and images against
+    # the final URL itself; xml:base, part of the feed, still applies.
+    headers = {key: value for key, value in fetched.headers.items()
+               if key.lower() != "content-location"}
     result = feedparser.parse(io.BytesIO(fetched.body), response_headers=headers)
     problem = str(result.get("bozo_exception", "")) if result.get("bozo") else None
     if not result.get("version") and not result.entries:
