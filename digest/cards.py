@@ -68,9 +68,9 @@ def cut(plain: str, limit: int) -> str:
 
 def _joins(char: str) -> bool:
     """True for a character that belongs to the one before it (combining mark, joiner,
-    variation selector), where a cut would break a letter or an emoji."""
+    variation selector, skin tone), where a cut would break a letter or an emoji."""
     return bool(unicodedata.combining(char)) or char in "\u200d\ufe0e\ufe0f" or (
-        unicodedata.category(char) == "Mn")
+        unicodedata.category(char) in ("Mn", "Me")) or "\U0001f3fb" <= char <= "\U0001f3ff"
 
 
 def _pairs(plain: str, end: int) -> bool:
