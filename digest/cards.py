@@ -126,13 +126,19 @@ def canonical(url: str | None) -> str | None:
     return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
 
 
+def _own(entry: Any, name: str) -> Any:
+    """The entry's own value, without feedparser 6's deprecated stand-in of `published` for a
+    missing `updated` (which warns on every read)."""
+    return dict.get(entry, name) or ""
+
+
 def key(entry: Any) -> str:
     """The entry's identity across runs: its id, else its link, else a hash of title, raw date
     and link. Never a hash of sanitised content: sanitisers change, and so would the key."""
     identity = entry.get("id") or entry.get("link")
     if identity:
         return identity
-    raw = "\n".join((entry.get("title", ""), entry.get("published", "") or entry.get("updated", ""),
+    raw = "\n".join((entry.get("title", ""), _own(entry, "published") or _own(entry, "updated"),
                      entry.get("link", "")))
     return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -195,7 +201,7 @@ def image(entry: Any, base: str | None, alt: str) -> Image | None:
 def published(entry: Any, seen: datetime) -> datetime | None:
     """published, else updated; a date far in the future is the feed's mistake and becomes the
     moment we first saw the entry."""
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    parsed = _own(entry, "published_parsed") or _own(entry, "updated_parsed")
     if not parsed:
         return None
     moment = datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises to UTC
