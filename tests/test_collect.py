@@ -3,10 +3,13 @@ feed's back catalogue; and that none of it mails anyone twice."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from servers import FeedServer
 from support import Item, Site, digest, rows, rss
+
+from digest.config import Collect
 
 SUBSCRIBERS = "email,name\nann@example.com,Ann\n"
 
@@ -123,3 +126,17 @@ def test_a_feed_moving_keeps_its_entries_identity(site: Site, web: FeedServer) -
     web.redirect("/feed.xml", "/v2/feed.xml", status=301)
     assert "collected 0 new articles" in digest("collect").output
     assert rows(site.database, "SELECT key FROM articles ORDER BY key") == [("1",), ("2",)]
+
+
+def test_the_example_config_documents_every_collect_key() -> None:
+    example = (Path(__file__).parents[1] / "digest.example.toml").read_text()
+    assert "[collect]" in example
+    for item in dataclasses.fields(Collect):
+        assert f"\n{item.name} =" in example, f"collect.{item.name} undocumented"
+
+
+def test_collect_limits_below_one_are_refused(site: Site) -> None:
+    site_with(site, extra="[collect]\nper_host = 0\n")
+    result = digest("collect")
+    assert result.exit_code == 2
+    assert "collect.per_host must be at least 1" in result.output
