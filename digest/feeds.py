@@ -74,6 +74,7 @@ class Request:
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    feed: str = ""  # the caller's name for the feed: its configured URL
 
 
 def user_agent(public_url: str) -> str:
@@ -159,6 +160,8 @@ def fetch(http: httpx.Client, url: str, etag: str | None = None,
                 status = response.status_code
                 if status in PERMANENT + TEMPORARY and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
+                    if not _is_http(url):
+                        raise FeedError(f"HTTP {status} redirects to {url!r}, not http(s)")
                     permanent = permanent and status in PERMANENT
                     moved = url if permanent else None
                     continue
@@ -178,6 +181,8 @@ def fetch(http: httpx.Client, url: str, etag: str | None = None,
         raise FeedError(f"timed out (no answer within {settings.timeout:g}s)") from None
     except httpx.HTTPError as error:
         raise FeedError(str(error) or type(error).__name__) from None
+    except (httpx.InvalidURL, ValueError) as error:  # a malformed URL, configured or redirected
+        raise FeedError(f"invalid URL {url!r}: {error}") from None
 
 
 def _refuse(response: httpx.Response) -> None:

@@ -61,13 +61,11 @@ def collect(config: Config, store: Store) -> Collected:
     seen = now()
     states = {feed.url: (feed, store.feed(feed.url, feed.title)) for feed in config.feeds}
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
-    due = {state.fetch_url: (feed, state) for url, (feed, state) in states.items()
-           if reports[url] is None}
-    requests = [feeds.Request(url, state.etag, state.last_modified)
-                for url, (_, state) in due.items()]
+    requests = [feeds.Request(state.fetch_url, state.etag, state.last_modified, url)
+                for url, (_, state) in states.items() if reports[url] is None]
     with feeds.client(config.newsletter.public_url, config.collect) as http:
         for request, outcome in feeds.fetch_all(http, requests, config.collect):
-            feed, state = due[request.url]
+            feed, state = states[request.feed]
             reports[feed.url] = _take(config, store, feed, state, outcome)
     return Collected(tuple(report for report in reports.values() if report is not None))
 

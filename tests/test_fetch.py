@@ -306,3 +306,32 @@ def test_feeds_are_fetched_concurrently_but_at_most_two_per_host(site: Site) -> 
     assert "collected 8 new articles" in result.output
     assert tally["max 127.0.0.1"] == tally["max 127.0.0.2"] == 2
     assert tally["max all"] == 3
+
+
+def test_a_redirect_away_from_http_is_refused(site: Site, web: FeedServer) -> None:
+    web.redirect("/feed.xml", "file:///etc/passwd", status=301)
+    configure(site, ("News", web.url("/feed.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert "HTTP 301 redirects to 'file:///etc/passwd', not http(s)" in result.output
+    assert status("News")["moved_to"] is None
+
+
+def test_a_malformed_url_is_an_error_of_that_feed_alone(site: Site, web: FeedServer) -> None:
+    web.serve("/good.xml", rss(A))
+    configure(site, ("Broken", "http://[::1/feed.xml"), ("Good", web.url("/good.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert "http://[::1/feed.xml: invalid URL" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(1,)]
+
+
+def test_a_tls_failure_is_recorded_on_the_feed(site: Site, web: FeedServer) -> None:
+    # The server speaks plain HTTP: the TLS handshake fails.
+    web.serve("/feed.xml", rss(A))
+    url = web.url("/feed.xml").replace("http://", "https://")
+    configure(site, ("Secure", url))
+    result = digest("collect")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"feed failed: {url}: " in result.output
+    assert status("Secure")["error_count"] == 1
