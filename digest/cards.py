@@ -26,6 +26,8 @@ _BLOCK = re.compile(r"<(?=/?(?:p|br|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|sect
 _SPACE = re.compile(r"\s+")
 # WordPress appends this to every excerpt in its feeds.
 _WORDPRESS = re.compile(r"\s*The post .{1,300}? appeared first on .{1,200}?\.?\s*$", re.DOTALL)
+# ... and ends excerpts with "[…]" (the_excerpt's excerpt_more), which reads as junk in a card.
+_MORE = re.compile(r"\s*\[(?:…|\.\.\.)\]\s*$")
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r"""\b(src|alt|width|height)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
 # Query parameters that say how a reader arrived, not what they read: Google Analytics (utm_*),
@@ -147,7 +149,7 @@ def teaser(entry: Any, limit: int) -> str:
     markup = entry.get("summary") or ""
     if not markup and entry.get("content"):
         markup = entry["content"][0].get("value", "")
-    return cut(_WORDPRESS.sub("", text(markup)), limit)
+    return cut(_MORE.sub("", _WORDPRESS.sub("", text(markup))), limit)
 
 
 def title(entry: Any, teaser_text: str) -> str:

@@ -155,7 +155,7 @@ FIXTURES = [
         f"<content:encoded><![CDATA[{HOSTILE}]]></content:encoded></item>")),
     Fixture("wordpress", rss(
         "<item><title>WP post</title><link>https://blog.example.com/wp</link><guid>wp</guid>"
-        "<description><![CDATA[<p>Real words here.</p>"
+        "<description><![CDATA[<p>Real words here. [&#8230;]</p>"
         '<p>The post <a href="https://blog.example.com/wp">WP post</a> appeared first on '
         '<a href="https://blog.example.com">Example Blog</a>.</p>]]></description></item>'
         "<item><title></title><link>https://blog.example.com/untitled</link><guid>wp2</guid>"
