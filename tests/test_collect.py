@@ -80,6 +80,19 @@ def test_a_new_feed_mails_only_its_newest_entries(site: Site, web: FeedServer) -
     assert rows(site.database, "SELECT count(*) FROM articles WHERE eligible") == [(7,)]
 
 
+def test_the_guard_waits_for_a_new_feeds_first_successful_read(
+        site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", "down", status=500, content_type="text/plain")
+    site_with(site, ("News", web.url("/feed.xml")), extra="[collect]\nfirst_run = 2\n")
+    digest("collect")
+    web.serve("/feed.xml", rss(*(Item(f"Story {n}", f"https://example.com/{n}", f"s{n}")
+                                 for n in range(6))))
+    digest("collect")
+    # All dated alike: the feed's own order (newest first) decides.
+    assert rows(site.database, "SELECT title FROM articles WHERE eligible ORDER BY id") == [
+        ("Story 0",), ("Story 1",)]
+
+
 def test_a_changed_entry_updates_its_card_until_it_is_mailed(site: Site, web: FeedServer) -> None:
     web.serve("/feed.xml", rss(Item("Draft headline", "https://example.com/x", "x", "First.")))
     site_with(site, ("News", web.url("/feed.xml")))
