@@ -134,9 +134,9 @@ def unique(articles: list[Article]) -> list[Article]:
 
 
 def back_catalogue(articles: list[Article], newest: int) -> frozenset[str]:
-    """The keys of a new feed's entries beyond its `newest` latest (0: none): stored as seen,
-    never mailed, so adding a feed with 500 old entries does not flood anyone. Undated
-    entries keep their place in the feed, which lists the latest first."""
+    """The keys of a new feed's entries beyond its `newest` latest (0: mute none): stored as
+    seen, never mailed, so adding a feed with 500 old entries does not flood anyone. Undated
+    entries rank after dated ones; entries dated alike keep the feed's order, latest first."""
     if newest <= 0:
         return frozenset()
     ranked = sorted(articles, key=lambda article: article.published or _FAR_PAST, reverse=True)
