@@ -13,7 +13,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
 
@@ -26,8 +26,16 @@ _BLOCK = re.compile(r"<(?=/?(?:p|br|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|sect
 _SPACE = re.compile(r"\s+")
 # WordPress appends this to every excerpt in its feeds.
 _WORDPRESS = re.compile(r"\s*The post .{1,300}? appeared first on .{1,200}?\.?\s*$", re.DOTALL)
+# ... and ends excerpts with "[…]" (the_excerpt's excerpt_more), which reads as junk in a card.
+_MORE = re.compile(r"\s*\[(?:…|\.\.\.)\]\s*$")
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r"""\b(src|alt|width|height)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
+# Query parameters that say how a reader arrived, not what they read: Google Analytics (utm_*),
+# Facebook, Google Ads, Mailchimp, Microsoft, HubSpot and the RSS plugins of WordPress/Feedburner.
+_TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hs\w+|"
+                       r"ref_src|igshid|yclid)$", re.IGNORECASE)
+# RFC 3986's reserved and unreserved characters, and % for what is already encoded.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 # A date this far ahead of the moment we first saw the entry is a feed's mistake, not news.
 FUTURE_SLACK = timedelta(days=1)
 
@@ -49,7 +57,8 @@ def cut(plain: str, limit: int) -> str:
     if len(plain) <= limit:
         return plain
     end = limit
-    while end > 0 and _joins(plain[end]):
+    while end > 0 and (_joins(plain[end]) or plain[end - 1] == "\u200d"
+                       or _pairs(plain, end)):
         end -= 1
     wide = _is_wide(plain[end - 1]) or _is_wide(plain[end])
     space = plain.rfind(" ", 0, end + 1)
@@ -61,9 +70,18 @@ def cut(plain: str, limit: int) -> str:
 
 def _joins(char: str) -> bool:
     """True for a character that belongs to the one before it (combining mark, joiner,
-    variation selector), where a cut would break a letter or an emoji."""
+    variation selector, skin tone), where a cut would break a letter or an emoji."""
     return bool(unicodedata.combining(char)) or char in "\u200d\ufe0e\ufe0f" or (
-        unicodedata.category(char) == "Mn")
+        unicodedata.category(char) in ("Mn", "Me")) or "\U0001f3fb" <= char <= "\U0001f3ff"
+
+
+def _pairs(plain: str, end: int) -> bool:
+    """True where `end` falls inside a flag: two regional indicators make one flag, and a
+    lone one shows as a box (Unicode TR 51)."""
+    run = 0
+    while end - run > 0 and "\U0001f1e6" <= plain[end - run - 1] <= "\U0001f1ff":
+        run += 1
+    return run % 2 == 1 and "\U0001f1e6" <= plain[end] <= "\U0001f1ff"
 
 
 def _is_wide(char: str) -> bool:
@@ -82,9 +100,38 @@ def safe_url(url: str | None, base: str | None = None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
-    return url
+    # Spaces, quotes and angle brackets are not URL characters: encoded, they cannot end an
+    # attribute or confuse a mail client's link detection.
+    return urlunsplit(parts._replace(path=quote(parts.path, safe=_URL_SAFE),
+                                     query=quote(parts.query, safe=_URL_SAFE),
+                                     fragment=quote(parts.fragment, safe=_URL_SAFE)))
+
+
+def canonical(url: str | None) -> str | None:
+    """The link as two feeds pointing at one story would agree on it: scheme and host in
+    lower case, no default port, no fragment, no tracking parameters."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)
+             if not _TRACKING.match(name)]
+    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
+
+
+def _own(entry: Any, name: str) -> Any:
+    """The entry's own value, without feedparser 6's deprecated stand-in of `published` for a
+    missing `updated` (which warns on every read)."""
+    return dict.get(entry, name) or ""
 
 
 def key(entry: Any) -> str:
@@ -93,7 +140,7 @@ def key(entry: Any) -> str:
     identity = entry.get("id") or entry.get("link")
     if identity:
         return identity
-    raw = "\n".join((entry.get("title", ""), entry.get("published", "") or entry.get("updated", ""),
+    raw = "\n".join((entry.get("title", ""), _own(entry, "published") or _own(entry, "updated"),
                      entry.get("link", "")))
     return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -102,7 +149,7 @@ def teaser(entry: Any, limit: int) -> str:
     markup = entry.get("summary") or ""
     if not markup and entry.get("content"):
         markup = entry["content"][0].get("value", "")
-    return cut(_WORDPRESS.sub("", text(markup)), limit)
+    return cut(_MORE.sub("", _WORDPRESS.sub("", text(markup))), limit)
 
 
 def title(entry: Any, teaser_text: str) -> str:
@@ -156,7 +203,7 @@ def image(entry: Any, base: str | None, alt: str) -> Image | None:
 def published(entry: Any, seen: datetime) -> datetime | None:
     """published, else updated; a date far in the future is the feed's mistake and becomes the
     moment we first saw the entry."""
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    parsed = _own(entry, "published_parsed") or _own(entry, "updated_parsed")
     if not parsed:
         return None
     moment = datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises to UTC
@@ -170,4 +217,4 @@ def article(entry: Any, base: str, teaser_length: int, seen: datetime) -> Articl
     headline = title(entry, teaser_text)
     return Article(key=key(entry), title=headline, link=link, teaser=teaser_text,
                    image=image(entry, link or base, headline),
-                   published=published(entry, seen))
+                   published=published(entry, seen), canonical=canonical(link))

@@ -27,7 +27,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome
 from digest.sink import Sink
-from digest.store import Store
+from digest.store import FeedState, Store, now
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -92,6 +92,8 @@ def _progress(label: str) -> Iterator[Callable[[Outcome], None]]:
 def _report_collect(collected: jobs.Collected) -> None:
     for feed in collected.failed:
         console.print(f"[yellow]feed failed:[/yellow] {feed.url}: {feed.error}")
+    for feed in collected.skipped:
+        console.print(f"[yellow]feed skipped:[/yellow] {feed.url}: {feed.skipped}")
     console.print(f"collected {collected.new} new articles from {len(collected.feeds)} feeds"
                   + (f", {len(collected.failed)} failed" if collected.failed else ""))
 
@@ -161,7 +163,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "feeds": [{"url": f.url, "name": f.name, "articles": f.articles,
                    "last_ok": f.last_ok and f.last_ok.isoformat(), "last_error": f.last_error,
                    "error_count": f.error_count,
-                   "error_since": f.error_since and f.error_since.isoformat()} for f in feeds],
+                   "error_since": f.error_since and f.error_since.isoformat(),
+                   **_feed_health(f)} for f in feeds],
         "editions": [{"id": e.id, "period": e.period, "created_at": e.created_at.isoformat(),
                       "subject": e.subject, "articles": e.articles, "deliveries": e.counts}
                      for e in editions],
@@ -172,12 +175,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
         out.print_json(json.dumps(report))
         return
     table = Table(title="Feeds", title_justify="left")
-    for column in ("feed", "articles", "last success", "last error", "failures"):
+    for column in ("feed", "articles", "last success", "last error", "failures", "since",
+                   "state"):
         table.add_column(column)
     for f in feeds:
         table.add_row(f.name, str(f.articles), _when(f.last_ok), f.last_error or "",
-                      str(f.error_count) if f.error_count else "")
+                      str(f.error_count) if f.error_count else "",
+                      _when(f.error_since) if f.error_count else "",
+                      "; ".join(word for word, _ in _feed_notes(f)) or "ok")
     out.print(table)
+    for f in feeds:
+        for _, note in _feed_notes(f):
+            out.print(f"{f.name} ({f.url}): {note}")
     table = Table(title="Editions", title_justify="left")
     for column in ("id", "created", "articles", "deliveries", "subject"):
         table.add_column(column)
@@ -189,8 +198,42 @@ def status(ctx: click.Context, as_json: bool) -> None:
               + (f", {len(roster.problems)} rows rejected" if roster.problems else ""))
 
 
+def _feed_health(feed: FeedState) -> dict[str, Any]:
+    return {"moved_to": feed.moved_to,
+            "disabled_at": feed.disabled_at and feed.disabled_at.isoformat(),
+            "retry_after": feed.retry_after and feed.retry_after.isoformat()}
+
+
+def _feed_notes(feed: FeedState) -> list[tuple[str, str]]:
+    """What an operator should know beyond the counts, as (word for the table, sentence)."""
+    notes = []
+    if feed.disabled_at:
+        notes.append(("disabled", f"disabled: gone since {_when(feed.disabled_at)} "
+                                  f"(`digest enable {feed.url}` once it is back)"))
+    if feed.retry_after and feed.retry_after > now():
+        notes.append(("waiting", f"waiting until {_when(feed.retry_after)}, as its server "
+                                 "asked"))
+    if feed.moved_to:
+        notes.append(("moved", f"moved to {feed.moved_to} (fetched from there; update the "
+                               "configuration)"))
+    return notes
+
+
 def _when(moment: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
+
+
+@main.command()
+@click.argument("url")
+@click.pass_context
+def enable(ctx: click.Context, url: str) -> None:
+    """Fetch a feed disabled after a 410 Gone again, from its configured URL."""
+    config = _config(ctx)
+    with _store(config) as store:
+        if not store.feed_enabled(url):
+            raise DigestError(f"{url}: no such feed in {config.paths.database} (give its URL "
+                              "as configured)")
+    console.print(f"{url}: enabled; the next collect fetches it")
 
 
 @main.command()

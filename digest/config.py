@@ -84,6 +84,16 @@ class Feed:
 
 
 @dataclass(frozen=True)
+class Collect:
+    concurrency: int = 8  # feeds fetched at once
+    per_host: int = 2  # of those, at most this many from one host: be a polite client
+    max_bytes: int = 10 * 1024 * 1024  # a feed larger than this is refused, not read to the end
+    timeout: float = 30  # seconds to connect, and to wait for each piece of the response
+    deadline: float = 120  # seconds for a whole fetch, against servers that drip bytes
+    first_run: int = 5  # a new feed's newest entries that may be mailed; 0 = all of them
+
+
+@dataclass(frozen=True)
 class Schedule:
     collect: str = "*/30 * * * *"
     send: str = "0 7 * * *"
@@ -123,6 +133,7 @@ class Config:
     newsletter: Newsletter = Newsletter()
     feeds: tuple[Feed, ...] = (Feed(url=str(SAMPLE_FEED), name="Sample"),)
     schedule: Schedule = Schedule()
+    collect: Collect = Collect()
     delivery: Delivery = Delivery()
     smtp: Smtp = Smtp()
     paths: Paths = Paths()
@@ -190,6 +201,9 @@ def _check(config: Config, where: str) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         raise DigestError(f"{where}: newsletter.timezone {config.newsletter.timezone!r} "
                           "is not a known time zone") from None
+    for key in ("concurrency", "per_host", "max_bytes"):
+        if getattr(config.collect, key) < 1:
+            raise DigestError(f"{where}: collect.{key} must be at least 1")
     if not config.feeds:
         raise DigestError(f"{where}: no feeds configured")
     for number, feed in enumerate(config.feeds, 1):

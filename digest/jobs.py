@@ -1,6 +1,7 @@
 """The two jobs, composed from the stages.
 
-    collect:  feeds in the config | fetch | parse | cards | store entries, then the validators
+    collect:  feeds due | fetch (concurrent, polite) | parse one at a time | cards
+              | store entries, then the validators
     send:     finish unfinished editions | claim unmailed articles | render once
               | store edition + ledger | deliver
 
@@ -14,16 +15,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, replace
+from datetime import UTC, datetime
 
 from digest import cards, deliver, feeds, subscribers, tokens
 from digest.compose import Composer, Letter, Rendered
-from digest.config import Config
+from digest.config import Config, Feed
 from digest.deliver import Tally, Transport
 from digest.errors import DigestError
-from digest.records import Card, Edition, Outcome, Subscriber
-from digest.store import Store, now
+from digest.records import Article, Card, Edition, Outcome, Subscriber
+from digest.store import FeedState, Store, now
 
 log = logging.getLogger("digest")
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class FeedReport:
     name: str
     new: int = 0
     error: str | None = None
+    skipped: str | None = None  # why the feed was not fetched this time (gone, asked to wait)
 
 
 @dataclass(frozen=True)
@@ -46,23 +50,63 @@ class Collected:
     def failed(self) -> list[FeedReport]:
         return [feed for feed in self.feeds if feed.error]
 
+    @property
+    def skipped(self) -> list[FeedReport]:
+        return [feed for feed in self.feeds if feed.skipped]
+
 
 def collect(config: Config, store: Store) -> Collected:
-    reports = []
-    with feeds.client(config.newsletter.public_url) as http:
-        for feed in config.feeds:
-            reports.append(_collect_one(config, store, http, feed.url, feed.title))
-    return Collected(tuple(reports))
-
-
-def _collect_one(config: Config, store: Store, http, url: str, name: str) -> FeedReport:
-    state = store.feed(url, name)
+    """feeds due | fetch (threads, bounded per host) | parse, one at a time | cards | store
+    entries, then the feed's validators. SQLite is written from this thread only."""
     seen = now()
+    states = {feed.url: (feed, store.feed(feed.url, feed.title)) for feed in config.feeds}
+    reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
+    requests = [feeds.Request(state.fetch_url, state.etag, state.last_modified, url)
+                for url, (_, state) in states.items() if reports[url] is None]
+    with feeds.client(config.newsletter.public_url, config.collect) as http:
+        for request, outcome in feeds.fetch_all(http, requests, config.collect):
+            feed, state = states[request.feed]
+            reports[feed.url] = _take(config, store, feed, state, outcome)
+    return Collected(tuple(report for report in reports.values() if report is not None))
+
+
+def _not_due(feed: Feed, state: FeedState, at: datetime) -> FeedReport | None:
+    """A report for a feed that is not to be fetched now, or None to fetch it."""
+    if state.disabled_at:
+        why = (f"gone (HTTP 410) since {state.disabled_at:%Y-%m-%d}; remove it from the "
+               f"configuration, or `digest enable {feed.url}` if it is back")
+        log.warning("feed %s skipped: %s", feed.url, why)
+        return FeedReport(feed.url, feed.title, skipped=why)
+    if state.retry_after and state.retry_after > at:
+        why = f"its server asked us to wait until {state.retry_after:%Y-%m-%d %H:%M} UTC"
+        log.info("feed %s skipped: %s", feed.url, why)
+        return FeedReport(feed.url, feed.title, skipped=why)
+    return None
+
+
+def _take(config: Config, store: Store, feed: Feed, state: FeedState,
+          outcome: feeds.Fetched | feeds.FeedError) -> FeedReport:
+    """Record one feed's fetch: its entries, then its health."""
+    url, name, seen = feed.url, feed.title, now()
+    if isinstance(outcome, feeds.Gone):
+        store.feed_disabled(state.id, str(outcome), seen)
+        log.warning("feed %s: %s: the feed is gone and will not be fetched again", url, outcome)
+        return FeedReport(url, name, error=f"{outcome}: disabled")
+    if isinstance(outcome, feeds.FeedError):
+        store.feed_failed(state.id, str(outcome), seen, outcome.retry_after)
+        log.warning("feed %s: %s", url, outcome)
+        return FeedReport(url, name, error=str(outcome))
+    fetched = outcome
+    if fetched.moved and fetched.moved != state.moved_to:
+        store.feed_moved(state.id, fetched.moved)
+        log.warning("feed %s moved permanently to %s: fetching it from there from now on "
+                    "(update the configuration)", url, fetched.moved)
+    if fetched.body is None:
+        # A 304 need not repeat the validators; the stored ones still hold.
+        store.feed_ok(state.id, fetched.etag or state.etag,
+                      fetched.last_modified or state.last_modified, seen)
+        return FeedReport(url, name)
     try:
-        fetched = feeds.fetch(http, url, state.etag, state.last_modified)
-        if fetched.body is None:
-            store.feed_ok(state.id, state.etag, state.last_modified, seen)
-            return FeedReport(url, name)
         parsed = feeds.parse(fetched)
     except feeds.FeedError as error:
         store.feed_failed(state.id, str(error), seen)
@@ -70,12 +114,33 @@ def _collect_one(config: Config, store: Store, http, url: str, name: str) -> Fee
         return FeedReport(url, name, error=str(error))
     if parsed.problem:
         log.info("feed %s is not well-formed, kept what could be read: %s", url, parsed.problem)
-    articles = [cards.article(entry, fetched.url, config.newsletter.teaser_length, seen)
-                for entry in parsed.entries]
-    new = store.save_articles(state.id, articles, seen)
+    articles = unique([cards.article(entry, fetched.url, config.newsletter.teaser_length, seen)
+                       for entry in parsed.entries])
+    first_run = state.last_ok is None and state.articles == 0
+    muted = back_catalogue(articles, config.collect.first_run) if first_run else frozenset()
+    new = store.save_articles(state.id, articles, seen, muted)
     # Only now that the entries are committed: a crash before this costs a refetch, not mail.
     store.feed_ok(state.id, fetched.etag, fetched.last_modified, seen)
     return FeedReport(url, name, new)
+
+
+def unique(articles: list[Article]) -> list[Article]:
+    """One article per key, the first the feed lists: feeds that repeat a guid mean one entry,
+    and the first is the one they show on top."""
+    found: dict[str, Article] = {}
+    for article in articles:
+        found.setdefault(article.key, article)
+    return list(found.values())
+
+
+def back_catalogue(articles: list[Article], newest: int) -> frozenset[str]:
+    """The keys of a new feed's entries beyond its `newest` latest (0: mute none): stored as
+    seen, never mailed, so adding a feed with 500 old entries does not flood anyone. Undated
+    entries rank after dated ones; entries dated alike keep the feed's order, latest first."""
+    if newest <= 0:
+        return frozenset()
+    ranked = sorted(articles, key=lambda article: article.published or _FAR_PAST, reverse=True)
+    return frozenset(article.key for article in ranked[newest:])
 
 
 @dataclass(frozen=True)

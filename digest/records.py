@@ -29,6 +29,9 @@ class Article:
     teaser: str  # plain text, already cut, ends with "…" when cut
     image: Image | None
     published: datetime | None  # None when the feed gave no usable date
+    # The link with case, fragment and tracking parameters normalised away: the same story
+    # reached through two feeds has one canonical link, and goes into an edition once.
+    canonical: str | None = None
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,16 @@ MIGRATIONS = (
         source TEXT NOT NULL DEFAULT ''
     );
     """,
+    # Feed collection that survives the real web: where a feed moved to (301/308), whether it
+    # is gone (410), when its server allows the next request (429/503 Retry-After); and each
+    # article's canonical link, so one story linked from two feeds is mailed once.
+    """
+    ALTER TABLE feeds ADD COLUMN moved_to TEXT;
+    ALTER TABLE feeds ADD COLUMN disabled_at TEXT;
+    ALTER TABLE feeds ADD COLUMN retry_after TEXT;
+    ALTER TABLE articles ADD COLUMN canonical TEXT;
+    CREATE INDEX articles_canonical ON articles (canonical);
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -116,6 +126,13 @@ class FeedState:
     error_count: int
     error_since: datetime | None
     articles: int
+    moved_to: str | None = None  # where a 301/308 said the feed now lives; fetched from there
+    disabled_at: datetime | None = None  # when the server said 410 Gone; no longer fetched
+    retry_after: datetime | None = None  # the server asked us not to come back before this
+
+    @property
+    def fetch_url(self) -> str:
+        return self.moved_to or self.url
 
 
 @dataclass(frozen=True)
@@ -172,21 +189,26 @@ class Store:
         """The feed's state, creating its row on first sight."""
         self.db.execute("INSERT INTO feeds (url, name) VALUES (?, ?) "
                         "ON CONFLICT (url) DO UPDATE SET name = excluded.name", (url, name))
-        return next(state for state in self.feeds() if state.url == url)
+        return self.feeds(url)[0]
 
-    def feeds(self) -> list[FeedState]:
+    def feeds(self, url: str | None = None) -> list[FeedState]:
+        """Every feed's state, or the one feed at `url`."""
         rows = self.db.execute(
             "SELECT feeds.*, (SELECT count(*) FROM articles WHERE feed_id = feeds.id) AS n "
-            "FROM feeds ORDER BY id")
+            "FROM feeds WHERE ? IS NULL OR url = ? ORDER BY id", (url, url))
         return [FeedState(row["id"], row["url"], row["name"], row["etag"], row["last_modified"],
                           _moment(row["last_ok"]), row["last_error"], row["error_count"],
-                          _moment(row["error_since"]), row["n"]) for row in rows]
+                          _moment(row["error_since"]), row["n"], row["moved_to"],
+                          _moment(row["disabled_at"]), _moment(row["retry_after"]))
+                for row in rows]
 
-    def save_articles(self, feed_id: int, articles: Iterable[Article], seen: datetime) -> int:
+    def save_articles(self, feed_id: int, articles: Iterable[Article], seen: datetime,
+                      muted: frozenset[str] = frozenset()) -> int:
         """Store new entries and refresh changed ones that no edition has carried yet.
 
         Returns how many were new. An entry that was already mailed keeps its row untouched:
-        an edit must never make it go out twice.
+        an edit must never make it go out twice. New entries whose key is in `muted` are
+        stored as seen but never to be mailed (a new feed's back catalogue).
         """
         new = 0
         with self.transaction() as db:
@@ -195,20 +217,21 @@ class Store:
                 values = (article.title, article.link, article.teaser,
                           image.url if image else None, image.width if image else None,
                           image.height if image else None, image.alt if image else None,
-                          _iso(article.published))
+                          _iso(article.published), article.canonical)
                 cursor = db.execute(
                     "UPDATE articles SET title = ?, link = ?, teaser = ?, image_url = ?, "
-                    "image_width = ?, image_height = ?, image_alt = ?, published = ? "
-                    "WHERE feed_id = ? AND key = ? AND id NOT IN "
+                    "image_width = ?, image_height = ?, image_alt = ?, published = ?, "
+                    "canonical = ? WHERE feed_id = ? AND key = ? AND id NOT IN "
                     "(SELECT article_id FROM edition_articles)",
                     (*values, feed_id, article.key))
                 if cursor.rowcount:
                     continue
                 cursor = db.execute(
                     "INSERT INTO articles (title, link, teaser, image_url, image_width, "
-                    "image_height, image_alt, published, feed_id, key, collected_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (*values, feed_id, article.key, _iso(seen)))
+                    "image_height, image_alt, published, canonical, feed_id, key, collected_at, "
+                    "eligible) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (*values, feed_id, article.key, _iso(seen), article.key not in muted))
                 new += cursor.rowcount
         return new
 
@@ -217,13 +240,32 @@ class Store:
         """Called only after the feed's entries are committed: a crash before this line costs
         a refetch, never an article."""
         self.db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_ok = ?, "
-                        "last_error = NULL, error_count = 0, error_since = NULL WHERE id = ?",
-                        (etag, last_modified, _iso(at), feed_id))
+                        "last_error = NULL, error_count = 0, error_since = NULL, "
+                        "retry_after = NULL WHERE id = ?", (etag, last_modified, _iso(at), feed_id))
 
-    def feed_failed(self, feed_id: int, message: str, at: datetime) -> None:
+    def feed_failed(self, feed_id: int, message: str, at: datetime,
+                    retry_after: datetime | None = None) -> None:
         self.db.execute("UPDATE feeds SET last_error = ?, error_count = error_count + 1, "
-                        "error_since = coalesce(error_since, ?) WHERE id = ?",
-                        (message, _iso(at), feed_id))
+                        "error_since = coalesce(error_since, ?), retry_after = ? WHERE id = ?",
+                        (message, _iso(at), _iso(retry_after), feed_id))
+
+    def feed_moved(self, feed_id: int, url: str) -> None:
+        """A permanent redirect: fetch from `url` from now on (the configured URL stays the
+        feed's identity, so its articles and history stay with it)."""
+        self.db.execute("UPDATE feeds SET moved_to = ? WHERE id = ?", (url, feed_id))
+
+    def feed_disabled(self, feed_id: int, message: str, at: datetime) -> None:
+        self.db.execute("UPDATE feeds SET disabled_at = ?, last_error = ?, "
+                        "error_count = error_count + 1, error_since = coalesce(error_since, ?) "
+                        "WHERE id = ?", (_iso(at), message, _iso(at), feed_id))
+
+    def feed_enabled(self, url: str) -> bool:
+        """Fetch a disabled feed again, from its configured URL. False if there is no such
+        feed."""
+        return bool(self.db.execute(
+            "UPDATE feeds SET disabled_at = NULL, moved_to = NULL, retry_after = NULL, "
+            "error_count = 0, error_since = NULL, last_error = NULL WHERE url = ?",
+            (url,)).rowcount)
 
     # -- editions ------------------------------------------------------------------------------
 
@@ -244,6 +286,13 @@ class Store:
         rows.sort(key=lambda row: (order[row["feed_url"]],
                                    -_moment(row["published"] or row["collected_at"]).timestamp(),
                                    row["id"]))
+        mailed: dict[str, set[int]] = {}
+        for canonical, feed_id in self.db.execute(
+                "SELECT DISTINCT articles.canonical, articles.feed_id FROM articles JOIN "
+                "edition_articles ON edition_articles.article_id = articles.id "
+                "WHERE cadence = ? AND canonical IS NOT NULL", (cadence,)):
+            mailed.setdefault(canonical, set()).add(feed_id)
+        rows = _once(rows, mailed)
         return [_card(row) for row in rows[:limit]], len(rows)
 
     def create_edition(self, period: str, render: Callable[[int], tuple[str, str, str]],
@@ -271,6 +320,17 @@ class Store:
                 "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
                 "VALUES (?, ?, ?, ?)",
                 [(edition_id, card.id, cadence, position) for position, card in enumerate(cards)])
+            # The same story from other feeds (see _once) is claimed with the card that
+            # carries it, so it never turns up in a later edition either.
+            db.execute(
+                "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
+                "SELECT ?, twin.id, ?, claimed.position FROM edition_articles AS claimed "
+                "JOIN articles AS card ON card.id = claimed.article_id "
+                "JOIN articles AS twin ON twin.canonical = card.canonical "
+                "AND twin.feed_id != card.feed_id "
+                "WHERE claimed.edition_id = ? AND twin.id NOT IN "
+                "(SELECT article_id FROM edition_articles WHERE cadence = ?) "
+                "ON CONFLICT DO NOTHING", (edition_id, cadence, edition_id, cadence))
             db.executemany(
                 "INSERT INTO deliveries (edition_id, email, name, fields) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
@@ -344,6 +404,23 @@ class Store:
     def suppress(self, email: str, reason: str, source: str) -> None:
         self.db.execute("INSERT INTO suppressions (email, reason, at, source) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (email) DO NOTHING", (email, reason, _iso(now()), source))
+
+
+def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.Row]:
+    """One row per story: a canonical link already taken by a row of another feed, in this
+    edition or an earlier one (`mailed`: canonical link -> feeds that carried it), drops the
+    row. Within one feed, entries sharing a link stay apart: some feeds point every entry at
+    their home page, and their ids tell the entries apart."""
+    owners = {canonical: set(feeds) for canonical, feeds in mailed.items()}
+    kept = []
+    for row in rows:
+        canonical = row["canonical"]
+        if canonical:
+            feeds = owners.setdefault(canonical, {row["feed_id"]})
+            if row["feed_id"] not in feeds:
+                continue
+        kept.append(row)
+    return kept
 
 
 def _card(row: sqlite3.Row) -> Card:

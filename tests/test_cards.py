@@ -1,0 +1,159 @@
+"""Every hand-written fixture feed, collected over HTTP, gives exactly these cards; and none of
+the hostile markup in them reaches the rendered email."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from feed_fixtures import FIXTURES, HOSTILE
+from hostile import hostile_markup_in
+from servers import FeedServer
+from support import Site, digest, rows
+
+LINE = "今日は晴れです。"
+# (key, title, link, teaser, image url, width, height, alt, published); "{base}" is the server.
+EXPECTED: dict[str, list[tuple]] = {
+    "rss20": [("h-1", "Harbour & quay", "https://example.com/harbour",
+               "Boats return at dawn. Crowds cheer.", "https://img.example.com/h.jpg", 640, 360,
+               "Harbour & quay", "2026-11-26T08:00:00+00:00")],
+    "rss091": [("https://example.com/old", "Old school", "https://example.com/old",
+                "Plain words.", None, None, None, None, None)],
+    "rss10": [("https://example.com/rdf", "Resource", "https://example.com/rdf", "Described.",
+               None, None, None, None, "2026-11-25T08:30:00+00:00")],
+    "atom10": [("urn:entry:1", "Relative paths", "https://example.org/blog/posts/one.html",
+                "See here.", "https://example.org/blog/img/one.png", 300, 200, "A dial",
+                "2026-11-26T10:00:00+00:00")],
+    "atom03": [("tag:example.com,2026:a03", "Early Atom", "https://example.com/a03",
+                "Summed up.", None, None, None, None, "2026-11-20T00:00:00+00:00")],
+    "json11": [("j1", "Jason", "https://example.com/j1", "Hello JSON world.",
+                "https://img.example.com/j1.png", None, None, "Jason",
+                "2026-11-24T10:00:00+00:00"),
+               ("2", "No title here, only some text <b>.", "{base}/j2",
+                "No title here, only some text <b>.", "https://img.example.com/j2.jpg", None,
+                None, "No title here, only some text <b>.", None)],
+    "json10": [("k1", "Kay", "https://example.com/k1", "Short & sweet.", None, None, None, None,
+                "2026-11-23T00:00:00+00:00")],
+    "bozo": [("https://example.com/salt", "Salt & pepper", "https://example.com/salt",
+              "Seasoned well", None, None, None, None, None)],
+    "latin1": [("https://example.com/cafe", "Café crème", "https://example.com/cafe",
+                "Naïve façade", None, None, None, None, None)],
+    "mislabelled": [("https://example.com/quotes", "Smart “quotes”",
+                     "https://example.com/quotes", "", None, None, None, None, None)],
+    "bom": [("https://example.com/bom", "Byte order ✓", "https://example.com/bom", "", None,
+             None, None, None, None)],
+    "cdata": [("https://example.com/tj", "Tom & Jerry <3", "https://example.com/tj",
+               "Café & crème — 😀 done", None, None, None, None, None)],
+    "world": [("jp", "東京の天気", "https://example.jp/tenki", LINE * 25 + "…", None, None, None,
+               None, None),
+              ("he", "שלום עולם", "https://example.il/shalom", "טקסט בעברית", None, None, None,
+               None, None),
+              ("emoji", "Party 🎉👩\u200d👩\u200d👧", "https://example.com/emoji", "Fun 🎈", None,
+               None, None, None, None)],
+    "identity": [("https://example.com/linked", "Linked only", "https://example.com/linked", "",
+                  None, None, None, None, None),
+                 ("sha256:79b955e94df570d9cb7ece824eb1cd19b2a27dc77266748dc515a087bb19502f",
+                  "Nothing but a title", None, "", None, None, None, None,
+                  "2026-11-25T10:00:00+00:00"),
+                 ("twin", "First of twins", "https://example.com/twin-a", "", None, None, None,
+                  None, None),
+                 ("home-1", "Home one", "https://example.com/", "", None, None, None, None,
+                  None),
+                 ("home-2", "Home two", "https://example.com/", "", None, None, None, None,
+                  None)],
+    "images": [("i1", "Content image", "https://example.com/i1", "",
+                "https://img.example.com/i1.jpg", 800, None, "Content image", None),
+               ("i2", "Enclosure", "https://example.com/i2", "", "https://img.example.com/i2.png",
+                None, None, "Enclosure", None),
+               ("i3", "Inline", "https://example.com/i3", "Text.",
+                "https://example.com/pics/i3.webp", None, None, "Three & more", None),
+               ("i4", "Script image", "https://example.com/i4", "", None, None, None, None,
+                None)],
+    "hostile": [("bad-1", "Click me", None, "Read this now. vbdEnd.", "{base}/x", None, None,
+                 "Click me", None),
+                ("bad-2", "Style attack", "https://example.com/style%22onclick=%22x",
+                 "Read this now. vbdEnd.", "https://example.com/x", None, None, "Style attack",
+                 None)],
+    "wordpress": [("wp", "WP post", "https://blog.example.com/wp", "Real words here.", None,
+                   None, None, None, None),
+                  ("wp2", "An entry without a headline still reads well enough to be listed "
+                   "among the…", "https://blog.example.com/untitled", "An entry without a "
+                   "headline still reads well enough to be listed among the others", None,
+                   None, None, None, None)],
+    "dates": [("https://example.com/future", "From the future", "https://example.com/future",
+               "", None, None, None, None, "{seen}"),
+              ("https://example.com/upd", "Updated only", "https://example.com/upd", "", None,
+               None, None, None, "2026-11-22T07:00:00+00:00"),
+              ("https://example.com/undated", "Undated", "https://example.com/undated", "",
+               None, None, None, None, None)],
+}
+
+
+@pytest.fixture
+def collected(site: Site, web: FeedServer) -> tuple[Site, str]:
+    for fixture in FIXTURES:
+        web.serve(f"/{fixture.name}.xml", fixture.body, content_type=fixture.content_type)
+    site.feeds = [(fixture.name, web.url(f"/{fixture.name}.xml")) for fixture in FIXTURES]
+    site.extra = "[collect]\nfirst_run = 0\n"
+    roomy(site)
+    result = digest("collect")
+    assert result.exit_code == 0, result.output
+    return site, web.url("/").rstrip("/")
+
+
+def roomy(site: Site) -> None:
+    """The site's configuration, with room for every card in one edition."""
+    config = site.write()
+    config.write_text(config.read_text().replace("[newsletter]\n",
+                                                 "[newsletter]\nmax_articles = 100000\n"))
+
+
+def test_every_fixture_is_covered() -> None:
+    assert set(EXPECTED) == {fixture.name for fixture in FIXTURES}
+
+
+def test_each_fixture_gives_exactly_its_cards(collected: tuple[Site, str]) -> None:
+    site, base = collected
+    for fixture in FIXTURES:
+        found = rows(site.database, "SELECT key, title, link, teaser, image_url, image_width, "
+                     "image_height, image_alt, published, collected_at FROM articles JOIN feeds "
+                     "ON feeds.id = feed_id WHERE feeds.name = ? ORDER BY articles.id",
+                     fixture.name)
+        expected = [tuple(value.format(base=base, seen=row[-1]) if isinstance(value, str)
+                          else value for value in card)
+                    for card, row in zip(EXPECTED[fixture.name], found, strict=False)]
+        assert [row[:-1] for row in found] == expected, fixture.name
+
+
+def test_an_unsafe_link_leaves_the_headline_unlinked(collected: tuple[Site, str]) -> None:
+    html = render(collected[0])
+    assert "Click me</h3>" in html or re.search(r">\s*Click me\s*</h3>", html)
+    assert not re.search(r"<a [^>]*>\s*Click me", html)
+
+
+def render(site: Site) -> str:
+    rows(site.database, "UPDATE articles SET published = NULL")  # keep the order stable
+    assert digest("render", "--out", "out.html").exit_code == 0
+    return Path("out.html").read_text(encoding="utf-8")
+
+
+def test_no_hostile_markup_survives_into_the_rendered_email(
+        collected: tuple[Site, str]) -> None:
+    page = render(collected[0])
+    assert "Style attack" in page and "Read this now." in page  # the hostile cards are there
+    assert hostile_markup_in(page) == []
+    for needle in ("alert(", "steal()", "evil.example", "msgbox", "display:none}"):
+        assert needle not in page, needle
+    text = Path("out.txt")
+    assert digest("render", "--out", str(text), "--text").exit_code == 0
+    assert "alert(" not in text.read_text(encoding="utf-8")
+
+
+def test_the_hostile_fixture_is_hostile() -> None:
+    """The checker finds what it is meant to find, so a clean result means something."""
+    page = f"<html><head></head><body>{HOSTILE}</body></html>"
+    problems = hostile_markup_in(page)
+    for expected in ("<script>", "<iframe>", "<form>", "<svg>", "onclick=", "onload=",
+                     "javascript:alert(1)", "<meta> in body", "<style> in body"):
+        assert expected in problems, expected

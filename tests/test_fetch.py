@@ -1,0 +1,337 @@
+"""Fetching feeds from a real HTTP server on loopback: conditional GET, redirects, errors,
+timeouts, size caps, Retry-After, compression, and how `digest status` reports each."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from servers import FeedServer
+from support import Item, Site, digest, rows, rss
+
+from digest import __version__
+
+A = Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.")
+B = Item("Bridge closes", "https://example.com/bridge", "h2", "Cars wait.")
+QUICK = "[collect]\ntimeout = 1\ndeadline = 2\nfirst_run = 0\n"
+
+
+def configure(site: Site, *feeds: tuple[str, str], extra: str = QUICK) -> None:
+    site.feeds = list(feeds)
+    site.extra = extra
+    site.write()
+
+
+def status(name: str) -> dict:
+    report = json.loads(digest("status", "--json").output)
+    return next(feed for feed in report["feeds"] if feed["name"] == name)
+
+
+def test_304_costs_no_parse_and_keeps_the_validators(site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", rss(A), etag='"v1"', last_modified="Thu, 26 Nov 2026 09:00:00 GMT")
+    configure(site, ("News", web.url("/feed.xml")))
+    assert digest("collect").exit_code == 0
+    # Same validators, different body: a client that parsed anyway would store B.
+    web.serve("/feed.xml", rss(B, A), etag='"v1"',
+              last_modified="Thu, 26 Nov 2026 09:00:00 GMT")
+    result = digest("collect")
+    assert result.exit_code == 0 and "collected 0 new articles" in result.output
+    second = web.requests_to("/feed.xml")[1]
+    assert second.headers["if-none-match"] == '"v1"'
+    assert second.headers["if-modified-since"] == "Thu, 26 Nov 2026 09:00:00 GMT"
+    assert rows(site.database, "SELECT title FROM articles") == [("Harbour opens",)]
+    assert rows(site.database, "SELECT etag, last_modified FROM feeds") == [
+        ('"v1"', "Thu, 26 Nov 2026 09:00:00 GMT")]
+    # A third run still asks conditionally: the 304 did not wipe what it did not repeat.
+    digest("collect")
+    assert web.requests_to("/feed.xml")[2].headers["if-none-match"] == '"v1"'
+
+
+def test_new_validators_replace_the_old_once_the_entries_are_stored(
+        site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", rss(A), etag='"v1"')
+    configure(site, ("News", web.url("/feed.xml")))
+    digest("collect")
+    web.serve("/feed.xml", rss(B, A), etag='"v2"')
+    assert "collected 1 new articles" in digest("collect").output
+    assert rows(site.database, "SELECT etag FROM feeds") == [('"v2"',)]
+
+
+def test_301_is_recorded_and_the_new_url_used_from_then_on(site: Site, web: FeedServer) -> None:
+    web.redirect("/old.xml", "/new.xml", status=301)
+    web.serve("/new.xml", rss(A))
+    configure(site, ("News", web.url("/old.xml")))
+    result = digest("collect")
+    assert result.exit_code == 0
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(1,)]
+    assert status("News")["moved_to"] == web.url("/new.xml")
+    assert f"moved to {web.url('/new.xml')}" in digest("status").output
+    digest("collect")
+    assert len(web.requests_to("/old.xml")) == 1
+    assert len(web.requests_to("/new.xml")) == 2
+
+
+def test_308_counts_as_permanent_too(site: Site, web: FeedServer) -> None:
+    web.redirect("/old.xml", "/new.xml", status=308)
+    web.serve("/new.xml", rss(A))
+    configure(site, ("News", web.url("/old.xml")))
+    digest("collect")
+    assert status("News")["moved_to"] == web.url("/new.xml")
+
+
+def test_302_is_followed_but_not_recorded(site: Site, web: FeedServer) -> None:
+    web.redirect("/feed.xml", "/today.xml", status=302)
+    web.serve("/today.xml", rss(A))
+    configure(site, ("News", web.url("/feed.xml")))
+    assert digest("collect").exit_code == 0
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(1,)]
+    assert status("News")["moved_to"] is None
+    digest("collect")
+    assert len(web.requests_to("/feed.xml")) == 2
+
+
+def test_a_permanent_hop_behind_a_temporary_one_is_not_recorded(
+        site: Site, web: FeedServer) -> None:
+    web.redirect("/feed.xml", "/hop.xml", status=307)
+    web.redirect("/hop.xml", "/final.xml", status=301)
+    web.serve("/final.xml", rss(A))
+    configure(site, ("News", web.url("/feed.xml")))
+    digest("collect")
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(1,)]
+    assert status("News")["moved_to"] is None
+
+
+def test_410_disables_the_feed_with_a_warning(site: Site, web: FeedServer) -> None:
+    web.serve("/gone.xml", "gone", status=410, content_type="text/plain")
+    web.serve("/good.xml", rss(A))
+    configure(site, ("Gone", web.url("/gone.xml")), ("Good", web.url("/good.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert f"{web.url('/gone.xml')}: HTTP 410 Gone: disabled" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(1,)]
+    assert status("Gone")["disabled_at"] is not None
+    assert "disabled: gone since" in digest("status").output
+
+    again = digest("collect")
+    assert len(web.requests_to("/gone.xml")) == 1  # never asked again
+    assert "feed skipped" in again.output and "gone (HTTP 410)" in again.output
+
+    web.serve("/gone.xml", rss(B))
+    assert digest("enable", web.url("/gone.xml")).exit_code == 0
+    assert digest("collect").exit_code == 0
+    assert status("Gone")["disabled_at"] is None and status("Gone")["articles"] == 1
+
+
+def test_enable_names_an_unknown_feed(site: Site) -> None:
+    configure(site)
+    result = digest("enable", "https://nowhere.example/feed.xml")
+    assert result.exit_code == 2
+    assert "https://nowhere.example/feed.xml: no such feed" in result.output
+
+
+def test_500_is_recorded_counted_and_cleared_by_a_success(site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", "oops", status=500, content_type="text/plain")
+    configure(site, ("News", web.url("/feed.xml")))
+    assert digest("collect").exit_code == 1
+    first = status("News")
+    digest("collect")
+    second = status("News")
+    assert second["last_error"] == "HTTP 500 Internal Server Error"
+    assert second["error_count"] == 2
+    assert second["error_since"] == first["error_since"] is not None
+    assert second["last_ok"] is None
+
+    web.serve("/feed.xml", rss(A))
+    assert digest("collect").exit_code == 0
+    healed = status("News")
+    assert (healed["error_count"], healed["last_error"], healed["error_since"]) == (0, None, None)
+    assert healed["last_ok"] is not None
+
+
+def test_a_server_that_stalls_past_the_timeout_fails_alone(site: Site, web: FeedServer) -> None:
+    web.serve("/slow.xml", rss(A), delay=3)
+    web.serve("/good.xml", rss(B))
+    configure(site, ("Slow", web.url("/slow.xml")), ("Good", web.url("/good.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert f"{web.url('/slow.xml')}: timed out (no answer within 1s)" in result.output
+    assert rows(site.database, "SELECT title FROM articles") == [("Bridge closes",)]
+
+
+def test_a_server_that_drips_its_body_is_cut_off_at_the_deadline(
+        site: Site, web: FeedServer) -> None:
+    # Each piece comes within the read timeout, but the whole would take about 20 s.
+    web.serve("/drip.xml", rss(A, B), chunk_delay=0.5, chunk_size=20)
+    configure(site, ("Drip", web.url("/drip.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert "too slow: not complete after 2s" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(0,)]
+
+
+def test_a_body_over_the_cap_is_refused(site: Site, web: FeedServer) -> None:
+    big = rss(*(Item(f"Story {n}", f"https://example.com/{n}", summary="x" * 200)
+                for n in range(20)))
+    web.serve("/big.xml", big)
+    configure(site, ("Big", web.url("/big.xml")), extra=QUICK + "max_bytes = 2000\n")
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert "larger than 2,000 bytes" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(0,)]
+
+
+def test_retry_after_is_honoured_until_it_passes(site: Site, web: FeedServer) -> None:
+    web.serve("/busy.xml", "slow down", status=429, content_type="text/plain",
+              headers={"Retry-After": "3600"})
+    configure(site, ("Busy", web.url("/busy.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert "HTTP 429 Too Many Requests, asked to wait until" in result.output
+    assert status("Busy")["retry_after"] is not None
+    assert "waiting until" in digest("status").output
+
+    web.serve("/busy.xml", rss(A))
+    skipped = digest("collect")
+    assert skipped.exit_code == 0 and "asked us to wait until" in skipped.output
+    assert len(web.requests_to("/busy.xml")) == 1
+
+    # Once the time has come (here: moved into the past), the feed is fetched again.
+    rows(site.database, "UPDATE feeds SET retry_after = '2000-01-01T00:00:00+00:00'")
+    assert digest("collect").exit_code == 0
+    assert status("Busy")["retry_after"] is None and status("Busy")["articles"] == 1
+
+
+def test_retry_after_as_an_http_date_on_503(site: Site, web: FeedServer) -> None:
+    web.serve("/down.xml", "maintenance", status=503, content_type="text/plain",
+              headers={"Retry-After": "Fri, 31 Dec 2100 23:59:59 GMT"})
+    configure(site, ("Down", web.url("/down.xml")))
+    digest("collect")
+    # Far-off dates are capped: a wrong header must not silence a feed for good.
+    waited = status("Down")["retry_after"]
+    assert waited is not None and not waited.startswith("2100")
+    digest("collect")
+    assert len(web.requests_to("/down.xml")) == 1
+
+
+def test_gzip_is_asked_for_and_decoded(site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", rss(A, B), gzip=True)
+    configure(site, ("News", web.url("/feed.xml")))
+    assert digest("collect").exit_code == 0
+    accepted = web.requests_to("/feed.xml")[0].headers["accept-encoding"]
+    assert {"gzip", "deflate", "br"} <= {part.strip() for part in accepted.split(",")}
+    assert sorted(rows(site.database, "SELECT title FROM articles")) == [
+        ("Bridge closes",), ("Harbour opens",)]
+
+
+def test_user_agent_names_the_project_version_and_newsletter(site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", rss(A))
+    configure(site, ("News", web.url("/feed.xml")))
+    digest("collect")
+    agent = web.requests_to("/feed.xml")[0].headers["user-agent"]
+    assert agent == f"digest/{__version__} (+https://news.example.com)"
+
+
+def test_a_page_that_is_not_a_feed_is_a_recorded_parse_error(site: Site, web: FeedServer) -> None:
+    web.serve("/page", "<html><body><p>Hello</p></body></html>", content_type="text/html")
+    configure(site, ("Page", web.url("/page")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert f"{web.url('/page')}: not a feed" in result.output
+    assert status("Page")["error_count"] == 1
+
+
+class _Counting(http.server.ThreadingHTTPServer):
+    """Answers every path with a small feed after a pause, counting requests in flight."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, tally: dict[str, int], lock: threading.Lock) -> None:
+        self.tally, self.lock = tally, lock
+        super().__init__((host, 0), _CountingHandler)
+
+
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    server: _Counting
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        tally, host = self.server.tally, self.server.server_address[0]
+        with self.server.lock:
+            tally[host] += 1
+            tally["all"] += 1
+            tally[f"max {host}"] = max(tally[f"max {host}"], tally[host])
+            tally["max all"] = max(tally["max all"], tally["all"])
+        time.sleep(0.4)
+        body = rss(Item(self.path, f"https://example.com{self.path}")).encode()
+        with self.server.lock:
+            tally[host] -= 1
+            tally["all"] -= 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextmanager
+def counting(*hosts: str) -> Iterator[tuple[dict[str, int], list[_Counting]]]:
+    lock = threading.Lock()
+    tally = {key: 0 for host in hosts for key in (host, f"max {host}")} | {"all": 0, "max all": 0}
+    servers = [_Counting(host, tally, lock) for host in hosts]
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05},
+                                daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    try:
+        yield tally, servers
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_feeds_are_fetched_concurrently_but_at_most_two_per_host(site: Site) -> None:
+    with counting("127.0.0.1", "127.0.0.2") as (tally, servers):
+        feeds = [(f"{host} {n}", f"http://{host}:{server.server_address[1]}/{n}.xml")
+                 for server in servers for host in [server.server_address[0]] for n in range(4)]
+        configure(site, *feeds, extra=QUICK + "concurrency = 3\nper_host = 2\n")
+        result = digest("collect")
+    assert result.exit_code == 0, result.output
+    assert "collected 8 new articles" in result.output
+    assert tally["max 127.0.0.1"] == tally["max 127.0.0.2"] == 2
+    assert tally["max all"] == 3
+
+
+def test_a_redirect_away_from_http_is_refused(site: Site, web: FeedServer) -> None:
+    web.redirect("/feed.xml", "file:///etc/passwd", status=301)
+    configure(site, ("News", web.url("/feed.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert "HTTP 301 redirects to 'file:///etc/passwd', not http(s)" in result.output
+    assert status("News")["moved_to"] is None
+
+
+def test_a_malformed_url_is_an_error_of_that_feed_alone(site: Site, web: FeedServer) -> None:
+    web.serve("/good.xml", rss(A))
+    configure(site, ("Broken", "http://[::1/feed.xml"), ("Good", web.url("/good.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert "http://[::1/feed.xml: invalid URL" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(1,)]
+
+
+def test_a_tls_failure_is_recorded_on_the_feed(site: Site, web: FeedServer) -> None:
+    # The server speaks plain HTTP: the TLS handshake fails.
+    web.serve("/feed.xml", rss(A))
+    url = web.url("/feed.xml").replace("http://", "https://")
+    configure(site, ("Secure", url))
+    result = digest("collect")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"feed failed: {url}: " in result.output
+    assert status("Secure")["error_count"] == 1
