@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from email_validator import EmailNotValidError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -310,3 +311,22 @@ def export(ctx: click.Context, out_path: str) -> None:
     console.print(f"{count} subscribers written"
                   + (f"; {len(roster.problems)} rows rejected (see `digest subscribers check`)"
                      if roster.problems else ""))
+
+
+@subscribers_group.command()
+@click.argument("addresses", nargs=-1, required=True)
+@click.pass_context
+def unsubscribe(ctx: click.Context, addresses: tuple[str, ...]) -> None:
+    """Suppress addresses (e.g. from the List-Unsubscribe mailbox): never mailed again unless
+    they sign up and confirm."""
+    config = _config(ctx)
+    emails = []
+    for address in addresses:  # all checked before any is recorded
+        try:
+            emails.append(subscriber_list.normalise(address))
+        except EmailNotValidError as error:
+            raise DigestError(f"{address}: {error}") from None
+    with _store(config) as store:
+        for email in emails:
+            store.suppress(email, "unsubscribed", "operator")
+    console.print(f"{len(emails)} addresses suppressed")

@@ -126,6 +126,19 @@ def test_export_writes_the_list_the_next_send_sees(site: Site) -> None:
     assert "1 subscribers written; 1 rows rejected" in result.output
 
 
+def test_operator_unsubscribes_addresses_from_the_mailbox(site: Site) -> None:
+    site.write()
+    site.subscribers("email\nann@example.com\nbob@example.org\n")
+    result = digest("subscribers", "unsubscribe", "bob@example.org", "no address")
+    assert result.exit_code == 2 and "no address: " in result.output
+    assert not site.database.exists()  # nothing recorded, not even the good address
+    assert digest("subscribers", "unsubscribe", "BOB@EXAMPLE.ORG").exit_code == 0
+    assert rows(site.database, "SELECT email, source FROM suppressions") == [
+        ("BOB@example.org", "operator")]
+    exported = digest("subscribers", "export").stdout
+    assert exported == "email,name,sections\nann@example.com,,\n"
+
+
 def templates_printing(site: Site, line: str) -> Path:
     """A copy of the bundled templates whose footer also prints `line`, in both parts."""
     folder = site.root / "templates"
