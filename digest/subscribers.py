@@ -59,8 +59,13 @@ def key(email: str) -> str:
 
 
 def normalise(address: str) -> str:
-    """The address as we keep it, or EmailNotValidError; syntax only, no DNS lookups."""
-    return validate_email(address.strip(), check_deliverability=False).normalized
+    """The address as we keep it, or EmailNotValidError; syntax only, no DNS lookups.
+
+    ASCII only, domains in their IDNA form: it goes into SMTP envelopes and headers as is, and
+    relays without SMTPUTF8 refuse an internationalised mailbox name.
+    """
+    checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+    return checked.ascii_email or checked.normalized
 
 
 def _delimiter(line: str) -> str:

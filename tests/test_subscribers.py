@@ -46,17 +46,21 @@ def test_rejected_rows_name_their_line_and_reason_and_the_rest_stay(tmp_path: Pa
         "eve@example.com,Eve,,paused\n"             # 8: valid, held
         "fay@example.com,Fay,,,surplus\n"           # 9: more cells than columns
         "gus@exa mple.com,Gus,,\n"                  # 10
-        "hal@Example.COM,Hal,tech,active\n",        # 11
+        "hal@Example.COM,Hal,tech,active\n"         # 11
+        "josé@example.com,José,,\n"                 # 12: relays may refuse it
+        "ida@bücher.example,Ida,,\n",               # 13: mailed to its IDNA form
         encoding="utf-8")
     roster = listed(path)
     problems = {p.line: p.reason for p in roster.problems}
-    assert sorted(problems) == [4, 5, 6, 7, 9, 10]
+    assert sorted(problems) == [4, 5, 6, 7, 9, 10, 12]
+    assert "Internationalized characters before the @-sign" in problems[12]
     assert problems[4].startswith("not-an-address: ")
     assert problems[5] == "ANN@example.com: duplicate of line 2"
     assert "unknown section 'Sport'" in problems[6] and "World, Tech" in problems[6]
     assert "unknown status 'retired'" in problems[7]
     assert "more than the header" in problems[9]
-    assert [s.email for s in roster.subscribers] == ["ann@example.com", "hal@example.com"]
+    assert [s.email for s in roster.subscribers] == [
+        "ann@example.com", "hal@example.com", "ida@xn--bcher-kva.example"]
     assert roster.subscribers[0].name == "Ann Another line"  # a name never spans lines
     assert roster.subscribers[1].sections == ("Tech",)  # as configured, whatever the case
     assert roster.held == 1
