@@ -114,12 +114,15 @@ def view(chosen: tuple[str, ...], present: list[str]) -> str | None:
     return "" if len(mine) == len(present) else ";".join(mine)
 
 
-def _messages(config: Config, store: Store, edition: Edition,
+def messages(config: Config, store: Store, edition: Edition,
               unsubscribe_url: Callable[[str], str]) -> Callable[[Delivery], bytes]:
     """Each delivery's bytes, from the Letter of its view (built once per view, on first use)
     and its own custom fields."""
     views = store.edition_views(edition.id)
-    letters: dict[str, Letter] = {}
+    whole = Letter(config, edition, unsubscribe_url)
+    if not views and not whole.fields:
+        return whole.bytes_for  # one view, no custom fields: nothing to look up per row
+    letters = {"": whole}
 
     def message_for(delivery: Delivery) -> bytes:
         key, fields = store.personal(edition.id, delivery.email)
@@ -171,7 +174,7 @@ def send(config: Config, store: Store, carrier: Transport, period: str | None = 
                           "the next run will try again", 1) from None
     def deliver_edition(edition: Edition) -> Tally:
         return deliver.run(store, edition.id,
-                           _messages(config, store, edition, unsubscribe_url), carrier,
+                           messages(config, store, edition, unsubscribe_url), carrier,
                            config.newsletter.sender, destination, progress, stop)
 
     edition, note = None, "stopped before making a new edition"
