@@ -271,7 +271,9 @@ def app(config: Config) -> Starlette:
             return form_page(sections)
         form = await _form(request)
         address = str(form.get("email") or "").strip()
-        person = compose.one_line(str(form.get("name") or ""))[:200]
+        # A stranger's name lands in a CSV the operator may open in a spreadsheet: a leading
+        # =, +, - or @ would make it a formula there (CSV injection).
+        person = compose.one_line(str(form.get("name") or "")).lstrip("=+-@ \t")[:200]
         try:
             email = subscribers.normalise(address)
         except EmailNotValidError as error:
