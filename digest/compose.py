@@ -48,6 +48,9 @@ class Personal:
 _FIELD = re.compile(r"DIGEST-PERSONAL-FIELD-([0-9a-f]*)-7c1f")
 _PLACEHOLDER = re.compile("(" + "|".join((Personal.NAME, Personal.EMAIL, Personal.UNSUBSCRIBE,
                                           r"DIGEST-PERSONAL-FIELD-[0-9a-f]*-7c1f")) + ")")
+# Header values from feeds or the CSV may carry line breaks; one would start a new header.
+_BREAKS = re.compile(r"[\r\n\0]+")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
 
 
 class _Fields:
@@ -73,9 +76,6 @@ def fields_used(*texts: str) -> tuple[str, ...]:
     """The custom columns a rendered edition prints."""
     return tuple(dict.fromkeys(bytes.fromhex(match).decode()
                                for text in texts for match in _FIELD.findall(text)))
-# Header values from feeds or the CSV may carry line breaks; one would start a new header.
-_BREAKS = re.compile(r"[\r\n\0]+")
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
 
 
 @dataclass(frozen=True)

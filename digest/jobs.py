@@ -173,6 +173,10 @@ def send(config: Config, store: Store, carrier: Transport, period: str | None = 
         raise DigestError(f"cannot reach {destination}: {error}; nothing was sent, "
                           "the next run will try again", 1) from None
     def deliver_edition(edition: Edition) -> Tally:
+        withheld = store.withhold_suppressed(edition.id)
+        if withheld:
+            log.info("edition %d: %d addresses unsubscribed since it was made, not mailed",
+                     edition.id, withheld)
         return deliver.run(store, edition.id,
                            messages(config, store, edition, unsubscribe_url), carrier,
                            config.newsletter.sender, destination, progress, stop)

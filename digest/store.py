@@ -99,6 +99,7 @@ MIGRATIONS = (
         PRIMARY KEY (edition_id, view)
     );
     ALTER TABLE deliveries ADD COLUMN view TEXT NOT NULL DEFAULT '';
+    -- deliveries.status may also be 'suppressed': the address opted out before its turn.
     """,
 )
 
@@ -385,6 +386,14 @@ class Store:
     def suppress(self, email: str, reason: str, source: str) -> None:
         self.db.execute("INSERT INTO suppressions (email, reason, at, source) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (email) DO NOTHING", (email, reason, _iso(now()), source))
+
+    def withhold_suppressed(self, edition_id: int) -> int:
+        """Rows still to deliver whose address has opted out since the edition was made become
+        `suppressed`: an opt-out wins even over a delivery row."""
+        return self.db.execute(
+            "UPDATE deliveries SET status = 'suppressed', updated_at = ? WHERE edition_id = ? "
+            "AND status IN (?, ?) AND lower(email) IN (SELECT lower(email) FROM suppressions)",
+            (_iso(now()), edition_id, *UNDELIVERED)).rowcount
 
     def unsuppress(self, email: str) -> int:
         """Lift an opt-out: only ever after the address confirmed a new sign-up. Addresses

@@ -135,6 +135,23 @@ def test_after_unsubscribing_the_next_send_skips_the_address_the_csv_still_lists
         ("bob@example.org",)]
 
 
+def test_an_opt_out_wins_over_a_delivery_row_made_before_it(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    path = unsubscribe_path(smtp, "ann@example.com")
+    smtp.clear_messages()
+    publish(mailed, Item("Lighthouse relit", "https://example.com/light", "l1"))
+    smtp.reply("MAIL", 451, times=None)  # edition 2 is made, its mail deferred
+    assert digest("send").exit_code == 1
+    httpx.post(base + path, data={"List-Unsubscribe": "One-Click"})
+    smtp.clear_faults()
+    rows(mailed.database, "UPDATE deliveries SET next_try = NULL")  # as if time had passed
+    assert digest("send").exit_code == 0
+    assert smtp.recipients() == {"bob@example.org": 1}
+    assert dict(rows(mailed.database, "SELECT email, status FROM deliveries "
+                                      "WHERE edition_id = 2")) == {
+        "ann@example.com": "suppressed", "bob@example.org": "sent"}
+
+
 def test_archive_lists_and_shows_editions_without_anyones_personal_links(
         mailed: Site, base: str, smtp: SmtpServer) -> None:
     index = httpx.get(f"{base}/archive/")
