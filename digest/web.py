@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from digest import compose, deliver, subscribers, tokens
 from digest.config import Config
+from digest.errors import DigestError
 from digest.records import Outcome, Subscriber
 from digest.store import Store, now
 
@@ -287,7 +288,12 @@ def app(config: Config) -> Starlette:
                                       now())
         if signup is None:
             return refused()
-        await run_in_threadpool(site.confirm, signup)
+        try:
+            await run_in_threadpool(site.confirm, signup)
+        except (DigestError, OSError) as error:  # the list is unreadable: the operator's to fix
+            log.error("confirmed sign-up of %s not recorded: %s", signup.email, error)
+            return page("Please try again later", "<p>We could not record your subscription "
+                        "just now. Please open the link again later.</p>", 503, True)
         return page("You are subscribed", f"<p>{html.escape(signup.email)} will receive "
                     f"{name} from the next edition on.</p>", private=True)
 

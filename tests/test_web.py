@@ -214,6 +214,19 @@ def test_sign_up_mails_a_link_and_only_its_click_adds_the_subscriber(
     assert set(smtp.recipients()) == {"ann@example.com", "bob@example.org", "New@example.net"}
 
 
+def test_a_list_that_cannot_be_written_keeps_the_link_working_for_later(
+        mailed: Site, base: str) -> None:
+    csv = mailed.root / "subscribers.csv"
+    link = tokens.sign_signup(SECRET, LIST_ID, tokens.Signup("new@example.com"),
+                              now() + timedelta(hours=1))
+    csv.write_text("address\nann@example.com\n")  # the operator broke the header
+    response = httpx.get(f"{base}/confirm/{link}")
+    assert response.status_code == 503 and "try again later" in response.text.lower()
+    csv.write_text(SUBSCRIBERS)
+    assert httpx.get(f"{base}/confirm/{link}").status_code == 200
+    assert csv.read_text() == SUBSCRIBERS + "new@example.com,\n"
+
+
 def test_an_expired_confirmation_link_adds_nobody(mailed: Site, base: str) -> None:
     signup = tokens.Signup("late@example.com", "Late")
     expired = tokens.sign_signup(SECRET, LIST_ID, signup, now() - timedelta(seconds=1))
