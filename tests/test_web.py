@@ -4,6 +4,9 @@ confirmation, the archive; and real headless Chromium clicking through it."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +15,7 @@ import feedparser
 import httpx
 import pytest
 from playwright.sync_api import Page
-from servers import SmtpServer
+from servers import SmtpServer, free_port
 from support import Item, Site, digest, rows, rss, serving
 
 from digest import config, tokens, web
@@ -307,3 +310,40 @@ def test_unsubscribing_in_a_browser_takes_one_click_on_the_page(
     page.screenshot(path=str(artifacts / "unsubscribed.png"))
     assert page.get_by_role("button", name="Resubscribe").is_visible()
     assert suppressions(mailed) == [("bob@example.org", "unsubscribed", "web page")]
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+def test_digest_serve_believes_the_proxy_about_client_addresses(site: Site) -> None:
+    """`digest serve` as an operator runs it: its own process, behind a proxy on loopback
+    that names each client in X-Forwarded-For; the rate limit counts those clients."""
+    site.extra = "[web]\nsignups_per_hour = 1\n"  # maildir transport: mail goes to outbox/
+    site.write()
+    site.subscribers(SUBSCRIBERS)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(site.config), "serve", "--port",
+         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"{base}/subscribe")
+                break
+            except httpx.ConnectError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "digest serve did not start"
+                time.sleep(0.05)
+
+        def sign_up(client: str, email: str) -> int:
+            return httpx.post(f"{base}/subscribe", data={"email": email},
+                              headers={"X-Forwarded-For": client}).status_code
+
+        assert sign_up("198.51.100.1", "a@example.com") == 200
+        assert sign_up("198.51.100.2", "b@example.com") == 200
+        assert sign_up("198.51.100.1", "c@example.com") == 429
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert len(list((site.root / "outbox" / "new").iterdir())) == 2
