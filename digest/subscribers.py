@@ -227,8 +227,9 @@ def add(path: Path, subscriber: Subscriber) -> bool:
             handle.write("\n")
         values = {"email": subscriber.email, "name": subscriber.name,
                   "sections": ";".join(subscriber.sections), "status": "active"}
+        # One physical line per row: the csv module leaves a lone CR unquoted.
         csv.writer(handle, delimiter=layout.delimiter, lineterminator="\n").writerow(
-            [values.get(column, "") for column in layout.columns])
+            [values.get(column, "").translate(_CONTROL) for column in layout.columns])
         return True
 
 

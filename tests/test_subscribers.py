@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from servers import SmtpServer
 from support import Item, Site, digest, rows, rss
 
@@ -198,3 +200,24 @@ def test_paused_and_unsubscribed_rows_are_not_mailed(site: Site, smtp: SmtpServe
     digest("collect")
     assert digest("send").exit_code == 0
     assert smtp.recipients() == {"ann@example.com": 1}
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+NAMES = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(NAMES, max_size=6), delimiter=st.sampled_from(",;"))
+def test_whatever_a_name_says_an_added_row_reads_back_as_written(
+        tmp_path_factory: pytest.TempPathFactory, names: list[str], delimiter: str) -> None:
+    path = tmp_path_factory.mktemp("list") / "subscribers.csv"
+    path.write_text(f"email{delimiter}name{delimiter}company\n", encoding="utf-8")
+    for number, name in enumerate(names):
+        assert subscribers.add(path, Subscriber(f"p{number}@example.com", name))
+    roster = subscribers.read(path)
+    assert roster.problems == ()
+    # Line breaks and NULs become spaces: a name is one line, wherever it goes.
+    assert [(s.email, s.name) for s in roster.subscribers] == [
+        (f"p{number}@example.com", name.translate({13: " ", 10: " ", 0: " "}).strip())
+        for number, name in enumerate(names)]
