@@ -312,6 +312,20 @@ def test_unsubscribing_in_a_browser_takes_one_click_on_the_page(
     assert suppressions(mailed) == [("bob@example.org", "unsubscribed", "web page")]
 
 
+def test_signing_up_in_a_browser_mails_the_confirmation(
+        mailed: Site, base: str, smtp: SmtpServer, page: Page, artifacts: Path) -> None:
+    smtp.clear_messages()
+    page.goto(f"{base}/subscribe")
+    page.get_by_label("Email address").fill("web@example.com")
+    page.get_by_label("Name (optional)").fill("Wen")
+    page.screenshot(path=str(artifacts / "subscribe.png"))
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    page.goto(base + confirmation_path(smtp, "web@example.com"))
+    page.get_by_role("heading", name="You are subscribed").wait_for()
+    assert "web@example.com,Wen" in (mailed.root / "subscribers.csv").read_text()
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 def test_digest_serve_believes_the_proxy_about_client_addresses(site: Site) -> None:
