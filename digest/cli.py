@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+from email_validator import EmailNotValidError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from digest import config as configuration
-from digest import deliver, jobs
+from digest import deliver, jobs, web
+from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Outcome
+from digest.records import Outcome, Subscriber
 from digest.sink import Sink
 from digest.store import FeedState, Store, now
 
@@ -287,3 +289,87 @@ def demo(ctx: click.Context) -> None:
     if page:
         console.print(f"  Edition:  {page.resolve().as_uri()}  (open in a browser)")
     ctx.exit(1 if sent.troubled else 0)
+
+
+@main.command()
+@click.option("--host", help="address to listen on (default: web.host)")
+@click.option("--port", type=int, help="port to listen on (default: web.port)")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the public web app: one-click unsubscribe, sign-up, archive of editions."""
+    import uvicorn  # only this command needs it
+
+    config = _config(ctx)
+    host, port = host or config.web.host, port or config.web.port
+    application = web.app(config)
+    console.print(f"serving on http://{host}:{port} for {config.newsletter.public_url} "
+                  "(Ctrl-C to stop)")
+    server = uvicorn.Server(uvicorn.Config(
+        application, host=host, port=port, proxy_headers=True, server_header=False,
+        forwarded_allow_ips=config.web.trusted_proxies, log_level="warning", lifespan="off"))
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's way of saying it could not bind; it logged why
+        raise DigestError(f"cannot listen on {host}:{port}") from None
+
+
+@main.group(name="subscribers")
+def subscribers_group() -> None:
+    """Check the subscriber list, or write it as the next send will see it."""
+
+
+def _listed(config: Config) -> tuple[list[Subscriber], subscriber_list.Roster]:
+    """Who the next send mails, and the whole reading of the file (problems not logged: these
+    commands print them)."""
+    roster = subscriber_list.read(config.paths.subscribers, [f.title for f in config.feeds])
+    with _store(config) as store:
+        return subscriber_list.without(roster.subscribers, store.suppressed()), roster
+
+
+@subscribers_group.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Report every rejected row of subscribers.csv; exit status 1 if there is one."""
+    config = _config(ctx)
+    listed, roster = _listed(config)
+    path = config.paths.subscribers
+    for problem in roster.problems:
+        out.print(f"{path}:{problem.line}: {problem.reason}", markup=False)
+    suppressed = len(roster.subscribers) - len(listed)
+    out.print(f"{len(listed)} to mail, {suppressed} suppressed, {roster.held} paused or "
+              f"unsubscribed in the file, {len(roster.problems)} rows rejected", markup=False)
+    ctx.exit(1 if roster.problems else 0)
+
+
+@subscribers_group.command()
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
+              default="-", show_default=True, help="file to write, - for standard output")
+@click.pass_context
+def export(ctx: click.Context, out_path: str) -> None:
+    """Write the list as the next send will see it: valid, active, suppressions applied."""
+    config = _config(ctx)
+    listed, roster = _listed(config)
+    with click.open_file(out_path, "w", encoding="utf-8", lazy=False) as handle:
+        count = subscriber_list.write(listed, roster.fields, handle)
+    console.print(f"{count} subscribers written"
+                  + (f"; {len(roster.problems)} rows rejected (see `digest subscribers check`)"
+                     if roster.problems else ""))
+
+
+@subscribers_group.command()
+@click.argument("addresses", nargs=-1, required=True)
+@click.pass_context
+def unsubscribe(ctx: click.Context, addresses: tuple[str, ...]) -> None:
+    """Suppress addresses (e.g. from the List-Unsubscribe mailbox): never mailed again unless
+    they sign up and confirm."""
+    config = _config(ctx)
+    emails = []
+    for address in addresses:  # all checked before any is recorded
+        try:
+            emails.append(subscriber_list.normalise(address))
+        except EmailNotValidError as error:
+            raise DigestError(f"{address}: {error}") from None
+    with _store(config) as store:
+        for email in emails:
+            store.suppress(email, "unsubscribed", "operator")
+    console.print(f"{len(emails)} addresses suppressed")

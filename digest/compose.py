@@ -39,12 +39,43 @@ class Personal:
     EMAIL = "DIGEST-PERSONAL-EMAIL-7c1f"
     UNSUBSCRIBE = "DIGEST-PERSONAL-UNSUBSCRIBE-7c1f"
 
+    @staticmethod
+    def field(name: str) -> str:
+        """A custom CSV column's placeholder; the name in hex, so any column name stays a word."""
+        return f"DIGEST-PERSONAL-FIELD-{name.encode().hex()}-7c1f"
 
-_PLACEHOLDER = re.compile("(" + "|".join((Personal.NAME, Personal.EMAIL, Personal.UNSUBSCRIBE))
-                          + ")")
+
+_FIELD = re.compile(r"DIGEST-PERSONAL-FIELD-([0-9a-f]*)-7c1f")
+_PLACEHOLDER = re.compile("(" + "|".join((Personal.NAME, Personal.EMAIL, Personal.UNSUBSCRIBE,
+                                          r"DIGEST-PERSONAL-FIELD-[0-9a-f]*-7c1f")) + ")")
 # Header values from feeds or the CSV may carry line breaks; one would start a new header.
 _BREAKS = re.compile(r"[\r\n\0]+")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
+
+
+class _Fields:
+    """`subscriber.fields` as the templates see it: any column name gives its placeholder, so
+    only the columns a template prints are spliced into each message."""
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):  # Python's and Jinja's own probes, not column names
+            raise AttributeError(name)
+        return Personal.field(name)
+
+    __getitem__ = __getattr__
+
+
+def anonymous(text: str, unsubscribe_url: str) -> str:
+    """A rendered edition as the archive shows it: nobody's name, address, fields or personal
+    links; the unsubscribe link goes to `unsubscribe_url`."""
+    values = {Personal.NAME: "", Personal.EMAIL: "you", Personal.UNSUBSCRIBE: unsubscribe_url}
+    return _PLACEHOLDER.sub(lambda match: values.get(match.group(), ""), text)
+
+
+def fields_used(*texts: str) -> tuple[str, ...]:
+    """The custom columns a rendered edition prints."""
+    return tuple(dict.fromkeys(bytes.fromhex(match).decode()
+                               for text in texts for match in _FIELD.findall(text)))
 
 
 @dataclass(frozen=True)
@@ -108,7 +139,7 @@ class Composer:
             "edition": context,
             "sections": sections(cards),
             "more": {"count": more, "url": web_url} if more else None,
-            "subscriber": {"name": Personal.NAME, "email": Personal.EMAIL, "fields": {}},
+            "subscriber": {"name": Personal.NAME, "email": Personal.EMAIL, "fields": _Fields()},
             "unsubscribe_url": Personal.UNSUBSCRIBE,
             "forward_url": forward_url(subject, web_url),
         }
@@ -269,16 +300,22 @@ class Letter:
         self.tail = f"\r\n--{boundary}--\r\n".encode()
         self.text = _Body(edition.text, lambda value: value)
         self.html = _Body(edition.html, lambda value: html.escape(value, quote=True))
+        self.fields = {name: Personal.field(name)
+                       for name in fields_used(edition.html, edition.text)}
 
     def message_id(self, email: str) -> str:
         """Deterministic per (edition, subscriber): a resend is recognisably the same mail."""
         digest = hashlib.sha256(email.encode()).hexdigest()[:20]
         return f"<{self.edition.id}.{digest}@{self.domain}>"
 
-    def bytes_for(self, delivery: Delivery) -> bytes:
+    def bytes_for(self, delivery: Delivery, fields: dict[str, str] | None = None) -> bytes:
+        """The subscriber's message; `fields` are their custom CSV columns (a missing one
+        prints as nothing)."""
         url = self.unsubscribe_url(delivery.email)
         values = {Personal.NAME: delivery.name, Personal.EMAIL: delivery.email,
                   Personal.UNSUBSCRIBE: url}
+        for name, placeholder in self.fields.items():
+            values[placeholder] = (fields or {}).get(name, "")
         return b"".join((
             self.head,
             b"To: ", address(delivery.name, delivery.email).encode("ascii"), b"\r\n",

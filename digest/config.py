@@ -117,6 +117,18 @@ class Smtp:
 
 
 @dataclass(frozen=True)
+class Web:
+    """`digest serve`: the public web app, meant to sit behind the operator's web server."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Proxies whose X-Forwarded-For is believed: the sign-up rate limit counts client addresses.
+    trusted_proxies: str = "127.0.0.1"
+    signups_per_hour: int = 5  # per client address
+    confirm_hours: int = 48  # how long a sign-up's confirmation link works
+
+
+@dataclass(frozen=True)
 class Paths:
     subscribers: Path = Path("subscribers.csv")
     state: Path = Path("state")
@@ -137,6 +149,7 @@ class Config:
     delivery: Delivery = Delivery()
     smtp: Smtp = Smtp()
     paths: Paths = Paths()
+    web: Web = Web()
     secret: str = field(default="", metadata={"env": "DIGEST_SECRET"})
     source: Path | None = field(default=None, metadata={"internal": True})
 

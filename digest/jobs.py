@@ -22,7 +22,7 @@ from digest.compose import Composer, Letter, Rendered
 from digest.config import Config, Feed
 from digest.deliver import Tally, Transport
 from digest.errors import DigestError
-from digest.records import Article, Card, Edition, Outcome, Subscriber
+from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
 from digest.store import FeedState, Store, now
 
 log = logging.getLogger("digest")
@@ -160,11 +160,45 @@ class Sent:
 
 def roster(config: Config, store: Store) -> tuple[list[Subscriber], subscribers.Roster]:
     """Who gets the next edition: the valid rows of the CSV, less the suppressed addresses."""
-    listed = subscribers.read(config.paths.subscribers)
+    listed = subscribers.read(config.paths.subscribers, [feed.title for feed in config.feeds])
     for problem in listed.problems:
         log.warning("%s:%d: skipped: %s", config.paths.subscribers, problem.line, problem.reason)
-    suppressed = store.suppressed()
-    return [s for s in listed.subscribers if s.email not in suppressed], listed
+    return subscribers.without(listed.subscribers, store.suppressed()), listed
+
+
+def view(chosen: tuple[str, ...], present: list[str]) -> str | None:
+    """Which rendering of an edition a subscriber gets: '' the whole edition, else the key of
+    the view made of their sections that have news (in edition order), or None when none has:
+    then they get no mail at all rather than an empty digest. Keys are `;`-joined section
+    names, the CSV's own separator, so that a key names its sections."""
+    if not chosen:
+        return ""
+    mine = [name for name in present if name in chosen]
+    if not mine:
+        return None
+    return "" if len(mine) == len(present) else ";".join(mine)
+
+
+def messages(config: Config, store: Store, edition: Edition,
+              unsubscribe_url: Callable[[str], str]) -> Callable[[Delivery], bytes]:
+    """Each delivery's bytes, from the Letter of its view (built once per view, on first use)
+    and its own custom fields."""
+    views = store.edition_views(edition.id)
+    whole = Letter(config, edition, unsubscribe_url)
+    if not views and not whole.fields:
+        return whole.bytes_for  # one view, no custom fields: nothing to look up per row
+    letters = {"": whole}
+
+    def message_for(delivery: Delivery) -> bytes:
+        key, fields = store.personal(edition.id, delivery.email)
+        letter = letters.get(key)
+        if letter is None:
+            subject, html, text = views.get(key, (edition.subject, edition.html, edition.text))
+            letter = letters[key] = Letter(
+                config, replace(edition, subject=subject, html=html, text=text), unsubscribe_url)
+        return letter.bytes_for(delivery, fields)
+
+    return message_for
 
 
 def _claim(config: Config, store: Store) -> list[Card]:
@@ -204,8 +238,12 @@ def send(config: Config, store: Store, carrier: Transport, period: str | None = 
         raise DigestError(f"cannot reach {destination}: {error}; nothing was sent, "
                           "the next run will try again", 1) from None
     def deliver_edition(edition: Edition) -> Tally:
-        letter = Letter(config, edition, unsubscribe_url)
-        return deliver.run(store, edition.id, letter.bytes_for, carrier,
+        withheld = store.withhold_suppressed(edition.id)
+        if withheld:
+            log.info("edition %d: %d addresses unsubscribed since it was made, not mailed",
+                     edition.id, withheld)
+        return deliver.run(store, edition.id,
+                           messages(config, store, edition, unsubscribe_url), carrier,
                            config.newsletter.sender, destination, progress, stop)
 
     edition, note = None, "stopped before making a new edition"
@@ -231,9 +269,20 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     when = now()
     # A manual run is its own period; the scheduler passes the slot it fires for.
     key = period or when.astimezone(config.newsletter.zone).isoformat()
+    present = list(dict.fromkeys(card.source for card in chosen))
+    views = {s.email: view(s.sections, present) for s in recipients}
+    recipients = [s for s in recipients if views[s.email] is not None]
+
+    def render_views(edition_id: int) -> dict[str, tuple[str, str, str]]:
+        # Once per distinct view, however many subscribers share it.
+        return {name: astuple(composer.render([c for c in chosen if c.source in name.split(";")],
+                                              edition_id, when))
+                for name in dict.fromkeys(views.values()) if name}
+
     edition = store.create_edition(
         key, lambda edition_id: astuple(composer.render(chosen, edition_id, when)),
-        chosen, recipients)
+        chosen, recipients, views=render_views,
+        view_of=lambda subscriber: views[subscriber.email] or "")
     if edition is None:
         return None, f"the edition for {key} exists already"
     return edition, (f"edition {edition.id}: {len(chosen)} articles "

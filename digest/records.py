@@ -58,6 +58,7 @@ class Subscriber:
     email: str  # normalised
     name: str = ""
     fields: dict[str, str] = field(default_factory=dict)
+    sections: tuple[str, ...] = ()  # the sections chosen; empty means every section
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,20 @@ MIGRATIONS = (
     ALTER TABLE articles ADD COLUMN canonical TEXT;
     CREATE INDEX articles_canonical ON articles (canonical);
     """,
+    # Sections: subscribers who chose the same sections share one rendering (a view) of an
+    # edition; '' is the whole edition, kept in `editions` itself.
+    """
+    CREATE TABLE edition_views (
+        edition_id INTEGER NOT NULL REFERENCES editions(id),
+        view TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        html TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (edition_id, view)
+    );
+    ALTER TABLE deliveries ADD COLUMN view TEXT NOT NULL DEFAULT '';
+    -- deliveries.status may also be 'suppressed': the address opted out before its turn.
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -297,13 +311,17 @@ class Store:
 
     def create_edition(self, period: str, render: Callable[[int], tuple[str, str, str]],
                        cards: list[Card], subscribers: Iterable[Subscriber],
-                       cadence: str = "daily") -> Edition | None:
+                       cadence: str = "daily",
+                       views: Callable[[int], dict[str, tuple[str, str, str]]] | None = None,
+                       view_of: Callable[[Subscriber], str] = lambda subscriber: "",
+                       ) -> Edition | None:
         """The edition, its articles and a pending delivery for each subscriber, all at once.
 
         `render(edition_id)` gives (subject, html, text): the edition's own id is in its
         "view in browser" link, so it is rendered inside the transaction that takes the id.
         Returns None when this period already has its edition: a re-run or a second trigger
-        never makes two.
+        never makes two. `views(edition_id)` renders the partial views by their key and
+        `view_of` says which one a subscriber gets ('' = the whole edition).
         """
         created = now()
         with self.transaction() as db:
@@ -331,10 +349,17 @@ class Store:
                 "WHERE claimed.edition_id = ? AND twin.id NOT IN "
                 "(SELECT article_id FROM edition_articles WHERE cadence = ?) "
                 "ON CONFLICT DO NOTHING", (edition_id, cadence, edition_id, cadence))
+            if views is not None:
+                db.executemany(
+                    "INSERT INTO edition_views (edition_id, view, subject, html, text) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(edition_id, view, *rendered)
+                     for view, rendered in views(edition_id).items()])
             db.executemany(
-                "INSERT INTO deliveries (edition_id, email, name, fields) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                ((edition_id, s.email, s.name, json.dumps(s.fields)) for s in subscribers))
+                "INSERT INTO deliveries (edition_id, email, name, fields, view) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
+                 for s in subscribers))
         return Edition(edition_id, period, created, subject, html, text)
 
     def edition(self, edition_id: int) -> Edition:
@@ -356,6 +381,17 @@ class Store:
             summaries.append(EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
                                             row["subject"], row["n"], counts))
         return summaries
+
+    def edition_views(self, edition_id: int) -> dict[str, tuple[str, str, str]]:
+        """The edition's partial views: key -> (subject, html, text)."""
+        return {row[0]: tuple(row[1:]) for row in self.db.execute(
+            "SELECT view, subject, html, text FROM edition_views WHERE edition_id = ?",
+            (edition_id,))}
+
+    def archived(self, limit: int = 100) -> list[tuple[int, datetime, str]]:
+        """(id, created_at, subject) of the newest editions, newest first."""
+        return [(row[0], _moment(row[1]), row[2]) for row in self.db.execute(
+            "SELECT id, created_at, subject FROM editions ORDER BY id DESC LIMIT ?", (limit,))]
 
     def unfinished(self) -> list[int]:
         """Editions with deliveries still to make, oldest first."""
@@ -392,6 +428,12 @@ class Store:
                         (result.outcome.value, result.response, _iso(next_try), _iso(now()),
                          delivery.edition_id, delivery.email))
 
+    def personal(self, edition_id: int, email: str) -> tuple[str, dict[str, str]]:
+        """A delivery's view and the custom fields it was created with."""
+        row = self.db.execute("SELECT view, fields FROM deliveries WHERE edition_id = ? AND "
+                              "email = ?", (edition_id, email)).fetchone()
+        return (row[0], json.loads(row[1])) if row else ("", {})
+
     def counts(self, edition_id: int) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM deliveries WHERE edition_id = ? "
                                     "GROUP BY status", (edition_id,)).fetchall())
@@ -404,6 +446,20 @@ class Store:
     def suppress(self, email: str, reason: str, source: str) -> None:
         self.db.execute("INSERT INTO suppressions (email, reason, at, source) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (email) DO NOTHING", (email, reason, _iso(now()), source))
+
+    def withhold_suppressed(self, edition_id: int) -> int:
+        """Rows still to deliver whose address has opted out since the edition was made become
+        `suppressed`: an opt-out wins even over a delivery row."""
+        return self.db.execute(
+            "UPDATE deliveries SET status = 'suppressed', updated_at = ? WHERE edition_id = ? "
+            "AND status IN (?, ?) AND lower(email) IN (SELECT lower(email) FROM suppressions)",
+            (_iso(now()), edition_id, *UNDELIVERED)).rowcount
+
+    def unsuppress(self, email: str) -> int:
+        """Lift an opt-out: only ever after the address confirmed a new sign-up. Addresses
+        differing only in case are the same subscriber (see subscribers.key)."""
+        return self.db.execute("DELETE FROM suppressions WHERE lower(email) = lower(?)",
+                               (email,)).rowcount
 
 
 def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.Row]:

@@ -1,4 +1,9 @@
-"""Reading `subscribers.csv`: who gets the digest.
+"""Reading `subscribers.csv`: who gets the digest, and adding a confirmed sign-up to it.
+
+The file is the operator's: a header row naming an `email` column, optionally `name`,
+`sections` (feed names separated by `;`, empty = every section), `status` (active, paused,
+unsubscribed) and any other column, kept as a custom field for the templates. UTF-8 with or
+without a BOM, comma or semicolon delimited, blank lines and `#` comment lines ignored.
 
 A bad row never stops the list: it is reported with its line number and the reason, and the
 rest still go out.
@@ -7,16 +12,23 @@ rest still go out.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import fcntl
+import io
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import DigestError
 from digest.records import Subscriber
 
+STATUSES = ("active", "paused", "unsubscribed")
+KNOWN = ("email", "name", "sections", "status")
+# Values end up in mail bodies and the To header: no line breaks or NULs may survive.
 _CONTROL = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+_EXTRA = "\0extra"  # marks a row with more cells than the header: no column can be named so
 
 
 @dataclass(frozen=True)
@@ -27,40 +39,201 @@ class Problem:
 
 @dataclass(frozen=True)
 class Roster:
-    subscribers: tuple[Subscriber, ...]
-    problems: tuple[Problem, ...]
+    subscribers: tuple[Subscriber, ...]  # the active rows: who may be mailed
+    problems: tuple[Problem, ...]  # rejected rows
+    held: int = 0  # valid rows whose status is paused or unsubscribed
+    fields: tuple[str, ...] = ()  # the custom columns, in the file's order
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) for each data row; blank lines and `#` comments skipped."""
+@dataclass(frozen=True)
+class _Layout:
+    columns: tuple[str, ...]  # lower-cased header names, "" for an unnamed column
+    delimiter: str
+    header_line: int
+
+
+def key(email: str) -> str:
+    """What makes two addresses the same subscriber: domains are normalised by validation,
+    and no real mailbox tells `Ann@` from `ann@`, so neither do we."""
+    return email.casefold()
+
+
+def normalise(address: str) -> str:
+    """The address as we keep it, or EmailNotValidError; syntax only, no DNS lookups.
+
+    ASCII only, domains in their IDNA form: it goes into SMTP envelopes and headers as is, and
+    relays without SMTPUTF8 refuse an internationalised mailbox name.
+    """
+    checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+    return checked.ascii_email or checked.normalized
+
+
+def _delimiter(line: str) -> str:
+    # Spreadsheets in locales with a decimal comma save CSV with semicolons.
+    return ";" if line.count(";") > line.count(",") else ","
+
+
+def _parse(text: str, where: Path) -> tuple[_Layout | None, Iterator[tuple[int, dict[str, str]]]]:
+    """The layout (None for a file with no rows at all) and (first line, row) for each data row;
+    blank lines and `#` comments skipped. A row's line is where it starts, even when a quoted
+    value runs over several lines."""
+    lines = text.splitlines()
+    header = next((n for n, line in enumerate(lines) if line.strip()
+                   and not line.lstrip().startswith("#")), None)
+    if header is None:
+        return None, iter(())
+    delimiter = _delimiter(lines[header])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns: tuple[str, ...] = ()
+    layout = None
+    rows: list[tuple[int, dict[str, str]]] = []
+    start = 1
+    for cells in reader:
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in cells) or cells[0].lstrip().startswith("#"):
+            continue
+        if layout is None:
+            columns = tuple(cell.strip().lower() for cell in cells)
+            if "email" not in columns:
+                raise DigestError(f"{where}:{line}: the header row must name an 'email' column")
+            layout = _Layout(columns, delimiter, line)
+            continue
+        extra = [cell for cell in cells[len(columns):] if cell.strip()]
+        row = {name: value for name, value in zip(columns, cells, strict=False) if name}
+        if extra:
+            row[_EXTRA] = str(len(cells))
+        rows.append((line, row))
+    return layout, iter(rows)
+
+
+def _text(path: Path, handle: IO[str]) -> str:
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        return handle.read().removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        raise DigestError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8 "
+                          "CSV") from None
+
+
+def columns(path: Path) -> tuple[str, ...]:
+    """The list's column names, lower-cased, from its header row alone (OSError if unreadable)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for line in handle:
+            if line.strip() and not line.lstrip().startswith("#"):
+                cells = next(csv.reader([line], delimiter=_delimiter(line)))
+                return tuple(cell.strip().lower() for cell in cells)
+    return ()
+
+
+def read(path: Path, sections: Collection[str] | None = None) -> Roster:
+    """Every row checked; `sections` are the configured section (feed) names, when known."""
+    try:
+        handle = path.open(encoding="utf-8", newline="")
     except OSError as error:
         raise DigestError(f"{path}: cannot read the subscriber list: {error.strerror}") from None
     with handle:
-        reader = csv.DictReader(line for line in handle)
-        if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
-            raise DigestError(f"{path}:1: the header row must name an 'email' column")
-        for row in reader:
-            values = [v for v in row.values() if isinstance(v, str)]
-            if not any(v.strip() for v in values) or values[0].lstrip().startswith("#"):
-                continue
-            yield reader.line_num, {(k or "").strip().lower(): (v or "").strip()
-                                    for k, v in row.items() if isinstance(v, str)}
-
-
-def read(path: Path) -> Roster:
+        # A confirmed sign-up may be appending right now (see `add`).
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        text = _text(path, handle)
+    layout, rows = _parse(text, path)
+    if layout is None:
+        raise DigestError(f"{path}:1: the header row must name an 'email' column")
+    known = {name.casefold(): name for name in sections} if sections is not None else None
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
-    for line, row in _rows(path):
-        address = row.get("email", "")
-        try:
-            email = validate_email(address, check_deliverability=False).normalized
-        except EmailNotValidError as error:
-            problems.append(Problem(line, f"{address or '(empty)'}: {error}"))
+    seen: dict[str, int] = {}
+    held = 0
+    for line, row in rows:
+        verdict = _check(row, known)
+        if isinstance(verdict, str):
+            problems.append(Problem(line, verdict))
             continue
-        # A display name reaches a header: no line breaks may survive into it.
-        name = row.get("name", "").translate(_CONTROL).strip()
-        fields = {k: v for k, v in row.items() if k not in ("email", "name")}
-        subscribers.append(Subscriber(email, name, fields))
-    return Roster(tuple(subscribers), tuple(problems))
+        subscriber, status = verdict
+        if key(subscriber.email) in seen:
+            problems.append(Problem(line, f"{subscriber.email}: duplicate of line "
+                                          f"{seen[key(subscriber.email)]}"))
+            continue
+        seen[key(subscriber.email)] = line
+        if status == "active":
+            subscribers.append(subscriber)
+        else:
+            held += 1
+    fields = tuple(c for c in layout.columns if c and c not in KNOWN)
+    return Roster(tuple(subscribers), tuple(problems), held, fields)
+
+
+def _check(row: dict[str, str], known: dict[str, str] | None) -> tuple[Subscriber, str] | str:
+    """A row's subscriber and status, or the reason it is rejected."""
+    address = row.get("email", "").strip()
+    try:
+        email = normalise(address)
+    except EmailNotValidError as error:
+        return f"{address.translate(_CONTROL) or '(empty)'}: {error}"
+    if _EXTRA in row:
+        return f"{email}: {row[_EXTRA]} cells, more than the header names"
+    status = row.get("status", "").strip().lower() or "active"
+    if status not in STATUSES:
+        return f"{email}: unknown status {status!r} (use {', '.join(STATUSES)})"
+    chosen = [name.strip() for name in row.get("sections", "").split(";") if name.strip()]
+    if known is not None:
+        unknown = [name for name in chosen if name.casefold() not in known]
+        if unknown:
+            return (f"{email}: unknown section {unknown[0]!r} (the feeds are "
+                    f"{', '.join(known.values())})")
+        chosen = [known[name.casefold()] for name in chosen]
+    name = row.get("name", "").translate(_CONTROL).strip()
+    fields = {column: value.translate(_CONTROL).strip() for column, value in row.items()
+              if column not in KNOWN}
+    return Subscriber(email, name, fields, tuple(dict.fromkeys(chosen))), status
+
+
+def without(subscribers: Iterable[Subscriber], suppressed: Iterable[str]) -> list[Subscriber]:
+    """The subscribers less the suppressed addresses: an opt-out wins over the CSV."""
+    gone = {key(email) for email in suppressed}
+    return [s for s in subscribers if key(s.email) not in gone]
+
+
+def write(subscribers: Iterable[Subscriber], fields: Iterable[str], out: IO[str]) -> int:
+    """The list as CSV with a header row, in the format `read` takes; returns the row count."""
+    fields = list(fields)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "name", "sections", *fields])
+    count = 0
+    for s in subscribers:
+        writer.writerow([s.email, s.name, ";".join(s.sections),
+                         *(s.fields.get(f, "") for f in fields)])
+        count += 1
+    return count
+
+
+def add(path: Path, subscriber: Subscriber) -> bool:
+    """Append a confirmed sign-up; False when the address is listed already (then the file is
+    left as the operator wrote it).
+
+    Under an exclusive lock, so two confirmations at once cannot interleave their rows and a
+    send never reads half a row. The row follows the file's own header and delimiter.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+", encoding="utf-8", newline="") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        text = _text(path, handle)
+        layout, rows = _parse(text, path)
+        if layout is None:
+            layout = _Layout(("email", "name", "sections"), ",", 1)
+            handle.write("email,name,sections\n")
+        elif any(_same(row.get("email", ""), subscriber.email) for _, row in rows):
+            return False
+        elif not text.endswith(("\n", "\r")):
+            handle.write("\n")
+        values = {"email": subscriber.email, "name": subscriber.name,
+                  "sections": ";".join(subscriber.sections), "status": "active"}
+        # One physical line per row: the csv module leaves a lone CR unquoted.
+        csv.writer(handle, delimiter=layout.delimiter, lineterminator="\n").writerow(
+            [values.get(column, "").translate(_CONTROL) for column in layout.columns])
+        return True
+
+
+def _same(address: str, email: str) -> bool:
+    """Whether a listed address, as written, is `email`: a plain comparison, so a sign-up stays
+    quick on a long list (validation only lower-cases domains, and `key` ignores case)."""
+    return key(address.strip()) == key(email)

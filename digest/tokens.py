@@ -1,7 +1,10 @@
 """Signed tokens for the links in a mail: whoever holds one may act for that address on that
 list, nobody can make one up or alter it.
 
-A token is the address and an HMAC-SHA256 over the list id and the address, both base64url.
+An unsubscribe token is the address and an HMAC-SHA256 over the list id and the address, both
+base64url; it never expires (a mail in someone's archive must still let them go). A sign-up
+token carries the sign-up and an expiry, signed under a different message prefix, so neither
+kind can pass for the other.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import logging
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -22,7 +28,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the one spelling `_b64` makes decodes, so no altered token is accepted,
+    not even one differing in unused padding bits."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def _mac(secret: bytes, list_id: str, email: str) -> bytes:
@@ -43,6 +54,42 @@ def verify(secret: bytes, list_id: str, token: str) -> str | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return email if hmac.compare_digest(given, _mac(secret, list_id, email)) else None
+
+
+@dataclass(frozen=True)
+class Signup:
+    """A sign-up awaiting its confirmation click."""
+
+    email: str
+    name: str = ""
+    sections: tuple[str, ...] = ()
+
+
+def _signup_mac(secret: bytes, list_id: str, payload: bytes) -> bytes:
+    # "signup" has no dot and a list id always has one: no unsubscribe message is ever the same.
+    return hmac.new(secret, b"signup\n" + list_id.encode() + b"\n" + payload,
+                    hashlib.sha256).digest()
+
+
+def sign_signup(secret: bytes, list_id: str, signup: Signup, expires: datetime) -> str:
+    payload = json.dumps({"e": signup.email, "n": signup.name, "s": list(signup.sections),
+                          "x": int(expires.timestamp())}, separators=(",", ":")).encode()
+    return f"{_b64(payload)}.{_b64(_signup_mac(secret, list_id, payload))}"
+
+
+def verify_signup(secret: bytes, list_id: str, token: str, at: datetime) -> Signup | None:
+    """The sign-up, or None for a token forged, altered, for another list or expired."""
+    encoded, _, mac = token.partition(".")
+    try:
+        payload, given = _unb64(encoded), _unb64(mac)
+    except (binascii.Error, ValueError):
+        return None
+    if not hmac.compare_digest(given, _signup_mac(secret, list_id, payload)):
+        return None
+    data = json.loads(payload)  # ours: the MAC says so
+    if at.timestamp() > data["x"]:
+        return None
+    return Signup(data["e"], data["n"], tuple(data["s"]))
 
 
 def secret(from_environment: str, state: Path) -> bytes:

@@ -1,0 +1,223 @@
+"""subscribers.csv as operators really write it: BOMs, semicolons, comments, mistakes; and what
+its values may and may not do in a mail."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from servers import SmtpServer
+from support import Item, Site, digest, rows, rss
+
+from digest import subscribers
+from digest.config import bundled
+from digest.errors import DigestError
+from digest.records import Subscriber
+
+SECTIONS = ["World", "Tech"]
+
+
+def listed(path: Path) -> subscribers.Roster:
+    return subscribers.read(path, SECTIONS)
+
+
+def test_bom_semicolons_comments_and_blank_lines_are_understood(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.csv"
+    path.write_bytes("\ufeff# our readers\nEmail;Name;Sections\n\nann@example.com;Ann;World\n"
+                     "# bob left\n  \nbob@example.org;Bob;\"Tech; world\"\n".encode())
+    roster = listed(path)
+    assert roster.problems == ()
+    assert roster.subscribers == (
+        Subscriber("ann@example.com", "Ann", {}, ("World",)),
+        Subscriber("bob@example.org", "Bob", {}, ("Tech", "World")),
+    )
+
+
+def test_rejected_rows_name_their_line_and_reason_and_the_rest_stay(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.csv"
+    path.write_text(
+        "email,name,sections,status\n"
+        'ann@example.com,"Ann\nAnother line",,\n'   # lines 2-3: one record over two lines
+        "not-an-address,Nobody,,\n"                 # 4
+        "ANN@Example.com,Ann again,,\n"             # 5: same address in other case
+        "cat@example.com,Cat,Sport,\n"              # 6: no such section
+        "dan@example.com,Dan,,retired\n"            # 7: no such status
+        "eve@example.com,Eve,,paused\n"             # 8: valid, held
+        "fay@example.com,Fay,,,surplus\n"           # 9: more cells than columns
+        "gus@exa mple.com,Gus,,\n"                  # 10
+        "hal@Example.COM,Hal,tech,active\n"         # 11
+        "josé@example.com,José,,\n"                 # 12: relays may refuse it
+        "ida@bücher.example,Ida,,\n",               # 13: mailed to its IDNA form
+        encoding="utf-8")
+    roster = listed(path)
+    problems = {p.line: p.reason for p in roster.problems}
+    assert sorted(problems) == [4, 5, 6, 7, 9, 10, 12]
+    assert "Internationalized characters before the @-sign" in problems[12]
+    assert problems[4].startswith("not-an-address: ")
+    assert problems[5] == "ANN@example.com: duplicate of line 2"
+    assert "unknown section 'Sport'" in problems[6] and "World, Tech" in problems[6]
+    assert "unknown status 'retired'" in problems[7]
+    assert "more than the header" in problems[9]
+    assert [s.email for s in roster.subscribers] == [
+        "ann@example.com", "hal@example.com", "ida@xn--bcher-kva.example"]
+    assert roster.subscribers[0].name == "Ann Another line"  # a name never spans lines
+    assert roster.subscribers[1].sections == ("Tech",)  # as configured, whatever the case
+    assert roster.held == 1
+
+
+def test_a_list_without_an_email_column_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.csv"
+    path.write_text("# list\naddress,name\nann@example.com,Ann\n")
+    with pytest.raises(DigestError, match=r"subscribers.csv:2: the header row must name"):
+        listed(path)
+
+
+def test_a_list_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.csv"
+    path.write_bytes("email,name\njose@example.net,José\n".encode("latin-1"))
+    with pytest.raises(DigestError, match="not UTF-8"):
+        listed(path)
+
+
+def test_add_appends_in_the_files_own_format_and_never_twice(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.csv"
+    path.write_text("email;sections;name;company\nann@example.com;;Ann;ACME", encoding="utf-8")
+    assert subscribers.add(path, Subscriber("bob@example.org", "Bob; Jr", {}, ("World", "Tech")))
+    assert not subscribers.add(path, Subscriber("ANN@example.com", "Other Ann"))
+    assert path.read_text() == ("email;sections;name;company\nann@example.com;;Ann;ACME\n"
+                                'bob@example.org;"World;Tech";"Bob; Jr";\n')
+    assert [s.email for s in listed(path).subscribers] == ["ann@example.com", "bob@example.org"]
+    fresh = tmp_path / "new" / "subscribers.csv"
+    assert subscribers.add(fresh, Subscriber("cat@example.com", "Cat"))
+    assert listed(fresh).subscribers == (Subscriber("cat@example.com", "Cat"),)
+
+
+# -- through the command line and into the mail ---------------------------------------------------
+
+def with_feed(site: Site, smtp: SmtpServer, *items: Item) -> None:
+    feed = site.root / "feed.xml"
+    feed.write_text(rss(*items))
+    site.feeds = [("World", str(feed))]
+    site.smtp_port = smtp.port
+    site.write()
+
+
+def test_check_reports_rejected_rows_and_exits_1(site: Site) -> None:
+    site.write()
+    site.subscribers("email,name\nann@example.com,Ann\nnope,Nobody\nann@EXAMPLE.com,Ann\n")
+    result = digest("subscribers", "check")
+    assert result.exit_code == 1
+    path = site.root / "subscribers.csv"
+    assert f"{path}:3: nope: " in result.output
+    assert f"{path}:4: ann@example.com: duplicate of line 2" in result.output
+    assert "1 to mail" in result.output and "2 rows rejected" in result.output
+    site.subscribers("email,name\nann@example.com,Ann\n")
+    assert digest("subscribers", "check").exit_code == 0
+
+
+def test_export_writes_the_list_the_next_send_sees(site: Site) -> None:
+    site.write()
+    site.subscribers("email;name;status;company\nann@example.com;Ann;;ACME\n"
+                     "bob@example.org;Bob;paused;\ncat@example.com;Cat;;Initech\nbad;Bad;;\n")
+    digest("subscribers", "check")  # creates the database
+    rows(site.database, "INSERT INTO suppressions (email, reason, at) VALUES "
+                        "('CAT@example.com', 'unsubscribed', '2026-11-01')")
+    result = digest("subscribers", "export", "--out", "export.csv")
+    assert result.exit_code == 0
+    assert (site.root / "export.csv").read_text() == (
+        "email,name,sections,company\nann@example.com,Ann,,ACME\n")
+    assert "1 subscribers written; 1 rows rejected" in result.output
+
+
+def test_operator_unsubscribes_addresses_from_the_mailbox(site: Site) -> None:
+    site.write()
+    site.subscribers("email\nann@example.com\nbob@example.org\n")
+    result = digest("subscribers", "unsubscribe", "bob@example.org", "no address")
+    assert result.exit_code == 2 and "no address: " in result.output
+    assert not site.database.exists()  # nothing recorded, not even the good address
+    assert digest("subscribers", "unsubscribe", "BOB@EXAMPLE.ORG").exit_code == 0
+    assert rows(site.database, "SELECT email, source FROM suppressions") == [
+        ("BOB@example.org", "operator")]
+    exported = digest("subscribers", "export").stdout
+    assert exported == "email,name,sections\nann@example.com,,\n"
+
+
+def templates_printing(site: Site, line: str) -> Path:
+    """A copy of the bundled templates whose footer also prints `line`, in both parts."""
+    folder = site.root / "templates"
+    shutil.copytree(bundled("templates"), folder)
+    for name, marker in (("digest.html", "<td class=\"foot\">"), ("digest.txt", "-" * 72)):
+        path = folder / name
+        path.write_text(path.read_text().replace(marker, f"{marker}\n{line}\n", 1))
+    return folder
+
+
+def test_custom_columns_reach_the_template_per_subscriber(site: Site, smtp: SmtpServer) -> None:
+    site.extra = "[paths]\ntemplates = 'templates'\n"
+    with_feed(site, smtp, Item("Harbour opens", "https://example.com/h", "h1"))
+    templates_printing(site, "Account: [{{ subscriber.fields.company }}] "
+                             "plan [{{ subscriber.fields['plan'] }}]")
+    site.subscribers("email,name,Company,plan,unused\nann@example.com,Ann,ACME & Co,gold,x\n"
+                     "bob@example.org,Bob,,,y\n")
+    digest("collect")
+    assert digest("send").exit_code == 0
+    mails = {m.rcpt_tos[0]: m.message for m in smtp.messages}
+    ann, bob = mails["ann@example.com"], mails["bob@example.org"]
+    assert "Account: [ACME & Co] plan [gold]" in ann.get_body(("plain",)).get_content()
+    assert "Account: [ACME &amp; Co] plan [gold]" in ann.get_body(("html",)).get_content()
+    assert "Account: [] plan []" in bob.get_body(("plain",)).get_content()
+    assert "DIGEST-PERSONAL" not in ann.get_body(("html",)).get_content()
+
+
+def test_a_name_with_line_breaks_or_html_is_inert(site: Site, smtp: SmtpServer) -> None:
+    site.extra = "[paths]\ntemplates = 'templates'\n"
+    with_feed(site, smtp, Item("Harbour opens", "https://example.com/h", "h1"))
+    templates_printing(site, "Hello {{ subscriber.name }}!")
+    site.subscribers('email,name\nann@example.com,"Ann\r\nBcc: victim@example.net"\n'
+                     'bob@example.org,"<script>alert(1)</script> Bob"\n')
+    digest("collect")
+    assert digest("send").exit_code == 0
+    assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+    mails = {m.rcpt_tos[0]: m for m in smtp.messages}
+    ann = mails["ann@example.com"]
+    assert b"\nBcc:" not in ann.data and ann.message["Bcc"] is None
+    # The whole value stays one display name in one header.
+    assert ann.message["To"].addresses[0].display_name == "Ann Bcc: victim@example.net"
+    bob = mails["bob@example.org"].message
+    html = bob.get_body(("html",)).get_content()
+    assert "Hello &lt;script&gt;alert(1)&lt;/script&gt; Bob!" in html
+    assert "<script>" not in html
+    assert "Hello <script>alert(1)</script> Bob!" in bob.get_body(("plain",)).get_content()
+
+
+def test_paused_and_unsubscribed_rows_are_not_mailed(site: Site, smtp: SmtpServer) -> None:
+    with_feed(site, smtp, Item("Harbour opens", "https://example.com/h", "h1"))
+    site.subscribers("email,status\nann@example.com,\nbob@example.org,paused\n"
+                     "cat@example.com,unsubscribed\n")
+    digest("collect")
+    assert digest("send").exit_code == 0
+    assert smtp.recipients() == {"ann@example.com": 1}
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+NAMES = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(NAMES, max_size=6), delimiter=st.sampled_from(",;"))
+def test_whatever_a_name_says_an_added_row_reads_back_as_written(
+        tmp_path_factory: pytest.TempPathFactory, names: list[str], delimiter: str) -> None:
+    path = tmp_path_factory.mktemp("list") / "subscribers.csv"
+    path.write_text(f"email{delimiter}name{delimiter}company\n", encoding="utf-8")
+    for number, name in enumerate(names):
+        assert subscribers.add(path, Subscriber(f"p{number}@example.com", name))
+    roster = subscribers.read(path)
+    assert roster.problems == ()
+    # Line breaks and NULs become spaces: a name is one line, wherever it goes.
+    assert [(s.email, s.name) for s in roster.subscribers] == [
+        (f"p{number}@example.com", name.translate({13: " ", 10: " ", 0: " "}).strip())
+        for number, name in enumerate(names)]

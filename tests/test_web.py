@@ -1,0 +1,363 @@
+"""The public web app on a real uvicorn server: one-click unsubscribe, sign-up with
+confirmation, the archive; and real headless Chromium clicking through it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+from playwright.sync_api import Page
+from servers import SmtpServer, free_port
+from support import Item, Site, digest, rows, rss, serving
+
+from digest import config, tokens, web
+from digest.store import now
+
+SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
+PUBLIC = "https://news.example.com"
+SECRET = b"test-secret"  # the site fixture's DIGEST_SECRET
+LIST_ID = "test-digest.example.com"
+
+
+def publish(site: Site, *items: Item) -> None:
+    feed = site.root / "feed.xml"
+    feed.write_text(rss(*items))
+    assert digest("collect").exit_code == 0
+
+
+@pytest.fixture
+def mailed(site: Site, smtp: SmtpServer) -> Site:
+    """A site whose first edition went out to Ann and Bob."""
+    site.feeds = [("World", str(site.root / "feed.xml"))]
+    site.smtp_port = smtp.port
+    site.write()
+    site.subscribers(SUBSCRIBERS)
+    publish(site, Item("Harbour opens", "https://example.com/harbour", "h1"))
+    assert digest("send").exit_code == 0
+    return site
+
+
+@pytest.fixture
+def base(mailed: Site) -> Iterator[str]:
+    with serving(web.app(config.load(mailed.config))) as url:
+        yield url
+
+
+def unsubscribe_path(smtp: SmtpServer, email: str) -> str:
+    """The one-click URL of the List-Unsubscribe header in the mail `email` received."""
+    message = next(m.message for m in smtp.messages if m.rcpt_tos == (email,))
+    url = re.search(r"<(https://[^>]+)>", message["List-Unsubscribe"]).group(1)
+    assert url.startswith(f"{PUBLIC}/unsubscribe/")
+    return url.removeprefix(PUBLIC)
+
+
+def suppressions(site: Site) -> list[tuple]:
+    return rows(site.database, "SELECT email, reason, source FROM suppressions")
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_one_click_post_unsubscribes_and_a_repeat_is_harmless(
+        mailed: Site, base: str, smtp: SmtpServer, encoding: str) -> None:
+    path = unsubscribe_path(smtp, "ann@example.com")
+    body = ({"data": {"List-Unsubscribe": "One-Click"}} if encoding == "urlencoded"
+            else {"files": {"List-Unsubscribe": (None, "One-Click")}})
+    for _ in range(2):
+        response = httpx.post(base + path, **body)  # no cookies, no redirects followed
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+        assert "unsubscribed" in response.text
+    assert suppressions(mailed) == [("ann@example.com", "unsubscribed", "one-click")]
+
+
+def test_get_shows_a_button_and_changes_nothing(mailed: Site, base: str,
+                                                smtp: SmtpServer) -> None:
+    response = httpx.get(base + unsubscribe_path(smtp, "ann@example.com"))
+    assert response.status_code == 200
+    assert '<form method="post"' in response.text and "<button" in response.text
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert suppressions(mailed) == []
+
+
+def test_forged_altered_and_other_list_tokens_are_refused_alike(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    good = unsubscribe_path(smtp, "ann@example.com").removeprefix("/unsubscribe/")
+    address, mac = good.split(".")
+    bob = tokens.sign(SECRET, LIST_ID, "bob@example.org").split(".")[0]
+    bad = [
+        f"{address}.{mac[:-2]}{'AB' if mac[-2:] != 'AB' else 'CD'}",  # altered signature
+        f"{bob}.{mac}",  # someone else's address under Ann's signature
+        tokens.sign(b"guessed", LIST_ID, "ann@example.com"),  # forged with another secret
+        tokens.sign(SECRET, "other-list.example.com", "ann@example.com"),  # another list
+        "garbage", "%00", f"{address}.",
+    ]
+    answers = set()
+    for token in bad:
+        for method in ("GET", "POST"):
+            response = httpx.request(method, f"{base}/unsubscribe/{token}",
+                                     data={"List-Unsubscribe": "One-Click"})
+            assert response.status_code == 400, token
+            assert "ann@" not in response.text and "bob@" not in response.text
+            answers.add(response.text)
+    assert len(answers) == 1  # nothing to learn from which way a token is wrong
+    assert suppressions(mailed) == []
+
+
+def test_a_valid_token_answers_the_same_whether_the_address_is_listed_or_not(
+        mailed: Site, base: str) -> None:
+    answers = set()
+    for email in ("ann@example.com", "stranger@example.com"):
+        token = tokens.sign(SECRET, LIST_ID, email)
+        for method in ("GET", "POST"):
+            response = httpx.request(method, f"{base}/unsubscribe/{token}")
+            assert response.status_code == 200
+            answers.add(response.text.replace(email, "X").replace(token, "T"))
+    assert len(answers) == 2  # one page per method, the same for listed and unlisted
+    assert {row[0] for row in suppressions(mailed)} == {"ann@example.com",
+                                                       "stranger@example.com"}
+
+
+def test_after_unsubscribing_the_next_send_skips_the_address_the_csv_still_lists(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    httpx.post(base + unsubscribe_path(smtp, "ann@example.com"),
+               data={"List-Unsubscribe": "One-Click"})
+    smtp.clear_messages()
+    publish(mailed, Item("Lighthouse relit", "https://example.com/light", "l1"),
+            Item("Harbour opens", "https://example.com/harbour", "h1"))
+    assert digest("send").exit_code == 0
+    assert "ann@example.com" in (mailed.root / "subscribers.csv").read_text()
+    assert smtp.recipients() == {"bob@example.org": 1}
+    assert rows(mailed.database, "SELECT email FROM deliveries WHERE edition_id = 2") == [
+        ("bob@example.org",)]
+
+
+def test_an_opt_out_wins_over_a_delivery_row_made_before_it(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    path = unsubscribe_path(smtp, "ann@example.com")
+    smtp.clear_messages()
+    publish(mailed, Item("Lighthouse relit", "https://example.com/light", "l1"))
+    smtp.reply("MAIL", 451, times=None)  # edition 2 is made, its mail deferred
+    assert digest("send").exit_code == 1
+    httpx.post(base + path, data={"List-Unsubscribe": "One-Click"})
+    smtp.clear_faults()
+    rows(mailed.database, "UPDATE deliveries SET next_try = NULL")  # as if time had passed
+    assert digest("send").exit_code == 0
+    assert smtp.recipients() == {"bob@example.org": 1}
+    assert dict(rows(mailed.database, "SELECT email, status FROM deliveries "
+                                      "WHERE edition_id = 2")) == {
+        "ann@example.com": "suppressed", "bob@example.org": "sent"}
+
+
+def test_archive_lists_and_shows_editions_without_anyones_personal_links(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    index = httpx.get(f"{base}/archive/")
+    assert index.status_code == 200
+    assert 'href="1"' in index.text and "Harbour opens" in index.text
+    page = httpx.get(f"{base}/archive/1")
+    assert page.status_code == 200 and "Harbour opens" in page.text
+    assert "DIGEST-PERSONAL" not in page.text
+    assert "ann@example.com" not in page.text and "/unsubscribe/" not in page.text
+    assert f'href="{PUBLIC}/subscribe"' in page.text
+    # The mail's "view in browser" link is this page.
+    mail = smtp.messages[0].message.get_body(("html",)).get_content()
+    assert f'href="{PUBLIC}/archive/1"' in mail
+    assert httpx.get(f"{base}/archive/99").status_code == 404
+
+    feed = feedparser.parse(httpx.get(f"{base}/archive/feed.xml").content)
+    assert not feed.bozo, feed.bozo_exception
+    assert feed.version == "atom10"
+    assert [(e.title, e.link) for e in feed.entries] == [
+        (page_title(page.text), f"{PUBLIC}/archive/1")]
+
+
+def page_title(text: str) -> str:
+    return re.search(r"<title>(.*?)</title>", text).group(1)
+
+
+# -- sign-up with confirmation -------------------------------------------------------------------
+
+def confirmation_path(smtp: SmtpServer, email: str) -> str:
+    message = smtp.wait_for(1)[-1]
+    assert message.rcpt_tos == (email,)
+    assert "Confirm your subscription to Test Digest" in message.message["Subject"]
+    url = re.search(rf"{PUBLIC}/confirm/\S+", message.message.get_content()).group(0)
+    return url.removeprefix(PUBLIC)
+
+
+def test_sign_up_mails_a_link_and_only_its_click_adds_the_subscriber(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    smtp.clear_messages()
+    csv = mailed.root / "subscribers.csv"
+    response = httpx.post(f"{base}/subscribe", data={"email": "New@Example.NET",
+                                                     "name": "=Nia\r\nBcc: x@example.com"})
+    assert response.status_code == 200 and "Check your inbox" in response.text
+    path = confirmation_path(smtp, "New@example.net")
+    assert csv.read_text() == SUBSCRIBERS  # nothing without the click
+
+    address, mac = path.removeprefix("/confirm/").split(".")
+    altered = f"/confirm/{address[:-3]}{'x' if address[-3] != 'x' else 'y'}{address[-2:]}.{mac}"
+    assert httpx.get(base + altered).status_code == 400
+    assert csv.read_text() == SUBSCRIBERS
+
+    for _ in range(2):  # a second click changes nothing more
+        response = httpx.get(base + path)
+        assert response.status_code == 200 and "You are subscribed" in response.text
+    assert csv.read_text() == SUBSCRIBERS + "New@example.net,Nia Bcc: x@example.com\n"
+
+    smtp.clear_messages()
+    publish(mailed, Item("Lighthouse relit", "https://example.com/light", "l1"))
+    assert digest("send").exit_code == 0
+    assert set(smtp.recipients()) == {"ann@example.com", "bob@example.org", "New@example.net"}
+
+
+def test_a_list_that_cannot_be_written_keeps_the_link_working_for_later(
+        mailed: Site, base: str) -> None:
+    csv = mailed.root / "subscribers.csv"
+    link = tokens.sign_signup(SECRET, LIST_ID, tokens.Signup("new@example.com"),
+                              now() + timedelta(hours=1))
+    csv.write_text("address\nann@example.com\n")  # the operator broke the header
+    response = httpx.get(f"{base}/confirm/{link}")
+    assert response.status_code == 503 and "try again later" in response.text.lower()
+    csv.write_text(SUBSCRIBERS)
+    assert httpx.get(f"{base}/confirm/{link}").status_code == 200
+    assert csv.read_text() == SUBSCRIBERS + "new@example.com,\n"
+
+
+def test_an_expired_confirmation_link_adds_nobody(mailed: Site, base: str) -> None:
+    signup = tokens.Signup("late@example.com", "Late")
+    expired = tokens.sign_signup(SECRET, LIST_ID, signup, now() - timedelta(seconds=1))
+    response = httpx.get(f"{base}/confirm/{expired}")
+    assert response.status_code == 400
+    fresh = tokens.sign_signup(SECRET, LIST_ID, signup, now() + timedelta(hours=1))
+    # An unsubscribe token is no confirmation, and the other way round.
+    assert httpx.get(f"{base}/confirm/{tokens.sign(SECRET, LIST_ID, 'x@example.com')}"
+                     ).status_code == 400
+    assert httpx.post(f"{base}/unsubscribe/{fresh}").status_code == 400
+    assert "late@example.com" not in (mailed.root / "subscribers.csv").read_text()
+
+
+def test_resubscribing_lifts_the_opt_out_only_through_confirmation(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    path = unsubscribe_path(smtp, "ann@example.com")
+    httpx.post(base + path, data={"List-Unsubscribe": "One-Click"})
+    smtp.clear_messages()
+    response = httpx.post(base + path.replace("/unsubscribe/", "/resubscribe/"))
+    assert response.status_code == 200 and "Check your inbox" in response.text
+    link = confirmation_path(smtp, "ann@example.com")
+    assert len(suppressions(mailed)) == 1
+    assert httpx.get(base + link).status_code == 200
+    assert suppressions(mailed) == []
+    assert (mailed.root / "subscribers.csv").read_text() == SUBSCRIBERS  # listed once
+
+
+def test_a_bad_address_is_said_on_the_form_and_mails_nobody(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    smtp.clear_messages()
+    response = httpx.post(f"{base}/subscribe", data={"email": "not an address<script>"})
+    assert response.status_code == 400
+    assert "That address does not work" in response.text and "<script>" not in response.text
+    assert smtp.messages == []
+
+
+def test_sign_ups_are_rate_limited_per_client_address(site: Site, smtp: SmtpServer) -> None:
+    site.smtp_port = smtp.port
+    site.extra = "[web]\nsignups_per_hour = 2\n"
+    site.write()
+    site.subscribers(SUBSCRIBERS)
+    with serving(web.app(config.load(site.config))) as base:
+        codes = [httpx.post(f"{base}/subscribe", data={"email": f"n{i}@example.com"}
+                            ).status_code for i in range(3)]
+    assert codes == [200, 200, 429]
+    assert len(smtp.messages) == 2
+
+
+def test_the_form_offers_sections_when_the_list_keeps_them(site: Site, smtp: SmtpServer) -> None:
+    site.feeds = [("World", "w.xml"), ("Tech", "t.xml")]
+    site.smtp_port = smtp.port
+    site.write()
+    site.subscribers("email,name,sections\n")
+    with serving(web.app(config.load(site.config))) as base:
+        assert 'value="Tech"' in httpx.get(f"{base}/subscribe").text
+        httpx.post(f"{base}/subscribe", data={"email": "t@example.com", "section": ["Tech"]})
+        link = confirmation_path(smtp, "t@example.com")
+        assert httpx.get(base + link).status_code == 200
+    assert (site.root / "subscribers.csv").read_text() == (
+        "email,name,sections\nt@example.com,,Tech\n")
+
+
+def test_the_example_config_documents_the_web_section() -> None:
+    text = (Path(__file__).parents[1] / "digest.example.toml").read_text()
+    for item in config.dataclasses.fields(config.Web):
+        assert f"\n{item.name} =" in text.split("[web]")[1], item.name
+
+
+# -- in a real browser ----------------------------------------------------------------------------
+
+def test_unsubscribing_in_a_browser_takes_one_click_on_the_page(
+        mailed: Site, base: str, smtp: SmtpServer, page: Page, artifacts: Path) -> None:
+    page.goto(base + unsubscribe_path(smtp, "bob@example.org"))
+    assert suppressions(mailed) == []
+    page.screenshot(path=str(artifacts / "unsubscribe.png"))
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    page.screenshot(path=str(artifacts / "unsubscribed.png"))
+    assert page.get_by_role("button", name="Resubscribe").is_visible()
+    assert suppressions(mailed) == [("bob@example.org", "unsubscribed", "web page")]
+
+
+def test_signing_up_in_a_browser_mails_the_confirmation(
+        mailed: Site, base: str, smtp: SmtpServer, page: Page, artifacts: Path) -> None:
+    smtp.clear_messages()
+    page.goto(f"{base}/subscribe")
+    page.get_by_label("Email address").fill("web@example.com")
+    page.get_by_label("Name (optional)").fill("Wen")
+    page.screenshot(path=str(artifacts / "subscribe.png"))
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    page.goto(base + confirmation_path(smtp, "web@example.com"))
+    page.get_by_role("heading", name="You are subscribed").wait_for()
+    assert "web@example.com,Wen" in (mailed.root / "subscribers.csv").read_text()
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+def test_digest_serve_believes_the_proxy_about_client_addresses(site: Site) -> None:
+    """`digest serve` as an operator runs it: its own process, behind a proxy on loopback
+    that names each client in X-Forwarded-For; the rate limit counts those clients."""
+    site.extra = "[web]\nsignups_per_hour = 1\n"  # maildir transport: mail goes to outbox/
+    site.write()
+    site.subscribers(SUBSCRIBERS)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(site.config), "serve", "--port",
+         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"{base}/subscribe")
+                break
+            except httpx.ConnectError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "digest serve did not start"
+                time.sleep(0.05)
+
+        def sign_up(client: str, email: str) -> int:
+            return httpx.post(f"{base}/subscribe", data={"email": email},
+                              headers={"X-Forwarded-For": client}).status_code
+
+        assert sign_up("198.51.100.1", "a@example.com") == 200
+        assert sign_up("198.51.100.2", "b@example.com") == 200
+        assert sign_up("198.51.100.1", "c@example.com") == 429
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert len(list((site.root / "outbox" / "new").iterdir())) == 2
