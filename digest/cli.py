@@ -203,7 +203,7 @@ def _summarise(sent: jobs.Sent, seconds: float) -> None:
     done = {outcome: sent.count(outcome) for outcome in Outcome}
     total = sum(done.values())
     console.print(f"sent {done[Outcome.SENT]}, deferred {done[Outcome.DEFERRED]}, "
-                  f"failed {done[Outcome.FAILED]}, unknown {sent.recovered}; "
+                  f"failed {done[Outcome.FAILED] + sent.expired}, unknown {sent.recovered}; "
                   f"{seconds:.1f} s, {total / seconds if seconds else 0:,.0f} messages/s")
 
 

@@ -85,13 +85,14 @@ class Sent:
     edition: Edition | None  # the new edition, if one was made
     note: str  # why none was made, or what was made, in words
     recovered: int = 0  # rows found `sending` after a crash, now `unknown`
+    expired: int = 0  # deferred rows past smtp.deferred_max_age, now `failed`
 
     def count(self, outcome: Outcome) -> int:
         return sum(tally.counts[outcome.value] for tally in self.tallies)
 
     @property
     def troubled(self) -> bool:
-        return bool(self.recovered) or any(tally.troubled for tally in self.tallies)
+        return bool(self.recovered or self.expired) or any(tally.troubled for tally in self.tallies)
 
 
 def roster(config: Config, store: Store) -> tuple[list[Subscriber], subscribers.Roster]:
@@ -173,7 +174,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
                 tallies.append(deliver_edition(edition))
     finally:
         carrier.close()
-    return Sent(tuple(tallies), edition, note, recovered)
+    return Sent(tuple(tallies), edition, note, recovered, expired)
 
 
 def _make_edition(config: Config, store: Store, composer: Composer,
