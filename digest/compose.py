@@ -213,6 +213,9 @@ _LEADING_DOT = re.compile(rb"(?:^|(?<=\r\n))\.")
 
 def _qp(text: str) -> bytes:
     """Quoted-printable, CRLF line ends, lines within 76 columns, no line starting with a dot."""
+    if (len(text) < 74 and text.isascii() and text.isprintable() and "=" not in text
+            and not text.startswith(".") and not text.endswith(" ")):
+        return text.encode("ascii")  # the common personal value: its own encoding
     encoded = quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), 76,
                                      "\r\n").encode("ascii")
     while encoded.startswith(b".") or b"\n." in encoded:
