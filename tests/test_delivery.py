@@ -3,10 +3,15 @@ and the ledger checked in the real SQLite file afterwards."""
 
 from __future__ import annotations
 
+import ssl
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from servers import FeedServer, SmtpServer
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+from servers import FeedServer, SmtpServer, free_port
 from support import Item, Site, digest, rows, rss
 
 from digest import config as configuration
@@ -278,3 +283,42 @@ def test_a_line_starting_with_a_dot_arrives_intact(
     text = message.get_body(("plain",)).get_content()
     assert "sent to dot@example.com." in " ".join(text.split())
     assert b"\r\n." not in smtp.messages[0].data
+
+
+class _Recorder:
+    """An aiosmtpd handler that keeps who it accepted mail for."""
+
+    def __init__(self) -> None:
+        self.recipients: list[str] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        self.recipients += envelope.rcpt_tos
+        return "250 OK"
+
+
+@pytest.fixture
+def tls_relay() -> Iterator[tuple[int, _Recorder]]:
+    """A relay offering STARTTLS with a self-signed certificate, as a test relay would."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(Path(__file__).with_name("tls") / "relay.pem")
+    recorder = _Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(),
+                            server_hostname="relay.digest.test", tls_context=context)
+    controller.start()
+    yield controller.port, recorder
+    controller.stop()
+
+
+def test_the_certificate_is_checked_unless_explicitly_not(
+        site: Site, web: FeedServer, smtp: SmtpServer, tls_relay: tuple[int, _Recorder]) -> None:
+    port, recorder = tls_relay
+    prepare(site, web, smtp)
+    site.config.write_text(site.config.read_text().replace(f"port = {smtp.port}", f"port = {port}")
+                           .replace('security = "none"', 'security = "starttls"'))
+    result = digest("send")
+    assert result.exit_code == 1
+    assert f"cannot reach SMTP relay 127.0.0.1:{port}: TLS failed" in result.output
+    assert recorder.recipients == []
+    site.config.write_text(site.config.read_text() + "verify_tls = false\n")
+    assert digest("send").exit_code == 0
+    assert sorted(recorder.recipients) == [ANN, BOB]
