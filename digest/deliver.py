@@ -244,7 +244,7 @@ class Bucket:
         self.tokens = 1.0
         self.at = time.monotonic()
 
-    def wait(self, stop: threading.Event) -> bool:
+    def wait(self, stop: _Either) -> bool:
         """Take a token, sleeping as long as needed; False if told to stop meanwhile."""
         if not self.rate:
             return not stop.is_set()
@@ -435,9 +435,9 @@ class _Run:
 
     def _count(self, done: Settled) -> None:
         """Tally an outcome and watch the failure streak; lock held."""
-        delivery, result, _ = done
-        if self.down is not None and result.outcome is Outcome.DEFERRED and done[2] is None:
-            return  # the relay went away: not an outcome, the row is simply still to do
+        delivery, result, next_try = done
+        if result.outcome is Outcome.DEFERRED and next_try is None:
+            return  # the relay went away before this row left: not an outcome, still to do
         self.counts[result.outcome.value] += 1
         if result.outcome is Outcome.SENT:
             self.streak = 0

@@ -16,6 +16,7 @@ from support import Item, Site, digest, rows, rss
 
 from digest import config as configuration
 from digest import deliver, jobs
+from digest.errors import DigestError
 from digest.records import Outcome
 from digest.store import Store
 
@@ -251,6 +252,22 @@ def test_stop_finishes_the_transactions_in_flight_and_leaves_nothing_sending(
     assert 1 <= counts["sent"] <= 4  # those in flight when told to stop, each recorded
     assert counts["sent"] == len(smtp.messages) == sent.count(Outcome.SENT)
     assert counts["pending"] == 40 - counts["sent"]
+
+
+def test_a_relay_gone_mid_send_leaves_the_rest_queued_for_the_next_run(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    emails = [f"reader{n}@example.org" for n in range(6)]
+    prepare(site, web, smtp, emails, "connections = 1\nmessages_per_connection = 1\n")
+    config = configuration.load(site.config)
+    with Store(config.paths.database) as store, pytest.raises(DigestError) as raised:
+        jobs.send(config, store, deliver.transport(config), progress=lambda outcome: smtp.stop())
+    assert f"cannot reach SMTP relay 127.0.0.1:{smtp.port}" in str(raised.value)
+    assert "stays queued for the next run" in str(raised.value)
+    counts = dict(rows(site.database, "SELECT status, count(*) FROM deliveries GROUP BY 1"))
+    assert counts["sent"] == 1 and "sending" not in counts
+    smtp.start()
+    assert digest("send").exit_code == 0
+    assert smtp.recipients() == dict.fromkeys(emails, 1)
 
 
 def test_dry_run_counts_and_estimates_without_sending_or_recording(
