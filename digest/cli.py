@@ -308,7 +308,8 @@ def demo(ctx: click.Context) -> None:
             local = jobs.with_transport(config, host=server.host, port=server.port,
                                         security="none", username="")
             with _progress("sending") as progress:
-                sent = jobs.send(local, store, deliver.transport(local), progress=progress)
+                sent = jobs.send(local, store, deliver.transport(local), progress=progress,
+                                 expect=progress.expect)
         _report_send(sent)
         latest = store.editions(1)
         page = None
