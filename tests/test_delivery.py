@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
-from servers import FeedServer, SmtpServer, free_port
+from servers import FeedServer, Received, SmtpServer, free_port
 from support import Item, Site, digest, rows, rss
 
 from digest import config as configuration
@@ -339,3 +339,20 @@ def test_the_certificate_is_checked_unless_explicitly_not(
     site.config.write_text(site.config.read_text() + "verify_tls = false\n")
     assert digest("send").exit_code == 0
     assert sorted(recorder.recipients) == [ANN, BOB]
+
+
+def test_each_row_is_committed_sending_before_the_relay_takes_its_message(
+        site: Site, web: FeedServer) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def look(message: Received) -> None:  # on the relay's thread, before its 250
+        email = message.rcpt_tos[0]
+        seen.extend(rows(site.database, "SELECT email, status FROM deliveries WHERE email = ?",
+                         email))
+
+    emails = [f"reader{n}@example.org" for n in range(8)]
+    with SmtpServer(on_message=look) as relay:
+        prepare(site, web, relay, emails, "connections = 2\n")
+        assert digest("send").exit_code == 0
+    assert sorted(seen) == [(email, "sending") for email in sorted(emails)]
+    assert set(rows(site.database, "SELECT status FROM deliveries")) == {("sent",)}
