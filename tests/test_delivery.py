@@ -356,3 +356,16 @@ def test_each_row_is_committed_sending_before_the_relay_takes_its_message(
         assert digest("send").exit_code == 0
     assert sorted(seen) == [(email, "sending") for email in sorted(emails)]
     assert set(rows(site.database, "SELECT status FROM deliveries")) == {("sent",)}
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("connections = 0", "smtp.connections must be at least 1"),
+    ("messages_per_connection = 0", "smtp.messages_per_connection must be at least 1"),
+    ("retries = -1", "smtp.retries must not be negative"),
+    ("verify_tls = 'no'", "smtp.verify_tls must be true or false"),
+])
+def test_a_bad_pool_setting_is_named(site: Site, line: str, says: str) -> None:
+    site.config.write_text(f"[smtp]\n{line}\n")
+    result = digest("send")
+    assert result.exit_code == 2
+    assert says in result.output
