@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,18 @@ from typing import Any
 import click
 from email_validator import EmailNotValidError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from digest import config as configuration
 from digest import deliver, jobs, web
@@ -71,24 +81,43 @@ def _store(config: Config) -> Iterator[Store]:
         yield store
 
 
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} msg/s")
+
+
+class _Bar:
+    """Progress for `jobs.send`: called once per message (from any delivery thread), told
+    each edition's size by `expect`. Silent off a terminal."""
+
+    def __init__(self, bar: Progress | None, label: str) -> None:
+        self.bar = bar
+        self.task = bar.add_task(label, total=0, trouble=0) if bar else None
+        self.total = 0
+        self.trouble = 0
+
+    def expect(self, count: int) -> None:
+        self.total += count
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, total=self.total)
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.trouble += outcome is not Outcome.SENT
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, advance=1, trouble=self.trouble)
+
+
 @contextmanager
-def _progress(label: str) -> Iterator[Callable[[Outcome], None]]:
-    """A live bar on a terminal; silence in logs and pipes."""
+def _progress(label: str) -> Iterator[_Bar]:
+    """A live bar on a terminal: done/total, rate, ETA, failures; silence in logs and pipes."""
     if not console.is_terminal:
-        yield lambda outcome: None
+        yield _Bar(None, label)
         return
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[trouble]} deferred/failed"), TimeElapsedColumn())
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), _Rate(),
+               TextColumn("{task.fields[trouble]} deferred/failed"), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None, trouble=0)
-        trouble = 0
-
-        def advance(outcome: Outcome) -> None:
-            nonlocal trouble
-            trouble += outcome is not Outcome.SENT
-            bar.update(task, advance=1, trouble=trouble)
-
-        yield advance
+        yield _Bar(bar, label)
 
 
 def _report_collect(collected: jobs.Collected) -> None:
@@ -123,14 +152,63 @@ def collect(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True,
+              help="render and count what would go out, with the time it would take; "
+                   "send and record nothing")
 @click.pass_context
-def send(ctx: click.Context) -> None:
+def send(ctx: click.Context, dry_run: bool) -> None:
     """Finish unfinished editions, then make and deliver this period's edition."""
     config = _config(ctx)
+    if dry_run:
+        with _store(config) as store:
+            _report_plan(config, jobs.plan(config, store))
+        return
+    started = time.monotonic()
     with _store(config) as store, _progress("sending") as progress:
-        sent = jobs.send(config, store, deliver.transport(config), progress=progress)
+        sent = jobs.send(config, store, deliver.transport(config), progress=progress,
+                         expect=progress.expect)
     _report_send(sent)
+    _summarise(sent, time.monotonic() - started)
     ctx.exit(1 if sent.troubled else 0)
+
+
+def _report_plan(config: Config, plan: jobs.Plan) -> None:
+    if plan.recipients:
+        console.print(f"a new edition: {plan.articles} articles to {plan.recipients} "
+                      f"subscribers, composed in {plan.compose_seconds * 1000:.0f} ms")
+    else:
+        console.print("no new edition would be made (no new articles or no subscribers)")
+    if plan.queued:
+        console.print(f"{plan.queued} messages still due from earlier editions")
+    smtp = config.smtp
+    if not plan.messages:
+        console.print("dry run: nothing would be sent")
+        return
+    if smtp.rate:
+        estimate = f"about {_duration(plan.messages / smtp.rate)} at smtp.rate = {smtp.rate:g}/s"
+    else:
+        estimate = ("no smtp.rate set: the relay sets the pace "
+                    f"(about {_duration(plan.messages / 1000)} at 1,000 messages/s)")
+    if smtp.hourly_cap and plan.messages > smtp.hourly_cap:
+        estimate += (f"; smtp.hourly_cap = {smtp.hourly_cap} spreads it over at least "
+                     f"{-(-plan.messages // smtp.hourly_cap)} hourly windows")
+    console.print(f"dry run: {plan.messages} messages would be sent, {estimate}; nothing sent")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _summarise(sent: jobs.Sent, seconds: float) -> None:
+    done = {outcome: sent.count(outcome) for outcome in Outcome}
+    total = sum(done.values())
+    console.print(f"sent {done[Outcome.SENT]}, deferred {done[Outcome.DEFERRED]}, "
+                  f"failed {done[Outcome.FAILED] + sent.expired}, unknown {sent.recovered}; "
+                  f"{seconds:.1f} s, {total / seconds if seconds else 0:,.0f} messages/s")
 
 
 @main.command()
@@ -275,7 +353,8 @@ def demo(ctx: click.Context) -> None:
             local = jobs.with_transport(config, host=server.host, port=server.port,
                                         security="none", username="")
             with _progress("sending") as progress:
-                sent = jobs.send(local, store, deliver.transport(local), progress=progress)
+                sent = jobs.send(local, store, deliver.transport(local), progress=progress,
+                                 expect=progress.expect)
         _report_send(sent)
         latest = store.editions(1)
         page = None

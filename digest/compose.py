@@ -237,10 +237,21 @@ def address(name: str, email: str) -> str:
     return f"{Header(name, 'utf-8').encode(linesep=chr(13) + chr(10))} <{email}>"
 
 
+# A line that starts with a dot would have to be doubled on the SMTP wire (RFC 5321 4.5.2);
+# written as "=2E" and a soft break instead, the bytes go out exactly as built.
+_LEADING_DOT = re.compile(rb"(?:^|(?<=\r\n))\.")
+
+
 def _qp(text: str) -> bytes:
-    """Quoted-printable, CRLF line ends, lines within 76 columns."""
-    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), 76,
-                                  "\r\n").encode("ascii")
+    """Quoted-printable, CRLF line ends, lines within 76 columns, no line starting with a dot."""
+    if (len(text) < 74 and text.isascii() and text.isprintable() and "=" not in text
+            and not text.startswith(".") and not text.endswith(" ")):
+        return text.encode("ascii")  # the common personal value: its own encoding
+    encoded = quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), 76,
+                                     "\r\n").encode("ascii")
+    while encoded.startswith(b".") or b"\n." in encoded:
+        encoded = _LEADING_DOT.sub(b"=2E=\r\n", encoded)
+    return encoded
 
 
 class _Body:

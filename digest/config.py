@@ -114,6 +114,18 @@ class Smtp:
     rate: float = 0
     timeout: float = 30
     password: str = field(default="", metadata={"env": "DIGEST_SMTP_PASSWORD"})
+    messages_per_connection: int = 100
+    # Off only for a test relay with a self-signed certificate: it lets anyone in between read
+    # the list.
+    verify_tls: bool = True
+    helo_name: str = ""  # empty: this machine's name, as smtplib finds it
+    connect_timeout: float = 10
+    hourly_cap: int = 0  # messages per rolling hour across runs, 0 = none
+    retries: int = 2  # per message within a run, on a fresh connection, before `deferred`
+    retry_backoff: float = 1.0  # seconds before the first retry, doubled each time, jittered
+    deferred_max_age: float = 72  # hours after the edition was made; then `failed`
+    pause_after_failures: int = 50  # consecutive failed or deferred messages, 0 = never pause
+    suppress_after_bounces: int = 3  # consecutive editions hard-failing an address, 0 = never
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,13 @@ def _check(config: Config, where: str) -> None:
     for key in ("concurrency", "per_host", "max_bytes"):
         if getattr(config.collect, key) < 1:
             raise DigestError(f"{where}: collect.{key} must be at least 1")
+    for key in ("connections", "messages_per_connection"):
+        if getattr(config.smtp, key) < 1:
+            raise DigestError(f"{where}: smtp.{key} must be at least 1")
+    for key in ("rate", "hourly_cap", "retries", "retry_backoff", "pause_after_failures",
+                "suppress_after_bounces"):
+        if getattr(config.smtp, key) < 0:
+            raise DigestError(f"{where}: smtp.{key} must not be negative")
     if not config.feeds:
         raise DigestError(f"{where}: no feeds configured")
     for number, feed in enumerate(config.feeds, 1):

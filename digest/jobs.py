@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, replace
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from digest import cards, deliver, feeds, subscribers, tokens
 from digest.compose import Composer, Letter, Rendered
 from digest.config import Config, Feed
-from digest.deliver import Tally, Transport
+from digest.deliver import Pool, Tally
 from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
 from digest.store import FeedState, Store, now
@@ -149,13 +150,14 @@ class Sent:
     edition: Edition | None  # the new edition, if one was made
     note: str  # why none was made, or what was made, in words
     recovered: int = 0  # rows found `sending` after a crash, now `unknown`
+    expired: int = 0  # deferred rows past smtp.deferred_max_age, now `failed`
 
     def count(self, outcome: Outcome) -> int:
         return sum(tally.counts[outcome.value] for tally in self.tallies)
 
     @property
     def troubled(self) -> bool:
-        return bool(self.recovered) or any(tally.troubled for tally in self.tallies)
+        return bool(self.recovered or self.expired) or any(tally.troubled for tally in self.tallies)
 
 
 def roster(config: Config, store: Store) -> tuple[list[Subscriber], subscribers.Roster]:
@@ -214,11 +216,13 @@ def preview(config: Config, store: Store) -> Rendered | None:
     return Composer(config).render(chosen, 0, now()) if chosen else None
 
 
-def send(config: Config, store: Store, carrier: Transport, period: str | None = None,
+def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
          progress: Callable[[Outcome], None] = lambda outcome: None,
-         stop: threading.Event | None = None) -> Sent:
+         stop: threading.Event | None = None,
+         expect: Callable[[int], None] = lambda count: None) -> Sent:
     """Finish what earlier runs left undelivered, then make this period's edition and deliver
-    it. The transport is opened first: with the relay down no row is touched."""
+    it. The transport is opened first: with the relay down no row is touched. `expect` hears
+    how many messages each edition is about to send (for a progress bar)."""
     composer = Composer(config)  # fails early on a broken template folder
     secret = tokens.secret(config.secret, config.paths.state)
     public = config.newsletter.public_url.rstrip("/")
@@ -231,31 +235,49 @@ def send(config: Config, store: Store, carrier: Transport, period: str | None = 
     if recovered:
         log.warning("%d deliveries were in flight when the last run stopped; marked unknown "
                     "(see `digest status`, `digest resend`)", recovered)
-    destination = deliver.where(config)
+    expired = store.expire_deferred(now() - carrier.policy.deferred_max_age)
+    if expired:
+        log.warning("%d deliveries still deferred past smtp.deferred_max_age are now failed",
+                    expired)
     try:
         carrier.open()
     except deliver.TransportDown as error:
-        raise DigestError(f"cannot reach {destination}: {error}; nothing was sent, "
+        raise DigestError(f"cannot reach {carrier.destination}: {error}; nothing was sent, "
                           "the next run will try again", 1) from None
+
     def deliver_edition(edition: Edition) -> Tally:
         withheld = store.withhold_suppressed(edition.id)
         if withheld:
             log.info("edition %d: %d addresses unsubscribed since it was made, not mailed",
                      edition.id, withheld)
-        return deliver.run(store, edition.id,
-                           messages(config, store, edition, unsubscribe_url), carrier,
-                           config.newsletter.sender, destination, progress, stop)
+        expect(store.due_count(edition.id))
+        tally = deliver.run(store, edition.id,
+                            messages(config, store, edition, unsubscribe_url), carrier,
+                            config.newsletter.sender, progress, stop)
+        if tally.halted:
+            log.warning("edition %d: %s", edition.id, tally.halted)
+        for email in tally.suppressed:
+            log.warning("%s suppressed: hard failures in %d editions in a row", email,
+                        carrier.policy.suppress_after_bounces)
+        return tally
 
     edition, note = None, "stopped before making a new edition"
     try:
-        tallies = [deliver_edition(store.edition(number)) for number in store.unfinished()]
-        if stop is None or not stop.is_set():
+        tallies = []
+        for number in store.unfinished():
+            tallies.append(deliver_edition(store.edition(number)))
+            if tallies[-1].halted:
+                break
+        halted = next((tally.halted for tally in tallies if tally.halted), "")
+        if halted:
+            note = f"stopped: {halted}"
+        elif stop is None or not stop.is_set():
             edition, note = _make_edition(config, store, composer, period)
             if edition is not None:
                 tallies.append(deliver_edition(edition))
     finally:
         carrier.close()
-    return Sent(tuple(tallies), edition, note, recovered)
+    return Sent(tuple(tallies), edition, note, recovered, expired)
 
 
 def _make_edition(config: Config, store: Store, composer: Composer,
@@ -287,6 +309,31 @@ def _make_edition(config: Config, store: Store, composer: Composer,
         return None, f"the edition for {key} exists already"
     return edition, (f"edition {edition.id}: {len(chosen)} articles "
                      f"to {len(recipients)} subscribers")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `send` would do now, worked out without sending or recording anything."""
+
+    queued: int  # messages still due from earlier editions
+    recipients: int  # subscribers a new edition would go to; 0 when none would be made
+    articles: int
+    compose_seconds: float  # render + inline + text of the new edition, 0 when none
+
+    @property
+    def messages(self) -> int:
+        return self.queued + self.recipients
+
+
+def plan(config: Config, store: Store) -> Plan:
+    queued = sum(store.due_count(number) for number in store.unfinished())
+    chosen = _claim(config, store)
+    if not chosen:
+        return Plan(queued, 0, 0, 0.0)
+    started = time.perf_counter()
+    Composer(config).render(chosen, 0, now())
+    seconds = time.perf_counter() - started
+    return Plan(queued, len(roster(config, store)[0]), len(chosen), seconds)
 
 
 def with_transport(config: Config, **smtp: object) -> Config:

@@ -111,6 +111,10 @@ MIGRATIONS = (
     ALTER TABLE deliveries ADD COLUMN view TEXT NOT NULL DEFAULT '';
     -- deliveries.status may also be 'suppressed': the address opted out before its turn.
     """,
+    # The ledger looked up by address: consecutive hard bounces across editions.
+    """
+    CREATE INDEX deliveries_email ON deliveries (email, edition_id);
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -165,7 +169,10 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # Delivery threads share this one connection under deliver's lock: one writer, no
+        # busy-waiting between connections of the same process.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
+                                  check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode = WAL")
         # WAL + NORMAL: a commit survives a process crash; only power loss may lose the last few.
@@ -407,15 +414,27 @@ class Store:
         return self.db.execute("UPDATE deliveries SET status = 'unknown', updated_at = ? "
                                "WHERE status = 'sending'", (_iso(now()),)).rowcount
 
-    def due(self, edition_id: int) -> Iterator[Delivery]:
-        """The edition's deliveries to make now, streamed: never the whole list in memory."""
-        cursor = self.db.execute(
-            "SELECT edition_id, email, name, status, attempts FROM deliveries "
-            "WHERE edition_id = ? AND (status = 'pending' OR (status = 'deferred' AND "
-            "(next_try IS NULL OR next_try <= ?))) ORDER BY rowid",
-            (edition_id, _iso(now())))
-        for row in cursor.fetchall():
-            yield Delivery(*row)
+    _DUE = ("FROM deliveries WHERE edition_id = ? AND (status = 'pending' OR "
+            "(status = 'deferred' AND (next_try IS NULL OR next_try <= ?)))")
+
+    def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
+        """The edition's deliveries to make now, streamed a page at a time: never the whole
+        list in memory, and no cursor held open across the ledger's own writes."""
+        moment, after = _iso(now()), 0
+        while True:
+            rows = self.db.execute(
+                f"SELECT rowid, edition_id, email, name, status, attempts {self._DUE} "
+                "AND rowid > ? ORDER BY rowid LIMIT ?",
+                (edition_id, moment, after, page)).fetchall()
+            for row in rows:
+                yield Delivery(*row[1:])
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    def due_count(self, edition_id: int) -> int:
+        return self.db.execute(f"SELECT count(*) {self._DUE}",
+                               (edition_id, _iso(now()))).fetchone()[0]
 
     def sending(self, delivery: Delivery) -> None:
         self.db.execute("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
@@ -433,6 +452,53 @@ class Store:
         row = self.db.execute("SELECT view, fields FROM deliveries WHERE edition_id = ? AND "
                               "email = ?", (edition_id, email)).fetchone()
         return (row[0], json.loads(row[1])) if row else ("", {})
+
+    def step(self, done: tuple[Delivery, Result, datetime | None] | None,
+             starting: Delivery | None) -> None:
+        """One commit for a connection's previous outcome and its next `sending`.
+
+        Safe because a connection carries one transaction at a time: when this commits, the
+        next message has not been offered yet, so a crash still leaves at most one row per
+        connection in doubt (the one in flight, or the one whose 250 came just before).
+        """
+        moment = _iso(now())
+        with self.transaction() as db:
+            if done is not None:
+                delivery, result, next_try = done
+                db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
+                           "updated_at = ? WHERE edition_id = ? AND email = ?",
+                           (result.outcome.value, result.response, _iso(next_try), moment,
+                            delivery.edition_id, delivery.email))
+            if starting is not None:
+                db.execute("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                           "updated_at = ? WHERE edition_id = ? AND email = ?",
+                           (moment, starting.edition_id, starting.email))
+
+    def sent_since(self, moment: datetime) -> int:
+        """Messages the relay took since then, across editions: the hourly cap's window."""
+        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND "
+                               "updated_at >= ?", (_iso(moment),)).fetchone()[0]
+
+    def expire_deferred(self, made_before: datetime) -> int:
+        """Deferred rows of editions made before then give up: `failed`, reply kept."""
+        return self.db.execute(
+            "UPDATE deliveries SET status = 'failed', next_try = NULL, updated_at = ?, "
+            "last_response = 'gave up: still deferred after the maximum age; last reply: ' "
+            "|| coalesce(last_response, '') WHERE status = 'deferred' AND edition_id IN "
+            "(SELECT id FROM editions WHERE created_at < ?)",
+            (_iso(now()), _iso(made_before))).rowcount
+
+    def suppress_bounced(self, emails: Iterable[str], editions: int) -> list[str]:
+        """Suppress each address whose last `editions` deliveries all failed; returns them."""
+        suppressed = []
+        for email in emails:
+            statuses = [row[0] for row in self.db.execute(
+                "SELECT status FROM deliveries WHERE email = ? ORDER BY edition_id DESC "
+                "LIMIT ?", (email, editions))]
+            if len(statuses) == editions and set(statuses) == {"failed"}:
+                self.suppress(email, "bounced", f"failed in {editions} editions in a row")
+                suppressed.append(email)
+        return suppressed
 
     def counts(self, edition_id: int) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM deliveries WHERE edition_id = ? "

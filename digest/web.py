@@ -137,16 +137,16 @@ class Site:
         expires = now() + timedelta(hours=self.config.web.confirm_hours)
         token = tokens.sign_signup(self.secret, self.list_id, signup, expires)
         url = f"{self.public}/confirm/{token}"
-        carrier = deliver.transport(self.config)
+        pool = deliver.transport(self.config)
         try:
-            carrier.open()
-            result = carrier.send(parseaddr(self.config.newsletter.sender)[1], signup.email,
-                                  self.confirmation(signup.email, url))
+            pool.open()
+            result = pool.transport(0).send(parseaddr(self.config.newsletter.sender)[1],
+                                            signup.email, self.confirmation(signup.email, url))
         except deliver.TransportDown as error:
             log.warning("confirmation mail to %s not sent: %s", signup.email, error)
             return False
         finally:
-            carrier.close()
+            pool.close()
         if result.outcome is not Outcome.SENT:
             log.warning("confirmation mail to %s not sent: %s", signup.email, result.response)
         return result.outcome is Outcome.SENT
