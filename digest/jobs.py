@@ -47,10 +47,13 @@ class Collected:
         return [feed for feed in self.feeds if feed.error]
 
 
-def collect(config: Config, store: Store) -> Collected:
+def collect(config: Config, store: Store, stop: threading.Event | None = None) -> Collected:
+    """Every configured feed, one after the other; `stop` is checked between feeds."""
     reports = []
     with feeds.client(config.newsletter.public_url) as http:
         for feed in config.feeds:
+            if stop is not None and stop.is_set():
+                break
             reports.append(_collect_one(config, store, http, feed.url, feed.title))
     return Collected(tuple(reports))
 
@@ -117,9 +120,10 @@ def preview(config: Config, store: Store) -> Rendered | None:
 
 def send(config: Config, store: Store, carrier: Transport, period: str | None = None,
          progress: Callable[[Outcome], None] = lambda outcome: None,
-         stop: threading.Event | None = None) -> Sent:
-    """Finish what earlier runs left undelivered, then make this period's edition and deliver
-    it. The transport is opened first: with the relay down no row is touched."""
+         stop: threading.Event | None = None, new_edition: bool = True) -> Sent:
+    """Finish what earlier runs left undelivered, then (unless `new_edition` is false) make
+    this period's edition and deliver it. The transport is opened first: with the relay down
+    no row is touched."""
     composer = Composer(config)  # fails early on a broken template folder
     secret = tokens.secret(config.secret, config.paths.state)
     public = config.newsletter.public_url.rstrip("/")
@@ -146,7 +150,9 @@ def send(config: Config, store: Store, carrier: Transport, period: str | None = 
     edition, note = None, "stopped before making a new edition"
     try:
         tallies = [deliver_edition(store.edition(number)) for number in store.unfinished()]
-        if stop is None or not stop.is_set():
+        if not new_edition:
+            note = "no new edition asked for"
+        elif stop is None or not stop.is_set():
             edition, note = _make_edition(config, store, composer, period)
             if edition is not None:
                 tallies.append(deliver_edition(edition))
@@ -160,6 +166,9 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     chosen = _claim(config, store)
     if not chosen:
         return None, "no new articles since the last edition: nothing to send"
+    if len(chosen) < config.newsletter.min_articles:
+        return None, (f"only {len(chosen)} new articles, fewer than newsletter.min_articles = "
+                      f"{config.newsletter.min_articles}: no edition, they wait for the next")
     recipients, _ = roster(config, store)
     if not recipients:
         return None, f"no subscribers to send to in {config.paths.subscribers}"
