@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -58,6 +59,7 @@ def cron(expression: str, zone: ZoneInfo, key: str, jitter: timedelta | None = N
     if len(fields) not in (5, 6):
         raise DigestError(f"schedule.{key} {expression!r} is not a cron line: it has "
                           f"{len(fields)} fields, not 5 (or 6 with seconds first)")
+    fields[-1] = _weekdays(fields[-1])
     names = ("minute", "hour", "day", "month", "day_of_week")
     if len(fields) == 6:
         names = ("second", *names)
@@ -66,6 +68,19 @@ def cron(expression: str, zone: ZoneInfo, key: str, jitter: timedelta | None = N
                            jitter=int(jitter.total_seconds()) if jitter else None)
     except ValueError as error:
         raise DigestError(f"schedule.{key} {expression!r} is not a cron line: {error}") from None
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekdays(field: str) -> str:
+    """Cron counts weekdays from Sunday = 0 (and 7); APScheduler from Monday = 0. Numbers
+    become names, so "1-5" means Monday to Friday as in crontab(5)."""
+    def named(part: str) -> str:
+        span, slash, step = part.partition("/")
+        span = re.sub(r"\d+", lambda m: _WEEKDAYS[int(m[0])] if int(m[0]) < 8 else m[0], span)
+        return span + slash + step
+    return ",".join(named(part) for part in field.split(","))
 
 
 def collect_trigger(config: Config, jittered: bool = True) -> BaseTrigger:
@@ -273,19 +288,13 @@ def forever(config: Config) -> int:
         stop = threading.Event()
         runner = Runner(config, stop)
         scheduler = scheduler_for(config, runner)
-
-        def on_signal(number: int, frame: object) -> None:
-            name = signal.Signals(number).name
-            if stop.is_set():
-                event(log, logging.WARNING, "second signal: exiting now", signal=name)
-                os._exit(128 + number)
-            event(log, logging.INFO, "stopping: finishing the work in flight", signal=name)
-            stop.set()
-            # Not from inside the handler: it may have interrupted the scheduler's own lock.
-            threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}).start()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        # Python runs signal handlers in the main thread only when it wakes, and the kernel
+        # may hand the signal to a busy worker while the main thread sleeps until the next
+        # job. So every thread blocks the signals (threads started later inherit the mask)
+        # and one thread takes them with sigwait, at once.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        threading.Thread(target=_on_signals, args=(stop, scheduler), daemon=True,
+                         name="signals").start()
         event(log, logging.INFO, "scheduler started", pid=os.getpid(),
               collect=config.schedule.collect, send=config.schedule.send,
               timezone=config.newsletter.timezone, state=str(config.paths.state))
@@ -297,6 +306,21 @@ def forever(config: Config) -> int:
             os._exit(1)
         event(log, logging.INFO, "scheduler stopped")
     return 0
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _on_signals(stop: threading.Event, scheduler: BlockingScheduler) -> None:
+    number = signal.sigwait(STOP_SIGNALS)
+    event(log, logging.INFO, "stopping: finishing the work in flight",
+          signal=signal.Signals(number).name)
+    stop.set()
+    scheduler.shutdown(wait=False)
+    number = signal.sigwait(STOP_SIGNALS)
+    event(log, logging.WARNING, "second signal: exiting now", signal=signal.Signals(number).name)
+    logging.shutdown()
+    os._exit(128 + number)
 
 
 def once(config: Config) -> int:
