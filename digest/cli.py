@@ -126,7 +126,9 @@ def collect(ctx: click.Context) -> None:
 def send(ctx: click.Context) -> None:
     """Finish unfinished editions, then make and deliver this period's edition."""
     config = _config(ctx)
-    with _store(config) as store, _progress("sending") as progress:
+    # Never beside a running scheduler: two senders on one ledger would mail people twice.
+    with lock.held(config.paths.state), _store(config) as store, \
+            _progress("sending") as progress:
         sent = jobs.send(config, store, deliver.transport(config), progress=progress)
     _report_send(sent)
     ctx.exit(1 if sent.troubled else 0)

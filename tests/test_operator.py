@@ -4,6 +4,7 @@ before the first send."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
 
+from digest import lock
 from digest.records import Delivery
 from digest.store import Store, now
 
@@ -205,3 +207,22 @@ def test_check_names_an_unreachable_relay(site: Site, smtp: SmtpServer) -> None:
     assert result.exit_code == 1
     assert f"SMTP 127.0.0.1:{smtp.port}:" in result.output
     assert "while connecting" in result.output
+
+
+def test_beside_a_running_scheduler_send_refuses_and_resend_leaves_it_the_work(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp)
+    digest("collect")
+    smtp.reply("RCPT", 550, match="bob@example.org", times=1)
+    digest("send")
+    with lock.held(site.root / "state"):  # as a scheduler process holds it
+        result = digest("send")
+        assert result.exit_code == 1
+        assert f"another digest process (PID {os.getpid()})" in result.output
+        result = digest("resend", "1", "--to-failed")
+        assert result.exit_code == 0
+        assert f"the running scheduler (PID {os.getpid()}) delivers them" in result.output
+        assert digest("status", "--json").stdout.count(f'"pid": {os.getpid()}') == 1
+    assert smtp.recipients() == {"ann@example.com": 1}
+    assert rows(site.database, "SELECT status FROM deliveries WHERE email = 'bob@example.org'"
+                ) == [("pending",)]
