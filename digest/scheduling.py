@@ -214,7 +214,7 @@ class Runner:
         with Store(config.paths.database) as store:
             due = due_period(self.trigger, config.newsletter.zone, moment, self.grace)
             make = due is not None and not store.decided(due)
-            if not make and not store.unfinished():
+            if not make and not store.anything_due():
                 log.debug("nothing due")
                 return
             try:
@@ -233,6 +233,8 @@ class Runner:
             event(log, logging.INFO, "edition made", edition=sent.edition.id,
                   period=sent.edition.period, subject=sent.edition.subject)
         for tally in sent.tallies:
+            if not tally.counts:
+                continue
             counts = {status: tally.counts[status] for status in sorted(tally.counts)}
             event(log, logging.WARNING if tally.troubled else logging.INFO, "delivered",
                   edition=tally.edition_id, seconds=round(tally.seconds, 1), **counts)
@@ -285,6 +287,7 @@ def forever(config: Config) -> int:
     finish and be recorded, and exits 0; a second exits at once (the ledger stays consistent:
     a row still `sending` becomes `unknown` at the next start)."""
     with lock.held(config.paths.state):
+        logs.JOB.set("scheduler")
         stop = threading.Event()
         runner = Runner(config, stop)
         scheduler = scheduler_for(config, runner)
@@ -312,6 +315,7 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def _on_signals(stop: threading.Event, scheduler: BlockingScheduler) -> None:
+    logs.JOB.set("scheduler")
     number = signal.sigwait(STOP_SIGNALS)
     event(log, logging.INFO, "stopping: finishing the work in flight",
           signal=signal.Signals(number).name)

@@ -326,6 +326,13 @@ class Store:
                         "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         (cadence, period, reason, _iso(now())))
 
+    def anything_due(self) -> bool:
+        """Whether any edition has a delivery to make now (deferred ones once their time has
+        come): the scheduler asks this every few minutes before it opens a connection."""
+        return self.db.execute(
+            "SELECT 1 FROM deliveries WHERE status = 'pending' OR (status = 'deferred' AND "
+            "(next_try IS NULL OR next_try <= ?)) LIMIT 1", (_iso(now()),)).fetchone() is not None
+
     # -- deliveries: the ledger ----------------------------------------------------------------
 
     def recover(self) -> int:

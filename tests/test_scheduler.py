@@ -198,3 +198,18 @@ def test_once_runs_collect_and_send_then_exits(site: Site, web: FeedServer,
     assert result.returncode == 0, result.stderr
     assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
     assert " INFO collect collected new=2 feeds=1 failed=0" in result.stderr
+
+
+def test_a_job_that_fails_is_logged_with_its_error_and_the_scheduler_goes_on(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, 'collect = "1s"\njitter = "0s"\n')
+    (site.root / "state" / "digest.db").mkdir(parents=True)  # the database cannot be opened
+    with running(site) as scheduler:
+        until(lambda: len(logged(scheduler, "job failed")) >= 2, what="two failed runs")
+        assert scheduler.process.poll() is None
+        assert scheduler.stop() == 0
+    failed = logged(scheduler, "job failed")
+    assert failed[0]["level"] == "ERROR" and failed[0]["job_id"] == "start"
+    assert "sqlite3.OperationalError" in failed[0]["error"]
+    assert "Traceback" in failed[0]["error"] and "\n" not in failed[0]["error"]
+    assert {line["job_id"] for line in failed[1:]} == {"collect"}
