@@ -312,9 +312,11 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
             store.edition(edition)
         except KeyError:
             raise DigestError(f"edition {edition} does not exist (see `digest status`)") from None
+        one = _recipient(config, store, address) if address else None
         chosen = store.requeue(edition, statuses) if statuses else []
-        if address:
-            chosen.append(_requeue_address(config, store, edition, address))
+        if one is not None:
+            store.requeue_address(edition, one)
+            chosen.append(one.email)
         console.print(f"edition {edition}: {len(chosen)} deliveries back to pending"
                       + (f" ({', '.join(chosen[:5])}{', …' if len(chosen) > 5 else ''})"
                          if chosen else ""))
@@ -330,7 +332,8 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
     ctx.exit(1 if sent.troubled else 0)
 
 
-def _requeue_address(config: Config, store: Store, edition: int, address: str) -> str:
+def _recipient(config: Config, store: Store, address: str) -> Subscriber:
+    """The address as a subscriber (with the list's name for it, if it is on the list)."""
     try:
         email = validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as error:
@@ -338,9 +341,7 @@ def _requeue_address(config: Config, store: Store, edition: int, address: str) -
     if email in store.suppressed():
         raise DigestError(f"{email} is suppressed (unsubscribed or bounced): not resending")
     listed, _ = jobs.roster(config, store)
-    known = next((s for s in listed if s.email == email), Subscriber(email))
-    store.requeue_address(edition, known)
-    return email
+    return next((s for s in listed if s.email == email), Subscriber(email))
 
 
 @main.command("check")

@@ -20,7 +20,8 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from apscheduler.events import (
     JobExecutionEvent,
     JobSubmissionEvent,
 )
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -48,6 +50,7 @@ log = logging.getLogger("digest.scheduler")
 
 # After a stop signal: the SMTP transaction or feed fetch in flight may take a few timeouts.
 STOP_MARGIN = timedelta(seconds=15)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 # -- triggers and periods: pure, given the config and a moment ------------------------------
@@ -204,10 +207,10 @@ class Runner:
             event(log, logging.INFO, "collected", new=collected.new,
                   feeds=len(collected.feeds), failed=len(collected.failed))
 
-    def reconcile(self, name: str = "reconcile", moment: datetime | None = None) -> None:
+    def reconcile(self, name: str = "reconcile") -> None:
         with self._job(name, self._sending) as go:
             if go:
-                self._reconcile(moment or now())
+                self._reconcile(now())
 
     def _reconcile(self, moment: datetime) -> None:
         config = self.config
@@ -247,7 +250,8 @@ class Runner:
         self.reconcile("start")
 
 
-def _listener(scheduler: BlockingScheduler) -> Callable[[JobExecutionEvent], None]:
+def _listen(scheduler: BlockingScheduler) -> None:
+    """Job errors and missed runs, logged in our format: APScheduler's own lines are muted."""
     def report(happened: JobExecutionEvent | JobSubmissionEvent) -> None:
         job = happened.job_id
         if happened.code == EVENT_JOB_ERROR:
@@ -263,7 +267,6 @@ def _listener(scheduler: BlockingScheduler) -> Callable[[JobExecutionEvent], Non
             event(log, logging.WARNING, "run skipped: the previous one is still working",
                   job_id=job)
     scheduler.add_listener(report, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
-    return report
 
 
 def scheduler_for(config: Config, runner: Runner) -> BlockingScheduler:
@@ -273,7 +276,7 @@ def scheduler_for(config: Config, runner: Runner) -> BlockingScheduler:
         "coalesce": True, "max_instances": 1,
         # A run late by less than the grace period still runs, once (coalesce).
         "misfire_grace_time": int(runner.grace.total_seconds()) or 1})
-    _listener(scheduler)
+    _listen(scheduler)
     scheduler.add_job(runner.start, id="start", next_run_time=now())
     scheduler.add_job(runner.collect, collect_trigger(config), id="collect")
     scheduler.add_job(runner.reconcile, send_trigger(config), args=("send",), id="send")
@@ -311,16 +314,19 @@ def forever(config: Config) -> int:
     return 0
 
 
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
 def _on_signals(stop: threading.Event, scheduler: BlockingScheduler) -> None:
     logs.JOB.set("scheduler")
     number = signal.sigwait(STOP_SIGNALS)
     event(log, logging.INFO, "stopping: finishing the work in flight",
           signal=signal.Signals(number).name)
     stop.set()
-    scheduler.shutdown(wait=False)
+    # A signal may come before the main thread has started the scheduler: wait for it.
+    while True:
+        try:
+            scheduler.shutdown(wait=False)
+            break
+        except SchedulerNotRunningError:
+            time.sleep(0.05)
     number = signal.sigwait(STOP_SIGNALS)
     event(log, logging.WARNING, "second signal: exiting now", signal=signal.Signals(number).name)
     logging.shutdown()

@@ -213,3 +213,20 @@ def test_a_job_that_fails_is_logged_with_its_error_and_the_scheduler_goes_on(
     assert "sqlite3.OperationalError" in failed[0]["error"]
     assert "Traceback" in failed[0]["error"] and "\n" not in failed[0]["error"]
     assert {line["job_id"] for line in failed[1:]} == {"collect"}
+
+
+def test_a_run_missed_while_the_process_was_frozen_is_logged(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, 'send = "*/4 * * * * *"\ngrace = "1s"\n')
+    with running(site) as scheduler:
+        until(lambda: logged(scheduler, "delivered"), what="the first edition")
+        scheduler.process.send_signal(signal.SIGSTOP)  # as a suspended machine
+        send = scheduling.cron("*/4 * * * * *", scheduling.ZoneInfo("UTC"), "send")
+        slot = send.get_next_fire_time(None, now())
+        time.sleep(max(0.0, (slot - now()).total_seconds()) + 2.5)
+        scheduler.process.send_signal(signal.SIGCONT)
+        until(lambda: logged(scheduler, "run missed"), what="the missed run to be logged")
+        assert scheduler.stop() == 0
+    missed = logged(scheduler, "run missed")
+    assert missed[0]["level"] == "WARNING" and missed[0]["job_id"] == "send"
+    assert scheduling.datetime.fromisoformat(missed[0]["scheduled"]) >= slot
