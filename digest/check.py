@@ -72,6 +72,11 @@ def _schedule(config: Config) -> list[str]:
             config.schedule.span(key)
         except DigestError as error:
             problems.append(str(error))
+    newsletter = config.newsletter
+    if newsletter.min_articles > newsletter.max_articles:
+        problems.append(f"newsletter.min_articles = {newsletter.min_articles} is more than "
+                        f"newsletter.max_articles = {newsletter.max_articles}: no edition "
+                        "would ever be made")
     if problems:
         raise _Problems(problems)
     return [", ".join(fine) + f" in {config.newsletter.timezone}"]

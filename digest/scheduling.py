@@ -334,15 +334,31 @@ def _on_signals(stop: threading.Event, scheduler: BlockingScheduler) -> None:
 
 
 def once(config: Config) -> int:
-    """Collect, then send (a manual period), under the same lock as the scheduler."""
+    """Collect, then send (a manual period), under the same lock as the scheduler. Signals
+    stop it as they stop the scheduler: the first after the message in flight, the second
+    at once."""
     with lock.held(config.paths.state):
-        Runner(config, threading.Event()).collect()
+        stop = threading.Event()
+
+        def on_signal(number: int, frame: object) -> None:
+            name = signal.Signals(number).name
+            if stop.is_set():
+                event(log, logging.WARNING, "second signal: exiting now", signal=name)
+                os._exit(128 + number)
+            event(log, logging.INFO, "stopping: finishing the work in flight", signal=name)
+            stop.set()
+
+        for number in STOP_SIGNALS:
+            signal.signal(number, on_signal)
+        Runner(config, stop).collect()
         token = logs.JOB.set("send")
         try:
             with Store(config.paths.database) as store:
-                sent = jobs.send(config, store, deliver.transport(config))
+                sent = jobs.send(config, store, deliver.transport(config), stop=stop)
         finally:
             logs.JOB.reset(token)
         event(log, logging.INFO, sent.note)
+        for tally in sent.tallies:
+            event(log, logging.INFO, "delivered", edition=tally.edition_id,
+                  **{status: tally.counts[status] for status in sorted(tally.counts)})
         return 1 if sent.troubled else 0
-

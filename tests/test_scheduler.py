@@ -236,3 +236,16 @@ def test_a_run_missed_while_the_process_was_frozen_is_logged(
     missed = logged(scheduler, "run missed")
     assert missed[0]["level"] == "WARNING" and missed[0]["job_id"] == "send"
     assert datetime.fromisoformat(missed[0]["scheduled"]) >= slot
+
+
+def test_once_stops_cleanly_on_sigterm_too(site: Site, web: FeedServer,
+                                           smtp: SmtpServer) -> None:
+    many = "email\n" + "".join(f"reader{n:03d}@example.com\n" for n in range(300))
+    setup(site, web, smtp, "", subscribers=many)
+    smtp.delay("DATA", 0.01)
+    with running(site, "--once") as scheduler:
+        smtp.wait_for(20, timeout=60)
+        assert scheduler.stop() == 0
+    statuses = dict(rows(site.database, "SELECT status, count(*) FROM deliveries GROUP BY 1"))
+    assert set(statuses) == {"sent", "pending"}
+    assert statuses["sent"] == len(smtp.messages) < 300
