@@ -297,7 +297,8 @@ def demo(ctx: click.Context) -> None:
 @click.option("--to-failed", is_flag=True, help="the addresses whose delivery failed (5xx)")
 @click.option("--to-unknown", is_flag=True,
               help="the addresses in doubt after a crash (they may have it already)")
-@click.option("--to", "address", help="one address, whether or not it was on the list")
+@click.option("--to", "address", metavar="ADDRESS",
+              help="one address, whether or not it was on the list")
 @click.pass_context
 def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
            address: str | None) -> None:
@@ -321,6 +322,8 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
                       + (f" ({', '.join(chosen[:5])}{', …' if len(chosen) > 5 else ''})"
                          if chosen else ""))
         holder = lock.holder(config.paths.state)
+        if not chosen:
+            return
         if holder:
             console.print(f"the running scheduler (PID {holder}) delivers them at its next "
                           f"reconcile (every {config.schedule.reconcile})")

@@ -68,6 +68,6 @@ def setup(level: str, form: str) -> None:
     # APScheduler announces every run at INFO and logs job errors itself; our listener reports
     # both, once, in our format.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG"
-                                              else logging.WARNING)
+                                              else logging.ERROR)
     logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
