@@ -7,6 +7,7 @@ process holds the state folder, or --once left something for a look; 2 a configu
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from digest import config, logs, scheduling
@@ -30,7 +31,7 @@ def main() -> int:
             return scheduling.once(settings)
         return scheduling.forever(settings)
     except DigestError as error:
-        print(f"error: {error}", file=sys.stderr)
+        logging.getLogger("digest.scheduler").error("%s", error)
         return error.status
 
 

@@ -245,7 +245,17 @@ class Runner:
             event(log, logging.INFO, "stopped: undelivered mail stays pending for the next run")
 
     def start(self) -> None:
-        """At start-up: fresh articles first, so that a made-up edition carries them."""
+        """At start-up: settle what a crash left in flight (we hold the lock: nobody else is
+        sending), then fresh articles, so that a made-up edition carries them."""
+        token = logs.JOB.set("start")
+        try:
+            with Store(self.config.paths.database) as store:
+                recovered = store.recover()
+            if recovered:
+                event(log, logging.WARNING, "deliveries in doubt after an interrupted run "
+                      "marked unknown (see `digest status`, `digest resend`)", unknown=recovered)
+        finally:
+            logs.JOB.reset(token)
         self.collect()
         self.reconcile("start")
 

@@ -189,6 +189,9 @@ def test_a_second_signal_exits_at_once_and_leaves_nothing_sending_after_restart(
                            "('pending', 'sending')") == [(0,)], what="the rest delivered")
         assert restarted.stop() == 0
     # The row in flight at the second signal is in doubt: reported, never resent.
+    doubt = logged(restarted, "deliveries in doubt after an interrupted run marked unknown "
+                              "(see `digest status`, `digest resend`)")
+    assert [(line["job"], line["unknown"]) for line in doubt] == [("start", 1)]
     assert set(smtp.recipients().values()) == {1}
     unknown = rows(site.database, "SELECT email FROM deliveries WHERE status = 'unknown'")
     assert unknown == in_doubt
