@@ -51,6 +51,8 @@ log = logging.getLogger("digest.scheduler")
 # After a stop signal: the SMTP transaction or feed fetch in flight may take a few timeouts.
 STOP_MARGIN = timedelta(seconds=15)
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# A send job this late is still on time (the thread pool may be busy for a moment).
+ON_TIME = timedelta(minutes=1)
 
 
 # -- triggers and periods: pure, given the config and a moment ------------------------------
@@ -215,7 +217,10 @@ class Runner:
     def _reconcile(self, moment: datetime) -> None:
         config = self.config
         with Store(config.paths.database) as store:
-            due = due_period(self.trigger, config.newsletter.zone, moment, self.grace)
+            # The send job itself runs a moment after its slot: even a grace of "0s" must
+            # let it find the slot it fired for.
+            window = max(self.grace, ON_TIME)
+            due = due_period(self.trigger, config.newsletter.zone, moment, window)
             make = due is not None and not store.decided(due)
             if not make and not store.anything_due():
                 log.debug("nothing due")
