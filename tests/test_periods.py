@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest import scheduling
 from digest.config import Config, Newsletter, Schedule, duration
@@ -127,3 +129,21 @@ def test_durations_read_as_operators_write_them() -> None:
     assert duration(" 6h ") == timedelta(hours=6)
     assert duration("1.5d") == timedelta(hours=36)
     assert duration("*/30 * * * *") is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(zone=st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+                             "America/Santiago", "Asia/Kolkata", "UTC"]),
+       hour=st.integers(0, 23), minute=st.sampled_from([0, 15, 30, 45]),
+       first=st.dates(date(2026, 1, 1), date(2026, 12, 25)),
+       every=st.integers(10, 180))
+def test_a_daily_send_makes_one_edition_per_local_day_whatever_the_zone(
+        zone: str, hour: int, minute: int, first: date, every: int) -> None:
+    where = ZoneInfo(zone)
+    trigger = scheduling.cron(f"{minute} {hour} * * *", where, "send")
+    start = datetime.combine(first, datetime.min.time(), where)
+    made = reconciled(trigger, where, start, start + timedelta(days=4), timedelta(minutes=every))
+    days = Counter(period[:10] for period in made)
+    assert set(days.values()) == {1}
+    inner = [(first + timedelta(days=n)).isoformat() for n in range(1, 3)]
+    assert all(day in days for day in inner), (made, inner)
