@@ -150,11 +150,10 @@ class NextRun:
 def next_runs(config: Config, moment: datetime) -> list[NextRun]:
     """When each scheduled job fires next after `moment`, from the config alone."""
     schedule = config.schedule
-    runs = [NextRun("collect", collect_trigger(config, jittered=False)
+    return [NextRun("collect", collect_trigger(config, jittered=False)
                     .get_next_fire_time(None, moment), schedule.collect),
             NextRun("send", send_trigger(config).get_next_fire_time(None, moment),
                     schedule.send)]
-    return runs
 
 
 # -- the jobs ----------------------------------------------------------------------------------
