@@ -252,3 +252,19 @@ def test_once_stops_cleanly_on_sigterm_too(site: Site, web: FeedServer,
     statuses = dict(rows(site.database, "SELECT status, count(*) FROM deliveries GROUP BY 1"))
     assert set(statuses) == {"sent", "pending"}
     assert statuses["sent"] == len(smtp.messages) < 300
+
+
+def test_the_periodic_reconcile_delivers_deferred_mail_once_its_time_has_come(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, 'send = "0 * * * * *"\nreconcile = "1s"\n')
+    smtp.reply("RCPT", 451, "try later", match="bob@example.org", times=1)
+    with running(site) as scheduler:
+        smtp.wait_for(1, timeout=30)
+        until(lambda: rows(site.database, "SELECT status FROM deliveries WHERE email = "
+                           "'bob@example.org'") == [("deferred",)], what="bob deferred")
+        rows(site.database, "UPDATE deliveries SET next_try = NULL")  # as if the backoff passed
+        smtp.wait_for(2, timeout=30)
+        assert scheduler.stop() == 0
+    assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+    resumed = [line for line in logged(scheduler, "delivered") if line["job"] == "reconcile"]
+    assert resumed and resumed[0]["sent"] == 1
