@@ -21,10 +21,17 @@ NAME = "scheduler.lock"
 @contextmanager
 def held(state: Path) -> Iterator[None]:
     """Hold the state folder's lock for the duration, or fail at once naming the holder."""
-    state.mkdir(parents=True, exist_ok=True)
     path = state / NAME
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DigestError(f"{state}: cannot create the state folder: {error.strerror}") from None
     # "a+", not "w": opening must not wipe the holder's PID before we know we hold the lock.
-    with path.open("a+", encoding="ascii") as handle:
+    try:
+        handle = path.open("a+", encoding="ascii")
+    except OSError as error:
+        raise DigestError(f"{path}: cannot open the lock file: {error.strerror}") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
