@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from digest import check as checks
 from digest import config as configuration
-from digest import deliver, jobs, web
+from digest import deliver, jobs, lock, scheduling, web
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Subscriber
 from digest.sink import Sink
-from digest.store import FeedState, Store, now
+from digest.store import EditionSummary, FeedState, Store, now
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -164,7 +166,9 @@ def send(ctx: click.Context, dry_run: bool) -> None:
             _report_plan(config, jobs.plan(config, store))
         return
     started = time.monotonic()
-    with _store(config) as store, _progress("sending") as progress:
+    # Never beside a running scheduler: two senders on one ledger would mail people twice.
+    with lock.held(config.paths.state), _store(config) as store, \
+            _progress("sending") as progress:
         sent = jobs.send(config, store, deliver.transport(config), progress=progress,
                          expect=progress.expect)
     _report_send(sent)
@@ -251,9 +255,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "subscribers": {"active": len(listed), "suppressed": suppressed,
                         "rejected_rows": len(roster.problems)},
     }
+    moment = now()
+    runs = scheduling.next_runs(config, moment)
+    report["scheduler"] = {"pid": lock.holder(config.paths.state),
+                           "next": [{"job": run.job, "schedule": run.schedule,
+                                     "at": run.at and run.at.isoformat()} for run in runs]}
+    report["attention"] = attention(feeds, editions, moment)
     if as_json:
         out.print_json(json.dumps(report))
-        return
+        ctx.exit(1 if report["attention"] else 0)
     table = Table(title="Feeds", title_justify="left")
     for column in ("feed", "articles", "last success", "last error", "failures", "since",
                    "state"):
@@ -276,6 +286,41 @@ def status(ctx: click.Context, as_json: bool) -> None:
     out.print(table)
     out.print(f"Subscribers: {len(listed)} active, {suppressed} suppressed"
               + (f", {len(roster.problems)} rows rejected" if roster.problems else ""))
+    _print_schedule(config, report["scheduler"]["pid"], runs)
+    for problem in report["attention"]:
+        out.print(f"[red]needs attention:[/red] {problem}")
+    ctx.exit(1 if report["attention"] else 0)
+
+
+# A feed failing this long is down, not having a bad moment.
+FEED_DOWN = timedelta(hours=24)
+
+
+def attention(feeds: list[FeedState], editions: list[EditionSummary],
+              moment: datetime) -> list[str]:
+    """What an operator must look at: feeds failing for a day, editions with deliveries that
+    failed or are in doubt. `digest status` exits 1 while this is not empty."""
+    problems = [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
+                for f in feeds if f.error_since and moment - f.error_since >= FEED_DOWN]
+    for e in editions:
+        stuck = {s: e.counts[s] for s in ("failed", "unknown") if e.counts.get(s)}
+        if stuck:
+            counts = ", ".join(f"{n} {s}" for s, n in stuck.items())
+            problems.append(f"edition {e.id}: {counts} (see `digest resend {e.id} --help`)")
+    return problems
+
+
+def _print_schedule(config: Config, pid: int | None, runs: list[scheduling.NextRun]) -> None:
+    zone = config.newsletter.zone
+    table = Table(title="Schedule", title_justify="left")
+    for column in ("job", "schedule", f"next run ({config.newsletter.timezone})"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(run.job, run.schedule,
+                      run.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if run.at else "never")
+    out.print(table)
+    out.print(f"Scheduler: running, PID {pid}" if pid else
+              "Scheduler: not running on this state folder")
 
 
 def _feed_health(feed: FeedState) -> dict[str, Any]:
@@ -452,3 +497,73 @@ def unsubscribe(ctx: click.Context, addresses: tuple[str, ...]) -> None:
         for email in emails:
             store.suppress(email, "unsubscribed", "operator")
     console.print(f"{len(emails)} addresses suppressed")
+
+
+@main.command()
+@click.argument("edition", type=int)
+@click.option("--to-failed", is_flag=True, help="the addresses whose delivery failed (5xx)")
+@click.option("--to-unknown", is_flag=True,
+              help="the addresses in doubt after a crash (they may have it already)")
+@click.option("--to", "address", metavar="ADDRESS",
+              help="one address, whether or not it was on the list")
+@click.pass_context
+def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
+           address: str | None) -> None:
+    """Deliver an edition again to the addresses you choose: the operator's decision."""
+    statuses = tuple(s for s, chosen in (("failed", to_failed), ("unknown", to_unknown))
+                     if chosen)
+    if not statuses and not address:
+        raise DigestError("say whom to resend to: --to-failed, --to-unknown or --to ADDRESS")
+    config = _config(ctx)
+    with _store(config) as store:
+        try:
+            store.edition(edition)
+        except KeyError:
+            raise DigestError(f"edition {edition} does not exist (see `digest status`)") from None
+        one = _recipient(config, store, address) if address else None
+        chosen = store.requeue(edition, statuses) if statuses else []
+        if one is not None:
+            store.requeue_address(edition, one)
+            chosen.append(one.email)
+        console.print(f"edition {edition}: {len(chosen)} deliveries back to pending"
+                      + (f" ({', '.join(chosen[:5])}{', …' if len(chosen) > 5 else ''})"
+                         if chosen else ""))
+        holder = lock.holder(config.paths.state)
+        if not chosen:
+            return
+        if holder:
+            console.print(f"the running scheduler (PID {holder}) delivers them at its next "
+                          f"reconcile (every {config.schedule.reconcile})")
+            return
+        with lock.held(config.paths.state), _progress("resending") as progress:
+            sent = jobs.send(config, store, deliver.transport(config), progress=progress,
+                             new_edition=False)
+    _report_send(sent)
+    ctx.exit(1 if sent.troubled else 0)
+
+
+def _recipient(config: Config, store: Store, address: str) -> Subscriber:
+    """The address as a subscriber (with the list's name for it, if it is on the list)."""
+    try:
+        email = subscriber_list.normalise(address)
+    except EmailNotValidError as error:
+        raise DigestError(f"{address}: not an address: {error}") from None
+    if email in store.suppressed():
+        raise DigestError(f"{email} is suppressed (unsubscribed or bounced): not resending")
+    listed, _ = jobs.roster(config, store)
+    return next((s for s in listed if s.email == email), Subscriber(email))
+
+
+@main.command("check")
+@click.pass_context
+def check_command(ctx: click.Context) -> None:
+    """Try config, schedule, templates, subscribers, state and the relay without sending."""
+    config = _config(ctx)
+    console.print(f"configuration: {config.source or 'built-in defaults'}")
+    findings = checks.run(config)
+    for finding in findings:
+        mark = "[green]ok[/green]     " if finding.ok else "[red]problem[/red]"
+        out.print(f"{mark} {finding.part}: {finding.detail}")
+    problems = sum(not finding.ok for finding in findings)
+    console.print(f"{problems} problems" if problems else "everything checks out")
+    ctx.exit(1 if problems else 0)

@@ -14,6 +14,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,6 +47,8 @@ class Newsletter:
     timezone: str = "UTC"
     language: str = "en"
     max_articles: int = 20
+    # Fewer new articles than this: no edition; they wait for the next period.
+    min_articles: int = 1
     # Jinja2, with `newsletter`, `date_text`, `headline` (the first card's title) and `count`.
     subject: str = "{{ newsletter.name }}: {{ headline }}"
     intro: str = ""
@@ -83,6 +86,16 @@ class Feed:
         return self.name or self.url
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta | None:
+    """"90s", "30m", "6h", "1d" as a timedelta; None when `text` is not one (a cron line)."""
+    match = _DURATION.match(text)
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]]) if match else None
+
+
 @dataclass(frozen=True)
 class Collect:
     concurrency: int = 8  # feeds fetched at once
@@ -95,8 +108,25 @@ class Collect:
 
 @dataclass(frozen=True)
 class Schedule:
+    # A cron line (5 fields, or 6 with seconds first) or an interval such as "30m".
     collect: str = "*/30 * * * *"
     send: str = "0 7 * * *"
+    # Each collect starts up to this much later, at random: many installations started on the
+    # hour do not all fetch the same feeds in the same second.
+    jitter: str = "1m"
+    # A send slot missed (the process was down) is still made up this long after it.
+    grace: str = "6h"
+    # How often the scheduler checks for a missed slot and undelivered mail.
+    reconcile: str = "5m"
+
+    def span(self, key: str) -> timedelta:
+        """One of the duration keys, or a DigestError naming it."""
+        value = getattr(self, key)
+        span = duration(value)
+        if span is None:
+            raise DigestError(f"schedule.{key} must be a duration such as \"90s\", \"30m\", "
+                              f"\"6h\", not {value!r}")
+        return span
 
 
 @dataclass(frozen=True)

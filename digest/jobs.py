@@ -56,9 +56,10 @@ class Collected:
         return [feed for feed in self.feeds if feed.skipped]
 
 
-def collect(config: Config, store: Store) -> Collected:
+def collect(config: Config, store: Store, stop: threading.Event | None = None) -> Collected:
     """feeds due | fetch (threads, bounded per host) | parse, one at a time | cards | store
-    entries, then the feed's validators. SQLite is written from this thread only."""
+    entries, then the feed's validators. SQLite is written from this thread only; `stop` is
+    checked between feeds."""
     seen = now()
     states = {feed.url: (feed, store.feed(feed.url, feed.title)) for feed in config.feeds}
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
@@ -66,6 +67,8 @@ def collect(config: Config, store: Store) -> Collected:
                 for url, (_, state) in states.items() if reports[url] is None]
     with feeds.client(config.newsletter.public_url, config.collect) as http:
         for request, outcome in feeds.fetch_all(http, requests, config.collect):
+            if stop is not None and stop.is_set():
+                break  # what was not stored is fetched again next time: nothing is lost
             feed, state = states[request.feed]
             reports[feed.url] = _take(config, store, feed, state, outcome)
     return Collected(tuple(report for report in reports.values() if report is not None))
@@ -219,10 +222,11 @@ def preview(config: Config, store: Store) -> Rendered | None:
 def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
          progress: Callable[[Outcome], None] = lambda outcome: None,
          stop: threading.Event | None = None,
-         expect: Callable[[int], None] = lambda count: None) -> Sent:
-    """Finish what earlier runs left undelivered, then make this period's edition and deliver
-    it. The transport is opened first: with the relay down no row is touched. `expect` hears
-    how many messages each edition is about to send (for a progress bar)."""
+         expect: Callable[[int], None] = lambda count: None, new_edition: bool = True) -> Sent:
+    """Finish what earlier runs left undelivered, then (unless `new_edition` is false) make
+    this period's edition and deliver it. The transport is opened first: with the relay down
+    no row is touched. `expect` hears how many messages each edition is about to send (for a
+    progress bar)."""
     composer = Composer(config)  # fails early on a broken template folder
     secret = tokens.secret(config.secret, config.paths.state)
     public = config.newsletter.public_url.rstrip("/")
@@ -271,6 +275,8 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
         halted = next((tally.halted for tally in tallies if tally.halted), "")
         if halted:
             note = f"stopped: {halted}"
+        elif not new_edition:
+            note = "no new edition asked for"
         elif stop is None or not stop.is_set():
             edition, note = _make_edition(config, store, composer, period)
             if edition is not None:
@@ -285,6 +291,9 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     chosen = _claim(config, store)
     if not chosen:
         return None, "no new articles since the last edition: nothing to send"
+    if len(chosen) < config.newsletter.min_articles:
+        return None, (f"only {len(chosen)} new articles, fewer than newsletter.min_articles = "
+                      f"{config.newsletter.min_articles}: no edition, they wait for the next")
     recipients, _ = roster(config, store)
     if not recipients:
         return None, f"no subscribers to send to in {config.paths.subscribers}"

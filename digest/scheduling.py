@@ -1,65 +1,378 @@
-"""The scheduler: collect and send on their cron schedules, in the newsletter's time zone.
+"""The scheduler: collect on its schedule (with jitter), send on its cron line in the
+newsletter's time zone, and reconcile every few minutes.
+
+    start:      lock the state folder | collect | reconcile
+    collect:    every `schedule.collect`, up to `schedule.jitter` late
+    send:       at each `schedule.send` slot: reconcile
+    reconcile:  every `schedule.reconcile`: resume undelivered editions | make the latest
+                slot's edition if it is due, missing and within `schedule.grace`
 
 APScheduler keeps its jobs in memory, declared from the config at every start: correctness
-lives in our tables (an edition per period, the delivery ledger), not in the scheduler's.
+lives in our tables (one edition per period, the skipped periods, the delivery ledger), not in
+the scheduler's. An edition's period is its send slot as wall-clock time in the newsletter's
+zone, so a slot that happens twice when the clocks go back is still one edition.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import deliver, jobs
-from digest.config import Config
+from digest import deliver, jobs, lock, logs
+from digest.config import Config, duration
 from digest.errors import DigestError
-from digest.store import Store
+from digest.logs import event
+from digest.store import Store, now
 
 log = logging.getLogger("digest.scheduler")
 
+# After a stop signal: the SMTP transaction or feed fetch in flight may take a few timeouts.
+STOP_MARGIN = timedelta(seconds=15)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# A send job this late is still on time (the thread pool may be busy for a moment).
+ON_TIME = timedelta(minutes=1)
 
-def trigger(config: Config, key: str) -> CronTrigger:
-    expression = getattr(config.schedule, key)
+
+# -- triggers and periods: pure, given the config and a moment ------------------------------
+
+def cron(expression: str, zone: ZoneInfo, key: str, jitter: timedelta | None = None
+         ) -> CronTrigger:
+    """A cron line of 5 fields, or 6 with seconds first (for tests and for the impatient)."""
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        raise DigestError(f"schedule.{key} {expression!r} is not a cron line: it has "
+                          f"{len(fields)} fields, not 5 (or 6 with seconds first)")
+    fields[-1] = _weekdays(fields[-1])
+    names = ("minute", "hour", "day", "month", "day_of_week")
+    if len(fields) == 6:
+        names = ("second", *names)
     try:
-        return CronTrigger.from_crontab(expression, timezone=config.newsletter.zone)
+        return CronTrigger(**dict(zip(names, fields, strict=True)), timezone=zone,
+                           jitter=int(jitter.total_seconds()) if jitter else None)
     except ValueError as error:
-        raise DigestError(f"schedule.{key} {expression!r} is not a cron expression: "
-                          f"{error}") from None
+        raise DigestError(f"schedule.{key} {expression!r} is not a cron line: {error}") from None
 
 
-def run_collect(config: Config) -> None:
-    with Store(config.paths.database) as store:
-        collected = jobs.collect(config, store)
-    log.info("collect: %d new articles from %d feeds, %d failed", collected.new,
-             len(collected.feeds), len(collected.failed))
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def run_send(config: Config) -> None:
-    with Store(config.paths.database) as store:
+def _weekdays(field: str) -> str:
+    """Cron counts weekdays from Sunday = 0 (and 7); APScheduler from Monday = 0. Numbers
+    become names, so "1-5" means Monday to Friday as in crontab(5)."""
+    def named(part: str) -> str:
+        span, slash, step = part.partition("/")
+        span = re.sub(r"\d+", lambda m: _WEEKDAYS[int(m[0])] if int(m[0]) < 8 else m[0], span)
+        return span + slash + step
+    return ",".join(named(part) for part in field.split(","))
+
+
+def collect_trigger(config: Config, jittered: bool = True) -> BaseTrigger:
+    """`schedule.collect` is an interval ("30m") or a cron line; either way with jitter."""
+    schedule, zone = config.schedule, config.newsletter.zone
+    jitter = schedule.span("jitter") if jittered else None
+    every = duration(schedule.collect)
+    if every is not None:
+        if every <= timedelta(0):
+            raise DigestError(f"schedule.collect {schedule.collect!r} must be longer than 0")
+        return IntervalTrigger(seconds=every.total_seconds(), timezone=zone,
+                               jitter=int(jitter.total_seconds()) if jitter else None)
+    return cron(schedule.collect, zone, "collect", jitter)
+
+
+def send_trigger(config: Config) -> CronTrigger:
+    return cron(config.schedule.send, config.newsletter.zone, "send")
+
+
+def latest_slot(trigger: BaseTrigger, moment: datetime, within: timedelta) -> datetime | None:
+    """The trigger's last firing at or before `moment`, if one lies within `within` of it.
+
+    Triggers only look forward, so look back from `moment` a doubling step at a time (a few
+    calls even for a seconds-level schedule), then walk forward to the last firing.
+    """
+    back = min(timedelta(seconds=1), within)
+    while True:
+        slot = trigger.get_next_fire_time(None, moment - back)
+        if slot is not None and slot <= moment:
+            break
+        if back >= within:
+            return None
+        back = min(back * 2, within)
+    while True:
+        later = trigger.get_next_fire_time(slot, moment)
+        if later is None or later > moment or later <= slot:
+            return slot
+        slot = later
+
+
+def period(slot: datetime, zone: ZoneInfo) -> str:
+    """The edition's key: the slot's wall-clock time in the newsletter's zone. 02:30 happens
+    twice when the clocks go back; both firings are the one period of that day."""
+    return slot.astimezone(zone).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def due_period(trigger: BaseTrigger, zone: ZoneInfo, moment: datetime,
+               grace: timedelta) -> str | None:
+    """The period whose edition should exist at `moment`: the latest send slot, as long as
+    it is within the grace period. Only the latest: after three days down, one edition."""
+    slot = latest_slot(trigger, moment, grace)
+    return period(slot, zone) if slot is not None else None
+
+
+@dataclass(frozen=True)
+class NextRun:
+    job: str
+    at: datetime | None
+    schedule: str
+
+
+def next_runs(config: Config, moment: datetime) -> list[NextRun]:
+    """When each scheduled job fires next after `moment`, from the config alone."""
+    schedule = config.schedule
+    return [NextRun("collect", collect_trigger(config, jittered=False)
+                    .get_next_fire_time(None, moment), schedule.collect),
+            NextRun("send", send_trigger(config).get_next_fire_time(None, moment),
+                    schedule.send)]
+
+
+# -- the jobs ----------------------------------------------------------------------------------
+
+class Runner:
+    """The jobs as the scheduler runs them: each in its own thread with its own Store, never
+    two sends at once (two would mail the same pending rows), and all of them stoppable."""
+
+    def __init__(self, config: Config, stop: threading.Event) -> None:
+        self.config = config
+        self.stop = stop
+        self.trigger = send_trigger(config)
+        self.grace = config.schedule.span("grace")
+        self._collecting = threading.Lock()
+        self._sending = threading.Lock()
+        self._active = 0
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def _job(self, name: str, guard: threading.Lock) -> Iterator[bool]:
+        """Runs the body unless stopping or the same work is already under way."""
+        token = logs.JOB.set(name)
+        with self._idle:
+            self._active += 1
         try:
-            sent = jobs.send(config, store, deliver.transport(config))
-        except DigestError as error:
-            log.error("send: %s", error)
-            return
-    log.info("send: %s", sent.note)
-    for tally in sent.tallies:
-        log.info("send: edition %d: %s", tally.edition_id, dict(tally.counts))
+            if self.stop.is_set():
+                yield False
+            elif not guard.acquire(blocking=False):
+                event(log, logging.INFO, "skipped: the previous run is still working")
+                yield False
+            else:
+                try:
+                    yield True
+                finally:
+                    guard.release()
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+            logs.JOB.reset(token)
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+    def collect(self) -> None:
+        with self._job("collect", self._collecting) as go:
+            if not go:
+                return
+            with Store(self.config.paths.database) as store:
+                collected = jobs.collect(self.config, store, self.stop)
+            event(log, logging.INFO, "collected", new=collected.new,
+                  feeds=len(collected.feeds), failed=len(collected.failed))
+
+    def reconcile(self, name: str = "reconcile") -> None:
+        with self._job(name, self._sending) as go:
+            if go:
+                self._reconcile(now())
+
+    def _reconcile(self, moment: datetime) -> None:
+        config = self.config
+        with Store(config.paths.database) as store:
+            # The send job itself runs a moment after its slot: even a grace of "0s" must
+            # let it find the slot it fired for.
+            window = max(self.grace, ON_TIME)
+            due = due_period(self.trigger, config.newsletter.zone, moment, window)
+            make = due is not None and not store.decided(due)
+            if not make and not store.anything_due():
+                log.debug("nothing due")
+                return
+            try:
+                sent = jobs.send(config, store, deliver.transport(config), period=due,
+                                 stop=self.stop, new_edition=make)
+            except DigestError as error:
+                event(log, logging.ERROR, str(error), period=due)
+                return
+            if make and sent.edition is None and not self.stop.is_set():
+                store.skip(due, sent.note)
+                event(log, logging.INFO, "no edition", period=due, reason=sent.note)
+        if sent.recovered:
+            event(log, logging.WARNING, "deliveries in doubt after an interrupted run marked "
+                  "unknown (see `digest status`, `digest resend`)", unknown=sent.recovered)
+        if sent.edition is not None:
+            event(log, logging.INFO, "edition made", edition=sent.edition.id,
+                  period=sent.edition.period, subject=sent.edition.subject)
+        for tally in sent.tallies:
+            if not tally.counts:
+                continue
+            counts = {status: tally.counts[status] for status in sorted(tally.counts)}
+            event(log, logging.WARNING if tally.troubled else logging.INFO, "delivered",
+                  edition=tally.edition_id, seconds=round(tally.seconds, 1), **counts)
+        if self.stop.is_set():
+            event(log, logging.INFO, "stopped: undelivered mail stays pending for the next run")
+
+    def start(self) -> None:
+        """At start-up: settle what a crash left in flight (we hold the lock: nobody else is
+        sending), then fresh articles, so that a made-up edition carries them."""
+        token = logs.JOB.set("start")
+        try:
+            with Store(self.config.paths.database) as store:
+                recovered = store.recover()
+            if recovered:
+                event(log, logging.WARNING, "deliveries in doubt after an interrupted run "
+                      "marked unknown (see `digest status`, `digest resend`)", unknown=recovered)
+        finally:
+            logs.JOB.reset(token)
+        self.collect()
+        self.reconcile("start")
 
 
-def once(config: Config) -> None:
-    run_collect(config)
-    run_send(config)
+def _listen(scheduler: BlockingScheduler) -> None:
+    """Job errors and missed runs, logged in our format: APScheduler's own lines are muted."""
+    def report(happened: JobExecutionEvent | JobSubmissionEvent) -> None:
+        job = happened.job_id
+        if happened.code == EVENT_JOB_ERROR:
+            assert isinstance(happened, JobExecutionEvent)
+            log.error("job failed", exc_info=(type(happened.exception), happened.exception,
+                                              happened.exception.__traceback__),
+                      extra={"facts": {"job_id": job}})
+        elif happened.code == EVENT_JOB_MISSED:
+            assert isinstance(happened, JobExecutionEvent)
+            event(log, logging.WARNING, "run missed", job_id=job,
+                  scheduled=happened.scheduled_run_time.isoformat())
+        elif happened.code == EVENT_JOB_MAX_INSTANCES:
+            event(log, logging.WARNING, "run skipped: the previous one is still working",
+                  job_id=job)
+    scheduler.add_listener(report, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
 
-def forever(config: Config) -> None:
-    scheduler = BlockingScheduler(timezone=config.newsletter.zone,
-                                  job_defaults={"coalesce": True, "max_instances": 1})
-    scheduler.add_job(run_collect, trigger(config, "collect"), args=(config,), id="collect")
-    scheduler.add_job(run_send, trigger(config, "send"), args=(config,), id="send")
-    log.info("scheduler started: collect %r, send %r (%s)", config.schedule.collect,
-             config.schedule.send, config.newsletter.timezone)
-    try:
+def scheduler_for(config: Config, runner: Runner) -> BlockingScheduler:
+    schedule = config.schedule
+    zone = config.newsletter.zone
+    scheduler = BlockingScheduler(timezone=zone, job_defaults={
+        "coalesce": True, "max_instances": 1,
+        # A run late by less than the grace period still runs, once (coalesce).
+        "misfire_grace_time": int(runner.grace.total_seconds()) or 1})
+    _listen(scheduler)
+    scheduler.add_job(runner.start, id="start", next_run_time=now())
+    scheduler.add_job(runner.collect, collect_trigger(config), id="collect")
+    scheduler.add_job(runner.reconcile, send_trigger(config), args=("send",), id="send")
+    scheduler.add_job(runner.reconcile, IntervalTrigger(
+        seconds=schedule.span("reconcile").total_seconds(), timezone=zone), id="reconcile")
+    return scheduler
+
+
+def forever(config: Config) -> int:
+    """Run until SIGTERM or SIGINT. The first stops taking work, lets the message in flight
+    finish and be recorded, and exits 0; a second exits at once (the ledger stays consistent:
+    a row still `sending` becomes `unknown` at the next start)."""
+    with lock.held(config.paths.state):
+        logs.JOB.set("scheduler")
+        stop = threading.Event()
+        runner = Runner(config, stop)
+        scheduler = scheduler_for(config, runner)
+        # Python runs signal handlers in the main thread only when it wakes, and the kernel
+        # may hand the signal to a busy worker while the main thread sleeps until the next
+        # job. So every thread blocks the signals (threads started later inherit the mask)
+        # and one thread takes them with sigwait, at once.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        threading.Thread(target=_on_signals, args=(stop, scheduler), daemon=True,
+                         name="signals").start()
+        event(log, logging.INFO, "scheduler started", pid=os.getpid(),
+              collect=config.schedule.collect, send=config.schedule.send,
+              timezone=config.newsletter.timezone, state=str(config.paths.state))
         scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        log.info("scheduler stopped")
+        limit = 2 * config.smtp.timeout + STOP_MARGIN.total_seconds()
+        if not runner.wait_idle(limit):
+            event(log, logging.ERROR, "work still running after the stop limit; exiting",
+                  seconds=limit)
+            os._exit(1)
+        event(log, logging.INFO, "scheduler stopped")
+    return 0
+
+
+def _on_signals(stop: threading.Event, scheduler: BlockingScheduler) -> None:
+    logs.JOB.set("scheduler")
+    number = signal.sigwait(STOP_SIGNALS)
+    event(log, logging.INFO, "stopping: finishing the work in flight",
+          signal=signal.Signals(number).name)
+    stop.set()
+    # A signal may come before the main thread has started the scheduler: wait for it.
+    while True:
+        try:
+            scheduler.shutdown(wait=False)
+            break
+        except SchedulerNotRunningError:
+            time.sleep(0.05)
+    number = signal.sigwait(STOP_SIGNALS)
+    event(log, logging.WARNING, "second signal: exiting now", signal=signal.Signals(number).name)
+    logging.shutdown()
+    os._exit(128 + number)
+
+
+def once(config: Config) -> int:
+    """Collect, then send (a manual period), under the same lock as the scheduler. Signals
+    stop it as they stop the scheduler: the first after the message in flight, the second
+    at once."""
+    with lock.held(config.paths.state):
+        stop = threading.Event()
+
+        def on_signal(number: int, frame: object) -> None:
+            name = signal.Signals(number).name
+            if stop.is_set():
+                event(log, logging.WARNING, "second signal: exiting now", signal=name)
+                os._exit(128 + number)
+            event(log, logging.INFO, "stopping: finishing the work in flight", signal=name)
+            stop.set()
+
+        for number in STOP_SIGNALS:
+            signal.signal(number, on_signal)
+        Runner(config, stop).collect()
+        token = logs.JOB.set("send")
+        try:
+            with Store(config.paths.database) as store:
+                sent = jobs.send(config, store, deliver.transport(config), stop=stop)
+        finally:
+            logs.JOB.reset(token)
+        event(log, logging.INFO, sent.note)
+        for tally in sent.tallies:
+            event(log, logging.INFO, "delivered", edition=tally.edition_id,
+                  **{status: tally.counts[status] for status in sorted(tally.counts)})
+        return 1 if sent.troubled else 0

@@ -115,6 +115,17 @@ MIGRATIONS = (
     """
     CREATE INDEX deliveries_email ON deliveries (email, edition_id);
     """,
+    # A send slot the scheduler decided to let pass (no new articles, fewer than min_articles):
+    # remembered so that the reconcile step does not make it later after all.
+    """
+    CREATE TABLE skipped_periods (
+        cadence TEXT NOT NULL DEFAULT 'daily',
+        period TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (cadence, period)
+    );
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -406,6 +417,25 @@ class Store:
             "SELECT DISTINCT edition_id FROM deliveries WHERE status IN (?, ?) ORDER BY 1",
             UNDELIVERED)]
 
+    def decided(self, period: str, cadence: str = "daily") -> bool:
+        """Whether this period has its edition, or was let pass on purpose."""
+        return self.db.execute(
+            "SELECT 1 FROM editions WHERE cadence = ? AND period = ? UNION ALL "
+            "SELECT 1 FROM skipped_periods WHERE cadence = ? AND period = ?",
+            (cadence, period, cadence, period)).fetchone() is not None
+
+    def skip(self, period: str, reason: str, cadence: str = "daily") -> None:
+        self.db.execute("INSERT INTO skipped_periods (cadence, period, reason, at) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (cadence, period, reason, _iso(now())))
+
+    def anything_due(self) -> bool:
+        """Whether any edition has a delivery to make now (deferred ones once their time has
+        come): the scheduler asks this every few minutes before it opens a connection."""
+        return self.db.execute(
+            "SELECT 1 FROM deliveries WHERE status = 'pending' OR (status = 'deferred' AND "
+            "(next_try IS NULL OR next_try <= ?)) LIMIT 1", (_iso(now()),)).fetchone() is not None
+
     # -- deliveries: the ledger ----------------------------------------------------------------
 
     def recover(self) -> int:
@@ -503,6 +533,30 @@ class Store:
     def counts(self, edition_id: int) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM deliveries WHERE edition_id = ? "
                                     "GROUP BY status", (edition_id,)).fetchall())
+
+    def requeue(self, edition_id: int, statuses: tuple[str, ...]) -> list[str]:
+        """The operator's decision: rows of these statuses go back to `pending`, except for
+        suppressed addresses (an opt-out wins over a resend). Returns the addresses."""
+        marks = ", ".join("?" * len(statuses))
+        with self.transaction() as db:
+            emails = [row[0] for row in db.execute(
+                f"SELECT email FROM deliveries WHERE edition_id = ? AND status IN ({marks}) "
+                "AND email NOT IN (SELECT email FROM suppressions) ORDER BY rowid",
+                (edition_id, *statuses))]
+            db.executemany("UPDATE deliveries SET status = 'pending', next_try = NULL, "
+                           "updated_at = ? WHERE edition_id = ? AND email = ?",
+                           ((_iso(now()), edition_id, email) for email in emails))
+        return emails
+
+    def requeue_address(self, edition_id: int, subscriber: Subscriber) -> None:
+        """One address gets the edition (again): its row goes back to `pending`, or is added
+        when the address was not on the edition's list."""
+        self.db.execute(
+            "INSERT INTO deliveries (edition_id, email, name, fields, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (edition_id, email) DO UPDATE SET "
+            "status = 'pending', next_try = NULL, updated_at = excluded.updated_at",
+            (edition_id, subscriber.email, subscriber.name, json.dumps(subscriber.fields),
+             _iso(now())))
 
     # -- suppressions --------------------------------------------------------------------------
 

@@ -1,0 +1,186 @@
+"""`digest check`: everything a send will need, tried without sending, every problem at once.
+
+    schedule | templates (render the sample feed) | subscribers | state folder | transport
+    (SMTP: connect, EHLO, STARTTLS, AUTH, QUIT; never MAIL)
+
+Each step's failure is a finding, not an exception, so one broken part does not hide the next.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import sqlite3
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from digest import cards, feeds, lock, scheduling, subscribers
+from digest.compose import Composer, Letter
+from digest.config import SAMPLE_FEED, Config, Smtp
+from digest.errors import DigestError
+from digest.records import Card, Delivery, Edition
+from digest.store import Store, now
+
+
+@dataclass(frozen=True)
+class Finding:
+    part: str  # schedule, templates, subscribers, state, smtp, maildir
+    ok: bool
+    detail: str
+
+
+def run(config: Config) -> list[Finding]:
+    findings: list[Finding] = []
+    for part, probe in (("schedule", _schedule), ("templates", _templates),
+                        ("subscribers", _subscribers), ("state", _state)):
+        findings += _findings(part, probe, config)
+    if config.delivery.transport == "smtp":
+        findings += _findings("smtp", lambda c: [smtp(c.smtp)], config)
+    else:
+        findings += _findings("maildir", _maildir, config)
+    return findings
+
+
+def _findings(part: str, probe: Callable[[Config], list[str]], config: Config) -> list[Finding]:
+    """A probe returns what it verified and raises DigestError for what it could not."""
+    try:
+        return [Finding(part, True, detail) for detail in probe(config)]
+    except _Problems as problems:
+        return [Finding(part, False, detail) for detail in problems.details]
+    except DigestError as error:
+        return [Finding(part, False, str(error))]
+
+
+class _Problems(Exception):
+    def __init__(self, details: list[str]) -> None:
+        super().__init__(details)
+        self.details = details
+
+
+def _schedule(config: Config) -> list[str]:
+    problems, fine = [], []
+    for name, make in (("collect", scheduling.collect_trigger),
+                       ("send", scheduling.send_trigger)):
+        try:
+            make(config)
+            fine.append(f"{name}: {getattr(config.schedule, name)!r}")
+        except DigestError as error:
+            problems.append(str(error))
+    for key in ("jitter", "grace", "reconcile"):
+        try:
+            config.schedule.span(key)
+        except DigestError as error:
+            problems.append(str(error))
+    newsletter = config.newsletter
+    if newsletter.min_articles > newsletter.max_articles:
+        problems.append(f"newsletter.min_articles = {newsletter.min_articles} is more than "
+                        f"newsletter.max_articles = {newsletter.max_articles}: no edition "
+                        "would ever be made")
+    if problems:
+        raise _Problems(problems)
+    return [", ".join(fine) + f" in {config.newsletter.timezone}"]
+
+
+def _templates(config: Config) -> list[str]:
+    """Render the bundled sample feed through the configured templates, as a send would."""
+    seen = now()
+    parsed = feeds.parse(feeds.fetch(None, str(SAMPLE_FEED)))  # type: ignore[arg-type]
+    samples = [cards.article(entry, str(SAMPLE_FEED), config.newsletter.teaser_length, seen)
+               for entry in parsed.entries]
+    chosen = [Card(number, a.title, a.link, a.teaser, a.image, a.published or seen, "Sample")
+              for number, a in enumerate(samples, 1)]
+    rendered = Composer(config).render(chosen, 0, seen)
+    edition = Edition(0, "check", seen, rendered.subject, rendered.html, rendered.text)
+    message = Letter(config, edition, lambda email: f"{config.newsletter.public_url}/u").bytes_for(
+        Delivery(0, "reader@example.com", "Reader", "pending", 0))
+    return [f"{config.paths.templates}: the sample renders ({len(chosen)} cards, "
+            f"{len(message):,} bytes a message)"]
+
+
+def _subscribers(config: Config) -> list[str]:
+    listed = subscribers.read(config.paths.subscribers)
+    problems = [f"{config.paths.subscribers}:{p.line}: {p.reason}" for p in listed.problems]
+    if not listed.subscribers:
+        problems.append(f"{config.paths.subscribers}: no valid subscribers")
+    if problems:
+        raise _Problems(problems)
+    return [f"{config.paths.subscribers}: {len(listed.subscribers)} valid"]
+
+
+def _state(config: Config) -> list[str]:
+    try:
+        with Store(config.paths.database) as store:
+            editions = len(store.editions(1_000_000))
+    except (OSError, sqlite3.Error) as error:
+        raise DigestError(f"{config.paths.database}: cannot open: {error}") from None
+    holder = lock.holder(config.paths.state)
+    running = f"; a scheduler runs (PID {holder})" if holder else ""
+    return [f"{config.paths.database}: {editions} editions{running}"]
+
+
+def _maildir(config: Config) -> list[str]:
+    folder = config.paths.outbox
+    try:
+        for sub in ("new", "cur", "tmp"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DigestError(f"{folder}: cannot write the Maildir: {error.strerror}") from None
+    return [f"{folder}: Maildir writable (delivery.transport = \"maildir\": nobody is mailed)"]
+
+
+def smtp(settings: Smtp) -> str:
+    """Connect, EHLO, STARTTLS and AUTH as a send would, then QUIT without a MAIL command."""
+    where = f"{settings.host}:{settings.port}"
+    steps: list[str] = []
+    try:
+        if settings.security == "ssl":
+            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                settings.host, settings.port, timeout=settings.timeout,
+                context=ssl.create_default_context())
+            steps.append("connected over TLS")
+        else:
+            connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+            steps.append("connected")
+        with connection:
+            connection.ehlo()
+            steps.append("EHLO")
+            if settings.security == "starttls":
+                if not connection.has_extn("starttls"):
+                    raise DigestError(f"SMTP {where} does not offer STARTTLS "
+                                      "(smtp.security = \"starttls\")")
+                connection.starttls(context=ssl.create_default_context())
+                connection.ehlo()
+                steps.append("STARTTLS")
+            if settings.username:
+                if not connection.has_extn("auth"):
+                    raise DigestError(f"SMTP {where} does not offer AUTH (smtp.username is set)")
+                connection.login(settings.username, settings.password)
+                steps.append(f"AUTH as {settings.username}")
+            connection.quit()
+    except smtplib.SMTPAuthenticationError as error:
+        raise DigestError(f"SMTP {where}: authentication as {settings.username!r} refused: "
+                          f"{error.smtp_code} {_text(error.smtp_error)} (the password comes "
+                          "from DIGEST_SMTP_PASSWORD)") from None
+    except smtplib.SMTPResponseException as error:
+        raise DigestError(f"SMTP {where}: {error.smtp_code} {_text(error.smtp_error)} "
+                          f"{_stage(steps)}") from None
+    except (smtplib.SMTPException, OSError) as error:
+        raise DigestError(f"SMTP {where}: {_why(error)} {_stage(steps)}") from None
+    return f"SMTP {where}: {', '.join(steps)}; nothing sent"
+
+
+def _stage(steps: list[str]) -> str:
+    return f"after {', '.join(steps)}" if steps else "while connecting"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS failed: {error.reason or error}"
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
