@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
@@ -186,12 +187,20 @@ def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
             cache.update(version=stamp, made=proof(config, feed))
         return config, *cache["made"]  # type: ignore[misc]
 
+    def stamp_now() -> str:
+        try:
+            return current()[1]
+        except DigestError as error:
+            return f"error: {error}"
+
     async def index(request: Request) -> HTMLResponse:
+        # Taken before rendering: a change made meanwhile still triggers a reload.
+        stamp = stamp_now()
         try:
             _, shown, _ = made()
         except DigestError as error:
-            return HTMLResponse(_shell(request, None, str(error)), status_code=500)
-        return HTMLResponse(_shell(request, shown, None))
+            return HTMLResponse(_shell(request, stamp, None, str(error)), status_code=500)
+        return HTMLResponse(_shell(request, stamp, shown, None))
 
     async def edition(request: Request) -> HTMLResponse:
         _, shown, _ = made()
@@ -209,10 +218,7 @@ def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
         return PlainTextResponse(made()[1].message.decode("ascii", "replace"))
 
     async def stamp(request: Request) -> JSONResponse:
-        try:
-            return JSONResponse({"version": current()[1]})
-        except DigestError as error:
-            return JSONResponse({"version": f"error: {error}"})
+        return JSONResponse({"version": stamp_now()})
 
     async def send_test(request: Request) -> RedirectResponse:
         # A page elsewhere in the editor's browser must not mail through this form.
@@ -257,7 +263,7 @@ def send(config: Config, edition: Edition, address: str) -> str:
     return f"test sent to {email} via {deliver.where(config)}"
 
 
-def _shell(request: Request, shown: Proof | None, error: str | None) -> str:
+def _shell(request: Request, stamp: str, shown: Proof | None, error: str | None) -> str:
     """The page around the edition: switches, sizes, warnings, the test form."""
     query = request.query_params
     view = query.get("view") if query.get("view") in VIEWS else "desktop"
@@ -305,6 +311,8 @@ def _shell(request: Request, shown: Proof | None, error: str | None) -> str:
             '<button type="submit">Send a test</button></form>'
             f'<iframe id="edition" title="The edition" src="{html.escape(frame)}" '
             f'style="{style}" sandbox="allow-same-origin allow-popups"></iframe>')
+    # The version the page was made from, as a script literal that cannot close the tag.
+    seen = json.dumps(stamp).replace("<", "\\u003c")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>digest preview</title>
 <style>
@@ -317,12 +325,11 @@ iframe{{display:block;height:80vh;border:1px solid #888;background:#fff;margin-t
 {"".join(parts)}
 <script>
 // Reload when a template, the stylesheet or the config changes.
-let seen = null;
+const seen = {seen};
 setInterval(async () => {{
   try {{
     const now = (await (await fetch("/version")).json()).version;
-    if (seen !== null && now !== seen) location.reload();
-    seen = now;
+    if (now !== seen) location.reload();
   }} catch (e) {{}}
 }}, 1000);
 </script>
