@@ -300,9 +300,10 @@ def _shell(request: Request, stamp: str, shown: Proof | None, error: str | None)
         items = "".join(f"<li>{html.escape(w)}</li>" for w in shown.warnings)
         parts.append(f'<ul id="warnings">{items}</ul>' if items else
                      '<p id="warnings">No warnings.</p>')
-        frame = {"text": "/edition.txt", "source": "/source"}.get(view) or "/edition?" + urlencode(
-            {k: v for k, v in (("dark", "1" if is_dark else ""),
-                               ("images", "off" if no_images else "")) if v})
+        looks = urlencode({k: v for k, v in (("dark", "1" if is_dark else ""),
+                                             ("images", "off" if no_images else "")) if v})
+        frame = {"text": "/edition.txt", "source": "/source"}.get(view) or (
+            f"/edition?{looks}" if looks else "/edition")
         width = WIDTHS.get(view)
         style = f"width:{width}px" if width else "width:100%"
         parts.append(

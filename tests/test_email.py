@@ -254,3 +254,22 @@ def test_a_broken_template_names_its_file_and_line(site: Site, tmp_path: Path) -
     with pytest.raises(DigestError, match=r"digest\.html:2: .*no_such_thing"):
         Composer(configuration.load(site.config)).render(_long_cards(1), 1, WHEN)
     assert rows(site.database, "SELECT count(*) FROM editions") == [(0,)]
+
+
+def test_non_ascii_headline_and_sender_are_encoded_and_read_back_whole(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    first = Item("Über die Brücke — Zoë’s café", "https://example.com/b", "u1", "Brücken.")
+    web.serve("/feed.xml", rss(first))
+    site.feeds = [("News", web.url("/feed.xml"))]
+    site.smtp_port = smtp.port
+    path = site.write()
+    path.write_text(path.read_text().replace('"Test Digest <', '"Bülow Digest <'))
+    site.subscribers(SUBSCRIBERS)
+    digest("collect")
+    assert digest("send").exit_code == 0
+    message = smtp.messages[0].message
+    raw = smtp.messages[0].data
+    assert message["Subject"] == "Test Digest: Über die Brücke — Zoë’s café"
+    assert message["From"].addresses[0].display_name == "Bülow Digest"
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+    assert headers.isascii() and b"=?utf-8?" in headers.lower()
