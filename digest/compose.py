@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy, quoprimime
 from email.header import Header
+from email.headerregistry import Address
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -274,6 +275,10 @@ def address(name: str, email: str) -> str:
     name = one_line(name)
     if not name:
         return email
+    if len(name) > 200:
+        # Rare, and a plain one would sit on one line: the email package folds it under 998.
+        folded = _SMTP.header_factory("To", [Address(display_name=name, addr_spec=email)])
+        return folded.fold(policy=_SMTP)[len("To: "):].rstrip("\r\n")
     if _PLAIN_NAME.fullmatch(name):
         return '"{}" <{}>'.format(name.replace("\\", "\\\\").replace('"', '\\"'), email)
     return f"{Header(name, 'utf-8').encode(linesep=chr(13) + chr(10))} <{email}>"

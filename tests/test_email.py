@@ -64,8 +64,6 @@ class _Page(HTMLParser):
         self.images += [found] if tag == "img" else []
         self.tables += [found] if tag == "table" else []
         self._in_h3 = self._in_h3 or tag == "h3"
-        if self._in_h3 and tag != "a" and tag != "h3":
-            return
 
     def handle_endtag(self, tag: str) -> None:
         self._in_h3 = self._in_h3 and tag != "h3"
@@ -185,6 +183,18 @@ def test_injection_in_a_headline_or_a_name_never_makes_a_header(
     assert received.message["Bcc"] is None
     assert not re.search(rb"^bcc:", received.data, re.I | re.M)
     assert "Bcc: evil@example.com" in received.message["Subject"].replace("  ", " ")
+
+
+def test_a_very_long_name_and_headline_keep_every_header_line_under_998_octets(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    long_name = "Annabel " * 150
+    mailed(site, web, smtp, Item("Headline " * 150, "https://example.com/l", "l1"),
+           subscribers=f"email,name\nann@example.com,{long_name}\nzoe@example.org,{'Zoë ' * 300}\n")
+    for received in smtp.messages:
+        assert max(len(line) for line in received.data.split(b"\r\n")) <= 998
+    message = next(m.message for m in smtp.messages if m.rcpt_tos == ("ann@example.com",))
+    assert message["To"].addresses[0].display_name == long_name.strip()
+    assert message["Subject"].startswith("Test Digest: Headline Headline")
 
 
 def test_injection_in_an_edition_subject_is_caught_by_our_own_guard(site: Site) -> None:
