@@ -149,7 +149,7 @@ def warnings(made: Proof, empty: list[str]) -> list[str]:
     said += [f"empty section: {name} has no new articles" for name in empty]
     if not made.cards:
         said.append("no articles: nothing would go out now (run `digest collect`)")
-    return said
+    return list(dict.fromkeys(said))  # a headline and its button share a link: say it once
 
 
 def version(config: Config) -> str:

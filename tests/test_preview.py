@@ -44,7 +44,7 @@ def test_switches_show_the_edition_at_each_width_dark_without_images_as_text_and
         size = page.locator("#size").inner_text()
         assert "102,000-byte clipping limit" in size
         warnings = page.locator("#warnings").inner_text()
-        assert "link not on https: http://example.com/plain" in warnings
+        assert warnings.count("link not on https: http://example.com/plain") == 1
         assert "empty section: Quiet" in warnings
 
         for label, width in (("Phone 320", 320), ("Phone 375", 375), ("Desktop 600", 600)):
@@ -142,3 +142,30 @@ def test_feed_option_previews_any_feed_without_touching_the_store(
     assert "Test Digest: From elsewhere" in shell
     assert 'href="https://example.org/e"' in edition
     assert not site.database.exists()
+
+
+def test_preview_command_serves_the_next_edition_on_loopback(site: Site) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from servers import free_port
+
+    site.write()
+    digest("collect")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "digest", "--config", str(site.config),
+                               "preview", "--port", str(port)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                shell = httpx.get(f"http://127.0.0.1:{port}/").text
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        assert "Test Digest: Night Ferry Returns" in shell
+    finally:
+        server.terminate()
+        server.wait(10)
