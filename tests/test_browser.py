@@ -46,3 +46,20 @@ def test_wide_content_still_fits_the_screen_and_card_without_image_stays_a_card(
     assert page.evaluate("getComputedStyle(document.querySelector('.noimg')).borderTopWidth"
                          ) == "4px"
     page.screenshot(path=str(artifacts / f"wide-{width}.png"), full_page=True)
+
+
+def test_dark_mode_client_gets_light_text_on_dark_cards(
+        site: Site, page: Page, artifacts: Path) -> None:
+    digest("collect")
+    assert digest("render", "--out", "edition.html").exit_code == 0
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 375, "height": 900})
+    page.goto((site.root / "edition.html").as_uri())
+    colours = page.evaluate("""() => {
+        const look = s => getComputedStyle(document.querySelector(s));
+        return [look('.card').backgroundColor, look('.hl').color, look('.tz').color,
+                look('.body').backgroundColor];
+    }""")
+    assert colours == ["rgb(26, 32, 41)", "rgb(243, 244, 246)", "rgb(229, 231, 235)",
+                       "rgb(15, 19, 24)"]
+    page.screenshot(path=str(artifacts / "edition-dark-375.png"), full_page=True)
