@@ -144,7 +144,7 @@ class Composer:
             if load < 1 or kept == 0:
                 return rendered
             # Cards make most of the size, so scale down by the overshoot; the fixed part
-            # (masthead, footer) makes this an underestimate, which a second pass confirms.
+            # (masthead, footer) makes the new count err small, so a retry rarely repeats.
             kept = min(kept - 1, int(kept / load))
 
     def _render(self, cards: list[Card], subject: str, date_text: str, edition_id: int,

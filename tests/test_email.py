@@ -283,3 +283,20 @@ def test_non_ascii_headline_and_sender_are_encoded_and_read_back_whole(
     assert message["From"].addresses[0].display_name == "Bülow Digest"
     headers = raw.split(b"\r\n\r\n", 1)[0]
     assert headers.isascii() and b"=?utf-8?" in headers.lower()
+
+
+def test_preheader_is_40_to_100_characters_whatever_the_headlines() -> None:
+    from digest.compose import preheader
+
+    short = preheader([_card("Rain")], "Test Digest")
+    assert 40 <= len(short) <= 100 and short.startswith("Rain · ") and "Test Digest" in short
+    huge = preheader([_card("Word " * 80)], "Test Digest")
+    assert len(huge) <= 100 and huge.endswith("…")
+    several = preheader([_card("Harbour opens"), _card("Bridge closes"), _card("x" * 90)])
+    assert several == ("Harbour opens · Bridge closes · "
+                       "The latest stories from our feeds, picked for you")
+    assert 40 <= len(preheader([], "Test Digest")) <= 100
+
+
+def _card(title: str) -> Card:
+    return Card(1, title, "https://example.com/", "", None, WHEN, "News")
