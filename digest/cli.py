@@ -567,3 +567,22 @@ def check_command(ctx: click.Context) -> None:
     problems = sum(not finding.ok for finding in findings)
     console.print(f"{problems} problems" if problems else "everything checks out")
     ctx.exit(1 if problems else 0)
+
+
+@main.command()
+@click.option("--port", default=8081, show_default=True, type=int)
+@click.option("--feed", metavar="URL|PATH",
+              help="preview this feed instead of the articles collected and not yet mailed")
+@click.pass_context
+def preview(ctx: click.Context, port: int, feed: str | None) -> None:
+    """The editors' live preview of the next edition, on 127.0.0.1 only."""
+    import uvicorn
+
+    from digest import preview as previewing
+
+    config = _config(ctx)  # a broken config stops here, with its message
+    app = previewing.app(ctx.obj, feed)
+    console.print(f"preview of {feed or 'the next edition'} at "
+                  f"http://{previewing.HOST}:{port}/ (templates: {config.paths.templates}; "
+                  "Ctrl-C to stop)")
+    uvicorn.run(app, host=previewing.HOST, port=port, log_level="warning")

@@ -15,10 +15,11 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy, quoprimime
 from email.header import Header
+from email.headerregistry import Address
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -52,6 +53,39 @@ _PLACEHOLDER = re.compile("(" + "|".join((Personal.NAME, Personal.EMAIL, Persona
 _BREAKS = re.compile(r"[\r\n\0]+")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
 
+# Gmail clips a message whose HTML is larger than about 102 KB and hides the rest, footer and
+# unsubscribe link included. The guard keeps the HTML part under both figures, with room for
+# the personal values (address, signed unsubscribe link) spliced in after rendering.
+MAX_HTML = 100_000  # bytes of UTF-8, decoded
+MAX_ENCODED = 102_000  # bytes as quoted-printable in the message
+PERSONAL_ROOM = 1_500
+
+# Month and day names for dates in the mail. babel is not among our dependencies and this is
+# all we need of it: a few languages spelled out, any other falls back to English.
+_LOCALES = {
+    "en": ("January February March April May June July August September October November "
+           "December", "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",
+           "{weekday}, {day} {month} {year}", "{day} {month} {year}"),
+    "de": ("Januar Februar März April Mai Juni Juli August September Oktober November Dezember",
+           "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag",
+           "{weekday}, {day}. {month} {year}", "{day}. {month} {year}"),
+    "fr": ("janvier février mars avril mai juin juillet août septembre octobre novembre "
+           "décembre", "lundi mardi mercredi jeudi vendredi samedi dimanche",
+           "{weekday} {day} {month} {year}", "{day} {month} {year}"),
+    "es": ("enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre "
+           "diciembre", "lunes martes miércoles jueves viernes sábado domingo",
+           "{weekday}, {day} de {month} de {year}", "{day} de {month} de {year}"),
+    "it": ("gennaio febbraio marzo aprile maggio giugno luglio agosto settembre ottobre "
+           "novembre dicembre", "lunedì martedì mercoledì giovedì venerdì sabato domenica",
+           "{weekday} {day} {month} {year}", "{day} {month} {year}"),
+    "nl": ("januari februari maart april mei juni juli augustus september oktober november "
+           "december", "maandag dinsdag woensdag donderdag vrijdag zaterdag zondag",
+           "{weekday} {day} {month} {year}", "{day} {month} {year}"),
+    "pt": ("janeiro fevereiro março abril maio junho julho agosto setembro outubro novembro "
+           "dezembro", "segunda-feira terça-feira quarta-feira quinta-feira sexta-feira sábado "
+           "domingo", "{weekday}, {day} de {month} de {year}", "{day} de {month} de {year}"),
+}
+
 
 class _Fields:
     """`subscriber.fields` as the templates see it: any column name gives its placeholder, so
@@ -83,6 +117,7 @@ class Rendered:
     subject: str
     html: str
     text: str
+    left_out: int = 0  # cards the clipping-size guard left for the web version to show
 
 
 @dataclass(frozen=True)
@@ -119,21 +154,38 @@ class Composer:
         self.env.filters["date"] = self._date
 
     def _date(self, moment: datetime) -> str:
-        local = moment.astimezone(self.config.newsletter.zone)
-        return f"{local.day} {local:%b %Y}"
+        return local_date(moment.astimezone(self.config.newsletter.zone),
+                          self.config.newsletter.language, long=False)
 
     def render(self, cards: list[Card], edition_id: int, when: datetime,
-               more: int = 0) -> Rendered:
-        """The edition as everyone gets it, personal values still placeholders."""
+               more: int = 0, fit: bool = True) -> Rendered:
+        """The edition as everyone gets it, personal values still placeholders. Cards that
+        would push the HTML past the clipping size are left out from the end, and the edition
+        says how many more stories its web version has; with `fit` false, that web version,
+        every card in it."""
         newsletter = self.config.newsletter
         headline = cards[0].title if cards else ""
-        local = when.astimezone(newsletter.zone)
-        date_text = f"{local:%A}, {local.day} {local:%B %Y}"
+        date_text = local_date(when.astimezone(newsletter.zone), newsletter.language)
         subject = one_line(self._string(newsletter.subject, newsletter=newsletter,
                                         headline=headline, date_text=date_text,
                                         count=len(cards)))
+        kept = len(cards)
+        while True:
+            rendered = self._render(cards[:kept], subject, date_text, edition_id,
+                                    more + len(cards) - kept)
+            load = size_load(rendered.html)
+            if load < 1 or kept == 0 or not fit:
+                return replace(rendered, left_out=len(cards) - kept)
+            # Cards make most of the size, so scale down by the overshoot; the fixed part
+            # (masthead, footer) makes the new count err small, so a retry rarely repeats.
+            kept = min(kept - 1, int(kept / load))
+
+    def _render(self, cards: list[Card], subject: str, date_text: str, edition_id: int,
+                more: int) -> Rendered:
+        newsletter = self.config.newsletter
         web_url = f"{newsletter.public_url.rstrip('/')}/archive/{edition_id}"
-        context = Context(subject, newsletter.preheader or preheader(cards), date_text, web_url)
+        context = Context(subject, newsletter.preheader or preheader(cards, newsletter.name),
+                          date_text, web_url)
         values = {
             "newsletter": newsletter,
             "edition": context,
@@ -172,6 +224,23 @@ class Composer:
         return env.from_string(source)
 
 
+def local_date(moment: datetime, language: str, long: bool = True) -> str:
+    """A date in the newsletter's language ("Freitag, 27. November 2026"); English for a
+    language we have no names for."""
+    months, days, long_form, short_form = _LOCALES.get(
+        language.split("-")[0].split("_")[0].lower(), _LOCALES["en"])
+    return (long_form if long else short_form).format(
+        weekday=days.split()[moment.weekday()], day=moment.day,
+        month=months.split()[moment.month - 1], year=moment.year)
+
+
+def size_load(page: str) -> float:
+    """How full the HTML part is against the clipping limits: under 1 fits."""
+    decoded = len(page.encode("utf-8")) + PERSONAL_ROOM
+    encoded = len(_qp(page)) + PERSONAL_ROOM
+    return max(decoded / MAX_HTML, encoded / MAX_ENCODED)
+
+
 def _template_line(error: Exception, name: str) -> int | str:
     """The template line a render error happened on, from Jinja's rewritten traceback."""
     line: int | str = "?"
@@ -201,15 +270,22 @@ def sections(cards: list[Card]) -> list[Section]:
     return [Section(name, tuple(group)) for name, group in grouped.items()]
 
 
-def preheader(cards: list[Card], limit: int = 100) -> str:
-    """The inbox preview line: the top headlines, as many as fit."""
+def preheader(cards: list[Card], name: str = "", shortest: int = 40, limit: int = 100) -> str:
+    """The inbox preview line: the top headlines, as many as fit in `limit` characters. Inbox
+    previews show 40 to 100 characters; a short one is eked out with the newsletter's name,
+    since the client would otherwise fill it with whatever text follows."""
     text = ""
     for card in cards:
         joined = f"{text} · {card.title}" if text else card.title
         if len(joined) > limit:
             break
         text = joined
-    return text or (cards[0].title[: limit - 1] + "…" if cards else "")
+    if not text and cards:
+        text = cards[0].title[: limit - 1].rstrip() + "…"
+    if len(text) < shortest:
+        tail = f"The latest stories from {name or 'our feeds'}, picked for you"
+        text = f"{text} · {tail}" if text else tail
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def forward_url(subject: str, web_url: str) -> str:
@@ -232,6 +308,10 @@ def address(name: str, email: str) -> str:
     name = one_line(name)
     if not name:
         return email
+    if len(name) > 200:
+        # Rare, and a plain one would sit on one line: the email package folds it under 998.
+        folded = _SMTP.header_factory("To", [Address(display_name=name, addr_spec=email)])
+        return folded.fold(policy=_SMTP)[len("To: "):].rstrip("\r\n")
     if _PLAIN_NAME.fullmatch(name):
         return '"{}" <{}>'.format(name.replace("\\", "\\\\").replace('"', '\\"'), email)
     return f"{Header(name, 'utf-8').encode(linesep=chr(13) + chr(10))} <{email}>"
@@ -331,7 +411,8 @@ class Letter:
             self.head,
             b"To: ", address(delivery.name, delivery.email).encode("ascii"), b"\r\n",
             b"Message-ID: ", self.message_id(delivery.email).encode("ascii"), b"\r\n",
-            b"List-Unsubscribe: <", url.encode("ascii"), b">, <mailto:",
+            # Folded between the two forms: a long signed link keeps the line well short of 998.
+            b"List-Unsubscribe: <", url.encode("ascii"), b">,\r\n <mailto:",
             self.mailto.encode("ascii"), b"?subject=unsubscribe>\r\n",
             self.text_head, self.text.encode(values),
             self.html_head, self.html.encode(values),

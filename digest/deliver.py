@@ -302,6 +302,18 @@ def transport(config: Config) -> Pool:
                 replace(Policy.of(config.smtp), rate=0, hourly_cap=0), where(config))
 
 
+def send_one(config: Config, recipient: str, message: bytes) -> Result:
+    """One message outside any edition's ledger (a sign-up confirmation, an editor's test),
+    through the configured transport. Raises TransportDown when the relay cannot be reached."""
+    pool = transport(config)
+    try:
+        pool.open()
+        return pool.transport(0).send(parseaddr(config.newsletter.sender)[1], recipient,
+                                      message)
+    finally:
+        pool.close()
+
+
 def where(config: Config) -> str:
     if config.delivery.transport == "smtp":
         return f"SMTP relay {config.smtp.host}:{config.smtp.port}"

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from digest import cards, deliver, feeds, subscribers, tokens
@@ -304,15 +304,23 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     views = {s.email: view(s.sections, present) for s in recipients}
     recipients = [s for s in recipients if views[s.email] is not None]
 
+    def render_whole(edition_id: int) -> tuple[str, str, str, str | None]:
+        mailed = composer.render(chosen, edition_id, when)
+        # Stories the clipping guard left out of the mail are still this edition's: its web
+        # version, where "N more stories" points, shows every one of them.
+        web = composer.render(chosen, edition_id, when, fit=False).html if mailed.left_out \
+            else None
+        return mailed.subject, mailed.html, mailed.text, web
+
     def render_views(edition_id: int) -> dict[str, tuple[str, str, str]]:
         # Once per distinct view, however many subscribers share it.
-        return {name: astuple(composer.render([c for c in chosen if c.source in name.split(";")],
-                                              edition_id, when))
-                for name in dict.fromkeys(views.values()) if name}
+        rendered = {name: composer.render([c for c in chosen if c.source in name.split(";")],
+                                          edition_id, when)
+                    for name in dict.fromkeys(views.values()) if name}
+        return {name: (r.subject, r.html, r.text) for name, r in rendered.items()}
 
     edition = store.create_edition(
-        key, lambda edition_id: astuple(composer.render(chosen, edition_id, when)),
-        chosen, recipients, views=render_views,
+        key, render_whole, chosen, recipients, views=render_views,
         view_of=lambda subscriber: views[subscriber.email] or "")
     if edition is None:
         return None, f"the edition for {key} exists already"

@@ -126,6 +126,12 @@ MIGRATIONS = (
         PRIMARY KEY (cadence, period)
     );
     """,
+    # The web version of an edition whose mail had to leave stories out to stay under Gmail's
+    # clipping size: "N more stories" links there, so it holds every card. NULL: the mail is
+    # whole and is its own web version.
+    """
+    ALTER TABLE editions ADD COLUMN web_html TEXT;
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -327,7 +333,8 @@ class Store:
         rows = _once(rows, mailed)
         return [_card(row) for row in rows[:limit]], len(rows)
 
-    def create_edition(self, period: str, render: Callable[[int], tuple[str, str, str]],
+    def create_edition(self, period: str,
+                       render: Callable[[int], tuple[str, str, str, str | None]],
                        cards: list[Card], subscribers: Iterable[Subscriber],
                        cadence: str = "daily",
                        views: Callable[[int], dict[str, tuple[str, str, str]]] | None = None,
@@ -335,8 +342,9 @@ class Store:
                        ) -> Edition | None:
         """The edition, its articles and a pending delivery for each subscriber, all at once.
 
-        `render(edition_id)` gives (subject, html, text): the edition's own id is in its
-        "view in browser" link, so it is rendered inside the transaction that takes the id.
+        `render(edition_id)` gives (subject, html, text, web html or None when the mail holds
+        every card): the edition's own id is in its "view in browser" link, so it is rendered
+        inside the transaction that takes the id.
         Returns None when this period already has its edition: a re-run or a second trigger
         never makes two. `views(edition_id)` renders the partial views by their key and
         `view_of` says which one a subscriber gets ('' = the whole edition).
@@ -347,11 +355,11 @@ class Store:
                           (cadence, period)).fetchone():
                 return None
             edition_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM editions").fetchone()[0]
-            subject, html, text = render(edition_id)
+            subject, html, text, web = render(edition_id)
             db.execute(
-                "INSERT INTO editions (id, period, cadence, created_at, subject, html, text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (edition_id, period, cadence, _iso(created), subject, html, text))
+                "INSERT INTO editions (id, period, cadence, created_at, subject, html, text, "
+                "web_html) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (edition_id, period, cadence, _iso(created), subject, html, text, web))
             db.executemany(
                 "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
                 "VALUES (?, ?, ?, ?)",
@@ -379,6 +387,14 @@ class Store:
                 ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
                  for s in subscribers))
         return Edition(edition_id, period, created, subject, html, text)
+
+    def web_page(self, edition_id: int) -> str:
+        """The edition's web version (placeholders still in it): every card it carried."""
+        row = self.db.execute("SELECT coalesce(web_html, html) FROM editions WHERE id = ?",
+                              (edition_id,)).fetchone()
+        if row is None:
+            raise KeyError(edition_id)
+        return row[0]
 
     def edition(self, edition_id: int) -> Edition:
         row = self.db.execute("SELECT * FROM editions WHERE id = ?", (edition_id,)).fetchone()

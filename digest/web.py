@@ -24,7 +24,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid
 from xml.sax.saxutils import escape, quoteattr
 
 from email_validator import EmailNotValidError
@@ -137,16 +137,12 @@ class Site:
         expires = now() + timedelta(hours=self.config.web.confirm_hours)
         token = tokens.sign_signup(self.secret, self.list_id, signup, expires)
         url = f"{self.public}/confirm/{token}"
-        pool = deliver.transport(self.config)
         try:
-            pool.open()
-            result = pool.transport(0).send(parseaddr(self.config.newsletter.sender)[1],
-                                            signup.email, self.confirmation(signup.email, url))
+            result = deliver.send_one(self.config, signup.email,
+                                      self.confirmation(signup.email, url))
         except deliver.TransportDown as error:
             log.warning("confirmation mail to %s not sent: %s", signup.email, error)
             return False
-        finally:
-            pool.close()
         if result.outcome is not Outcome.SENT:
             log.warning("confirmation mail to %s not sent: %s", signup.email, result.response)
         return result.outcome is Outcome.SENT
@@ -175,7 +171,7 @@ class Site:
         """The edition as mailed, without anyone's personal values or links."""
         with Store(self.config.paths.database) as store:
             try:
-                body = store.edition(number).html
+                body = store.web_page(number)
             except KeyError:
                 return None
         return compose.anonymous(body, f"{self.public}/subscribe")

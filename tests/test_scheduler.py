@@ -124,7 +124,8 @@ def test_after_three_days_down_the_restart_makes_exactly_one_edition(
     send = scheduling.cron("0 * * * * *", UTC, "send")
     three_days_ago = scheduling.period(now() - timedelta(days=3), UTC)
     with Store(site.database) as store:
-        store.create_edition(three_days_ago, lambda number: ("Old", "<p>old</p>", "old"), [], [])
+        store.create_edition(three_days_ago, lambda number: ("Old", "<p>old</p>", "old", None),
+                             [], [])
 
     with running(site) as scheduler:
         smtp.wait_for(2, timeout=30)

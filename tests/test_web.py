@@ -9,13 +9,15 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import feedparser
 import httpx
 import pytest
 from playwright.sync_api import Page
-from servers import SmtpServer, free_port
+from servers import FeedServer, SmtpServer, free_port
 from support import Item, Site, digest, rows, rss, serving
 
 from digest import config, tokens, web
@@ -361,3 +363,31 @@ def test_digest_serve_believes_the_proxy_about_client_addresses(site: Site) -> N
         process.terminate()
         process.wait(10)
     assert len(list((site.root / "outbox" / "new").iterdir())) == 2
+
+
+def test_stories_the_mail_leaves_out_for_size_are_all_in_its_web_version(site: Site) -> None:
+    words = "harbour lantern ferry bridge cocoa storm market archive " * 4
+    items = [Item(f"Story {n}: {words[:90]}", f"https://example.com/story/{n}/{'x' * 60}",
+                  f"s{n}", (words * 2)[:400],
+                  extra=f'<media:thumbnail url="https://img.example.com/{n}.jpg" width="800" '
+                        'height="450"/>') for n in range(1, 301)]
+    with FeedServer() as feeds:
+        feeds.serve("/long.xml", rss(*items))
+        site.feeds = [("Long", feeds.url("/long.xml"))]
+        site.extra = "[collect]\nfirst_run = 0\n"
+        site.write()
+        site.config.write_text(site.config.read_text().replace(
+            "[newsletter]\n", "[newsletter]\nmax_articles = 300\n"))
+        site.subscribers("email\nann@example.com\n")
+        digest("collect")
+    assert digest("send").exit_code == 0
+    mailed = next((site.root / "outbox" / "new").iterdir()).read_bytes()
+    html = BytesParser(policy=policy.default).parsebytes(mailed).get_body(("html",)).get_content()
+    shown = html.count("<h3")
+    assert 0 < shown < 300 and f"{300 - shown} more stories" in html
+
+    with serving(web.app(config.load(site.config))) as base:
+        page = httpx.get(f"{base}/archive/1").text
+    assert page.count("<h3") == 300
+    assert all(f"Story {n}:" in page for n in range(1, 301))
+    assert "more stories" not in page

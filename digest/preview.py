@@ -1,0 +1,332 @@
+"""The editors' preview: the edition that would go out now, as a subscriber would get it.
+
+    source (unmailed articles, or any feed) | render once | one subscriber's message bytes
+    | parsed back | shown under switches (widths, dark, images off, text, raw source)
+
+The page shows the message made by `compose.Letter` and parsed back from its bytes, so what an
+editor sees is what is mailed, not a second rendering. It is for the editors of this machine
+only: served on 127.0.0.1, apart from the public web app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from dataclasses import dataclass, replace
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlencode
+
+import email_validator
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.routing import Route
+
+from digest import cards, deliver, feeds, tokens
+from digest import config as configuration
+from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter
+from digest.config import Config
+from digest.errors import DigestError
+from digest.records import Card, Delivery, Edition, Outcome
+from digest.store import Store, now
+
+HOST = "127.0.0.1"
+# The stand-in subscriber whose copy the preview shows.
+READER = Delivery(0, "reader@example.com", "Reader", "pending", 0)
+WIDTHS = {"desktop": 600, "phone": 375, "small": 320}
+VIEWS = (*WIDTHS, "text", "source")
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A previewed edition: one subscriber's message and what an editor should look at."""
+
+    subject: str
+    message: bytes
+    html: str  # the HTML part as mailed, decoded
+    text: str
+    cards: int
+    warnings: tuple[str, ...]
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def encoded_bytes(self) -> int:
+        return len(encoded_part(self.message, "html"))
+
+
+def encoded_part(message: bytes, kind: str) -> bytes:
+    """A body part exactly as it sits in the message (quoted-printable): what Gmail measures."""
+    found = re.search(rb'boundary="([^"]+)"', message)
+    assert found is not None, "not a multipart message"
+    head = f'Content-Type: text/{kind}; charset="utf-8"'.encode()
+    start = message.index(b"\r\n\r\n", message.index(head)) + 4
+    return message[start:message.index(b"\r\n--" + found.group(1), start)]
+
+
+def gather(config: Config, feed: str | None) -> tuple[list[Card], list[str]]:
+    """The cards of the edition that would go out now, or of one feed; and the configured
+    feeds that would have an empty section."""
+    if feed is None:
+        with Store(config.paths.database) as store:
+            chosen, _ = store.unmailed([f.url for f in config.feeds],
+                                       config.newsletter.max_articles)
+        shown = {card.source for card in chosen}
+        return chosen, [f.title for f in config.feeds if f.title not in shown]
+    seen = now()
+    try:
+        with feeds.client(config.newsletter.public_url) as http:
+            fetched = feeds.fetch(http, feed)
+        parsed = feeds.parse(fetched)
+    except feeds.FeedError as error:
+        raise DigestError(f"{feed}: {error}") from None
+    name = Path(feed).stem if fetched.url.startswith("file:") else feed
+    found = []
+    for number, entry in enumerate(parsed.entries[: config.newsletter.max_articles], 1):
+        article = cards.article(entry, fetched.url, config.newsletter.teaser_length, seen)
+        found.append(Card(number, article.title, article.link, article.teaser, article.image,
+                          article.published or seen, name))
+    return found, [] if found else [name]
+
+
+def letter(config: Config, edition: Edition) -> Letter:
+    secret = tokens.secret(config.secret, config.paths.state)
+    public = config.newsletter.public_url.rstrip("/")
+    list_id = config.newsletter.list_id
+    return Letter(config, edition, lambda email: (
+        f"{public}/unsubscribe/{tokens.sign(secret, list_id, email)}"))
+
+
+def proof(config: Config, feed: str | None = None) -> tuple[Proof, Edition]:
+    chosen, empty = gather(config, feed)
+    rendered = Composer(config).render(chosen, 0, now())
+    edition = Edition(0, "preview", now(), rendered.subject, rendered.html, rendered.text)
+    message = letter(config, edition).bytes_for(READER)
+    parsed = message_from_bytes(message, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    page = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    draft = Proof(rendered.subject, message, page, text, len(chosen), ())
+    return replace(draft, warnings=tuple(warnings(draft, empty))), edition
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("a", "img"):
+            self.found.append((tag, dict(attrs)))
+
+
+def warnings(made: Proof, empty: list[str]) -> list[str]:
+    """What an editor should fix or know before this goes out."""
+    said: list[str] = []
+    links = _Links()
+    links.feed(made.html)
+    for tag, attrs in links.found:
+        url = attrs.get("src" if tag == "img" else "href") or ""
+        if tag == "img" and not (attrs.get("alt") or "").strip():
+            said.append(f"image without alt text: {url}")
+        if url.lower().startswith("http://"):
+            said.append(f"{'image' if tag == 'img' else 'link'} not on https: {url}")
+    if made.html_bytes >= MAX_HTML or made.encoded_bytes >= MAX_ENCODED:
+        said.append(f"HTML is {made.html_bytes:,} bytes ({made.encoded_bytes:,} encoded): "
+                    "Gmail clips it")
+    dropped = re.search(r"(\d+) more stories", made.text)
+    if dropped:
+        said.append(f"{dropped.group(1)} stories left out to stay under the clipping size "
+                    "or the article limit; the mail links to the web version")
+    said += [f"empty section: {name} has no new articles" for name in empty]
+    if not made.cards:
+        said.append("no articles: nothing would go out now (run `digest collect`)")
+    return list(dict.fromkeys(said))  # a headline and its button share a link: say it once
+
+
+def version(config: Config) -> str:
+    """Changes whenever a template, the stylesheet or the config file does: the page polls it
+    and reloads itself."""
+    files = sorted(p for p in config.paths.templates.glob("*") if p.is_file())
+    if config.source is not None:
+        files.append(config.source)
+    stamp = "|".join(f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files)
+    return hashlib.sha256(stamp.encode()).hexdigest()[:16]
+
+
+def dark(page: str) -> str:
+    """The page as a dark-mode client shows it: the dark styles applied unconditionally."""
+    return re.sub(r"\(\s*prefers-color-scheme\s*:\s*dark\s*\)", "all", page)
+
+
+def images_off(page: str) -> str:
+    """The page as a client blocking images shows it: alt text where each image was."""
+    return re.sub(r"(<img\b[^>]*?)\ssrc=", r"\1 data-blocked-src=", page)
+
+
+def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
+    """The preview app. The configuration is read again whenever it changes, so an editor's
+    edit shows up without a restart; a mistake in it shows on the page, not as a crash."""
+    cache: dict[str, object] = {}
+
+    def current() -> tuple[Config, str]:
+        config = configuration.load(config_path)
+        return config, version(config)
+
+    def made() -> tuple[Config, Proof, Edition]:
+        config, stamp = current()
+        if cache.get("version") != stamp:
+            cache.update(version=stamp, made=proof(config, feed))
+        return config, *cache["made"]  # type: ignore[misc]
+
+    def stamp_now() -> str:
+        try:
+            return current()[1]
+        except DigestError as error:
+            return f"error: {error}"
+
+    async def index(request: Request) -> HTMLResponse:
+        # Taken before rendering: a change made meanwhile still triggers a reload.
+        stamp = stamp_now()
+        try:
+            _, shown, _ = made()
+        except DigestError as error:
+            return HTMLResponse(_shell(request, stamp, None, str(error)), status_code=500)
+        return HTMLResponse(_shell(request, stamp, shown, None))
+
+    async def edition(request: Request) -> HTMLResponse:
+        _, shown, _ = made()
+        page = shown.html
+        if request.query_params.get("dark") == "1":
+            page = dark(page)
+        if request.query_params.get("images") == "off":
+            page = images_off(page)
+        return HTMLResponse(page)
+
+    async def text(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(made()[1].text)
+
+    async def source(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(made()[1].message.decode("ascii", "replace"))
+
+    async def stamp(request: Request) -> JSONResponse:
+        return JSONResponse({"version": stamp_now()})
+
+    async def send_test(request: Request) -> RedirectResponse:
+        # A page elsewhere in the editor's browser must not mail through this form.
+        origin = request.headers.get("origin")
+        if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+            return RedirectResponse("/?" + urlencode({"notice": "refused: foreign origin"}), 303)
+        form = await request.form()
+        address = str(form.get("address", "")).strip()
+        try:
+            config, _, shown = made()
+            notice = send(config, shown, address)
+        except DigestError as error:
+            notice = f"not sent: {error}"
+        return RedirectResponse("/?" + urlencode({"notice": notice}), status_code=303)
+
+    return Starlette(routes=[
+        Route("/", index), Route("/edition", edition), Route("/edition.txt", text),
+        Route("/source", source), Route("/version", stamp),
+        Route("/send-test", send_test, methods=["POST"]),
+    ])
+
+
+def send(config: Config, edition: Edition, address: str) -> str:
+    """The previewed edition to one address through the configured transport, subject marked
+    [TEST]. No ledger row: a test is not a delivery."""
+    try:
+        email = email_validator.validate_email(address, check_deliverability=False).normalized
+    except email_validator.EmailNotValidError as error:
+        raise DigestError(f"{address or 'the address'}: {error}") from None
+    marked = replace(edition, subject=f"[TEST] {edition.subject}")
+    message = letter(config, marked).bytes_for(Delivery(0, email, "", "pending", 0))
+    try:
+        result = deliver.send_one(config, email, message)
+    except deliver.TransportDown as error:
+        raise DigestError(f"cannot reach {deliver.where(config)}: {error}") from None
+    if result.outcome is not Outcome.SENT:
+        raise DigestError(f"{email}: {result.response}")
+    return f"test sent to {email} via {deliver.where(config)}"
+
+
+def _shell(request: Request, stamp: str, shown: Proof | None, error: str | None) -> str:
+    """The page around the edition: switches, sizes, warnings, the test form."""
+    query = request.query_params
+    view = query.get("view") if query.get("view") in VIEWS else "desktop"
+    is_dark, no_images = query.get("dark") == "1", query.get("images") == "off"
+
+    def link(label: str, pressed: bool, **change: str) -> str:
+        params = {"view": view, "dark": "1" if is_dark else "", "images": (
+            "off" if no_images else ""), **change}
+        href = "/?" + urlencode({k: v for k, v in params.items() if v})
+        return (f'<a class="switch" href="{html.escape(href)}" aria-pressed="'
+                f'{"true" if pressed else "false"}">{label}</a>')
+
+    switches = " ".join([
+        link("Desktop 600", view == "desktop", view="desktop"),
+        link("Phone 375", view == "phone", view="phone"),
+        link("Phone 320", view == "small", view="small"),
+        link("Dark", is_dark, dark="" if is_dark else "1"),
+        link("Images off", no_images, images="" if no_images else "off"),
+        link("Plain text", view == "text", view="text"),
+        link("Raw source", view == "source", view="source"),
+    ])
+    notice = query.get("notice")
+    parts = [f"<h1>Preview</h1><nav>{switches}</nav>"]
+    if notice:
+        parts.append(f'<p id="notice" role="status">{html.escape(notice)}</p>')
+    if error is not None or shown is None:
+        parts.append(f'<p id="error" role="alert">{html.escape(error or "")}</p>')
+    else:
+        share = shown.encoded_bytes / MAX_ENCODED
+        parts.append(
+            f'<p id="subject">Subject: <b>{html.escape(shown.subject)}</b></p>'
+            f'<p id="size">HTML {shown.html_bytes:,} bytes, {shown.encoded_bytes:,} encoded: '
+            f'{share:.0%} of the {MAX_ENCODED:,}-byte clipping limit</p>')
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in shown.warnings)
+        parts.append(f'<ul id="warnings">{items}</ul>' if items else
+                     '<p id="warnings">No warnings.</p>')
+        looks = urlencode({k: v for k, v in (("dark", "1" if is_dark else ""),
+                                             ("images", "off" if no_images else "")) if v})
+        frame = {"text": "/edition.txt", "source": "/source"}.get(view) or (
+            f"/edition?{looks}" if looks else "/edition")
+        width = WIDTHS.get(view)
+        style = f"width:{width}px" if width else "width:100%"
+        parts.append(
+            '<form id="test" method="post" action="/send-test"><label>Send a test to '
+            '<input name="address" type="email" required></label> '
+            '<button type="submit">Send a test</button></form>'
+            f'<iframe id="edition" title="The edition" src="{html.escape(frame)}" '
+            f'style="{style}" sandbox="allow-same-origin allow-popups"></iframe>')
+    # The version the page was made from, as a script literal that cannot close the tag.
+    seen = json.dumps(stamp).replace("<", "\\u003c")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>digest preview</title>
+<style>
+body{{font:15px/1.4 system-ui,sans-serif;margin:16px;background:#f3f4f6;color:#111}}
+nav{{margin:8px 0}} .switch{{margin-right:6px;padding:4px 8px;border:1px solid #888;
+border-radius:4px;color:#111;text-decoration:none}} .switch[aria-pressed=true]{{background:#1d4ed8;
+color:#fff}} #warnings li{{color:#92400e}} #error{{color:#b91c1c}}
+iframe{{display:block;height:80vh;border:1px solid #888;background:#fff;margin-top:12px}}
+</style></head><body>
+{"".join(parts)}
+<script>
+// Reload when a template, the stylesheet or the config changes.
+const seen = {seen};
+setInterval(async () => {{
+  try {{
+    const now = (await (await fetch("/version")).json()).version;
+    if (now !== seen) location.reload();
+  }} catch (e) {{}}
+}}, 1000);
+</script>
+</body></html>"""

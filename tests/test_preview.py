@@ -1,0 +1,171 @@
+"""The editors' preview, served by uvicorn and driven in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page
+from servers import FeedServer, SmtpServer
+from support import Item, Site, digest, rows, rss, serving
+
+from digest import preview
+from digest.config import bundled
+
+STORIES = (
+    Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.",
+         extra='<media:thumbnail url="https://img.example.com/h.jpg" width="800" height="450"/>'),
+    Item("Plain old link", "http://example.com/plain", "h2", "Served without TLS."),
+)
+
+
+def setup(site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    web.serve("/news.xml", rss(*STORIES))
+    web.serve("/quiet.xml", rss())
+    site.feeds = [("News", web.url("/news.xml")), ("Quiet", web.url("/quiet.xml"))]
+    site.smtp_port = smtp.port
+    shutil.copytree(bundled("templates"), site.root / "templates")
+    site.write()
+    site.subscribers("email,name\nann@example.com,Ann\n")
+    assert digest("collect").exit_code == 0
+
+
+def frame_text(page: Page) -> str:
+    return page.frame_locator("#edition").locator("body").inner_text()
+
+
+def test_switches_show_the_edition_at_each_width_dark_without_images_as_text_and_source(
+        site: Site, web: FeedServer, smtp: SmtpServer, page: Page, artifacts: Path) -> None:
+    setup(site, web, smtp)
+    with serving(preview.app(site.config)) as base:
+        page.goto(base)
+        assert "Harbour opens" in frame_text(page)
+        size = page.locator("#size").inner_text()
+        assert "102,000-byte clipping limit" in size
+        warnings = page.locator("#warnings").inner_text()
+        assert warnings.count("link not on https: http://example.com/plain") == 1
+        assert "empty section: Quiet" in warnings
+
+        for label, width in (("Phone 320", 320), ("Phone 375", 375), ("Desktop 600", 600)):
+            page.get_by_role("link", name=label).click()
+            frame = page.frame_locator("#edition")
+            frame.locator("h3").first.wait_for()
+            inner = page.locator("#edition").evaluate(
+                "f => [f.contentWindow.innerWidth, "
+                "f.contentDocument.documentElement.scrollWidth]")
+            assert inner[0] == width and inner[1] <= inner[0], label
+            page.screenshot(path=str(artifacts / f"preview-{width}.png"), full_page=True)
+
+        light = page.locator("#edition").evaluate(
+            "f => getComputedStyle(f.contentDocument.querySelector('.card')).backgroundColor")
+        page.get_by_role("link", name="Dark").click()
+        page.frame_locator("#edition").locator("h3").first.wait_for()
+        darkened = page.locator("#edition").evaluate(
+            "f => getComputedStyle(f.contentDocument.querySelector('.card')).backgroundColor")
+        assert light == "rgb(255, 255, 255)" and darkened == "rgb(26, 32, 41)"
+        page.screenshot(path=str(artifacts / "preview-dark.png"), full_page=True)
+
+        page.get_by_role("link", name="Images off").click()
+        images = page.locator("#edition").evaluate(
+            "f => [...f.contentDocument.images].map(i => [i.getAttribute('src'), i.alt])")
+        assert images == [[None, "Harbour opens"]]
+
+        page.get_by_role("link", name="Plain text").click()
+        text = frame_text(page)
+        assert "== News ==" in text and "https://example.com/harbour" in text
+        page.get_by_role("link", name="Raw source").click()
+        source = frame_text(page)
+        assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in source
+        assert "Content-Transfer-Encoding: quoted-printable" in source
+
+
+def test_send_a_test_mails_one_address_marked_test_and_records_no_delivery(
+        site: Site, web: FeedServer, smtp: SmtpServer, page: Page) -> None:
+    setup(site, web, smtp)
+    with serving(preview.app(site.config)) as base:
+        page.goto(base)
+        page.get_by_label("Send a test to").fill("editor@example.net")
+        page.get_by_role("button", name="Send a test").click()
+        assert "test sent to editor@example.net" in page.locator("#notice").inner_text()
+        (received,) = smtp.wait_for(1)
+        assert received.rcpt_tos == ("editor@example.net",)
+        assert received.message["Subject"] == "[TEST] Test Digest: Harbour opens"
+        assert "Harbour opens" in received.message.get_body(("html",)).get_content()
+
+        page.get_by_label("Send a test to").fill("not-an-address@")
+        page.get_by_label("Send a test to").evaluate("e => e.type = 'text'")
+        page.get_by_role("button", name="Send a test").click()
+        assert "not sent: not-an-address@" in page.locator("#notice").inner_text()
+
+        refused = httpx.post(f"{base}/send-test", data={"address": "x@example.net"},
+                             headers={"Origin": "https://elsewhere.example"})
+        assert refused.status_code == 303 and "foreign" in refused.headers["location"]
+    assert len(smtp.messages) == 1
+    assert rows(site.database, "SELECT count(*) FROM deliveries") == [(0,)]
+    assert rows(site.database, "SELECT count(*) FROM editions") == [(0,)]
+
+
+def test_page_reloads_itself_when_a_template_or_the_config_changes(
+        site: Site, web: FeedServer, smtp: SmtpServer, page: Page) -> None:
+    setup(site, web, smtp)
+    with serving(preview.app(site.config)) as base:
+        page.goto(base)
+        page.evaluate("window.unchanged = true")
+        template = site.root / "templates" / "digest.html"
+        template.write_text(template.read_text().replace(
+            "<h1 class=\"h1\">", "<h1 class=\"h1\">Edited: "))
+        page.wait_for_function("window.unchanged === undefined", timeout=10_000)
+        assert "Edited: Test Digest" in frame_text(page)
+
+        page.evaluate("window.unchanged = true")
+        site.config.write_text(site.config.read_text().replace(
+            'name = "Test Digest"', 'name = "Renamed Digest"'))
+        page.wait_for_function("window.unchanged === undefined", timeout=10_000)
+        assert "Edited: Renamed Digest" in frame_text(page)
+        assert "Renamed Digest: Harbour opens" in page.locator("#subject").inner_text()
+
+        page.evaluate("window.unchanged = true")
+        template.write_text("{% if %}\n")
+        page.wait_for_function("window.unchanged === undefined", timeout=10_000)
+        assert "digest.html:1:" in page.locator("#error").inner_text()
+
+
+def test_feed_option_previews_any_feed_without_touching_the_store(
+        site: Site, web: FeedServer) -> None:
+    site.write()
+    elsewhere = site.root / "elsewhere.xml"
+    elsewhere.write_text(rss(Item("From elsewhere", "https://example.org/e", "e1", "Hi.")))
+    with serving(preview.app(site.config, str(elsewhere))) as base:
+        shell = httpx.get(base).text
+        edition = httpx.get(f"{base}/edition").text
+    assert "Test Digest: From elsewhere" in shell
+    assert 'href="https://example.org/e"' in edition
+    assert not site.database.exists()
+
+
+def test_preview_command_serves_the_next_edition_on_loopback(site: Site) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from servers import free_port
+
+    site.write()
+    digest("collect")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "digest", "--config", str(site.config),
+                               "preview", "--port", str(port)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                shell = httpx.get(f"http://127.0.0.1:{port}/").text
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        assert "Test Digest: Night Ferry Returns" in shell
+    finally:
+        server.terminate()
+        server.wait(10)
