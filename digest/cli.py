@@ -34,8 +34,8 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import check as checks
+from digest import compose, deliver, jobs, lock, scheduling, web
 from digest import config as configuration
-from digest import deliver, jobs, lock, scheduling, web
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
@@ -229,8 +229,14 @@ def render(ctx: click.Context, out_path: str, text: bool) -> None:
         console.print("no new articles: there is no edition to render (run `digest collect`)")
         return
     path = Path(out_path)
-    path.write_text(rendered.text if text else rendered.html, encoding="utf-8")
+    path.write_text(_as_anyone(config, rendered.text if text else rendered.html),
+                    encoding="utf-8")
     console.print(f"wrote {path} ({path.stat().st_size:,} bytes): {rendered.subject}")
+
+
+def _as_anyone(config: Config, page: str) -> str:
+    """A rendering for a person to open, not a subscriber: no placeholders left in it."""
+    return compose.anonymous(page, f"{config.newsletter.public_url.rstrip('/')}/subscribe")
 
 
 @main.command()
@@ -391,7 +397,7 @@ def sink(ctx: click.Context, host: str, port: int, maildir: str | None) -> None:
 def demo(ctx: click.Context) -> None:
     """One whole cycle on embedded defaults: collect, compose, send through a local SMTP sink."""
     config = _config(ctx)
-    with _store(config) as store:
+    with lock.held(config.paths.state), _store(config) as store:
         collected = jobs.collect(config, store)
         _report_collect(collected)
         with Sink(config.paths.outbox) as server:
@@ -404,9 +410,8 @@ def demo(ctx: click.Context) -> None:
         latest = store.editions(1)
         page = None
         if latest:
-            edition = store.edition(latest[0].id)
-            page = config.paths.state / f"edition-{edition.id}.html"
-            page.write_text(edition.html, encoding="utf-8")
+            page = config.paths.state / f"edition-{latest[0].id}.html"
+            page.write_text(_as_anyone(config, store.web_page(latest[0].id)), encoding="utf-8")
     console.print(f"\n[bold]Demo done.[/bold] {collected.new} articles collected; "
                   f"{sent.count(Outcome.SENT)} messages delivered over SMTP to the sink")
     console.print(f"  Maildir:  {config.paths.outbox}/new")

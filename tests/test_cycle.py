@@ -155,6 +155,7 @@ def test_render_writes_the_next_edition_without_recording_it(
     html, text = Path("next.html").read_text(), Path("next.txt").read_text()
     assert "<!DOCTYPE html>" in html and "Harbour opens" in html
     assert "Harbour opens" in text and "<" not in text.split("Harbour opens")[1][:40]
+    assert "DIGEST-PERSONAL" not in html + text  # a page for a person, not a subscriber
     assert rows(site.database, "SELECT count(*) FROM editions") == [(0,)]
     assert smtp.messages == []
 
@@ -177,4 +178,4 @@ def test_demo_runs_the_whole_cycle_on_embedded_defaults(site: Site) -> None:
     box = mailbox.Maildir(site.root / "outbox", create=False)
     assert len(box) == len(sample) > 0
     assert "Demo done" in result.output and "edition-1.html" in result.output
-    assert (site.root / "state" / "edition-1.html").is_file()
+    assert "DIGEST-PERSONAL" not in (site.root / "state" / "edition-1.html").read_text()
