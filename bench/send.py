@@ -84,6 +84,8 @@ host = "127.0.0.1"
 port = {port}
 security = "none"
 connections = {connections}
+[collect]
+first_run = 0
 """, encoding="utf-8")
     return path
 
