@@ -65,12 +65,15 @@ def collect(config: Config, store: Store, stop: threading.Event | None = None) -
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
     requests = [feeds.Request(state.fetch_url, state.etag, state.last_modified, url)
                 for url, (_, state) in states.items() if reports[url] is None]
+    unchanged: list[int] = []
     with feeds.client(config.newsletter.public_url, config.collect) as http:
         for request, outcome in feeds.fetch_all(http, requests, config.collect):
             if stop is not None and stop.is_set():
                 break  # what was not stored is fetched again next time: nothing is lost
             feed, state = states[request.feed]
-            reports[feed.url] = _take(config, store, feed, state, outcome)
+            reports[feed.url] = _take(config, store, feed, state, outcome, unchanged)
+    # One commit for every feed that answered 304: a commit each costs more than the request.
+    store.feeds_unchanged(unchanged, seen)
     return Collected(tuple(report for report in reports.values() if report is not None))
 
 
@@ -89,8 +92,9 @@ def _not_due(feed: Feed, state: FeedState, at: datetime) -> FeedReport | None:
 
 
 def _take(config: Config, store: Store, feed: Feed, state: FeedState,
-          outcome: feeds.Fetched | feeds.FeedError) -> FeedReport:
-    """Record one feed's fetch: its entries, then its health."""
+          outcome: feeds.Fetched | feeds.FeedError, unchanged: list[int]) -> FeedReport:
+    """Record one feed's fetch: its entries, then its health (or, for a feed that has not
+    changed, add it to `unchanged` for the caller to record with the others)."""
     url, name, seen = feed.url, feed.title, now()
     if isinstance(outcome, feeds.Gone):
         store.feed_disabled(state.id, str(outcome), seen)
@@ -107,8 +111,12 @@ def _take(config: Config, store: Store, feed: Feed, state: FeedState,
                     "(update the configuration)", url, fetched.moved)
     if fetched.body is None:
         # A 304 need not repeat the validators; the stored ones still hold.
-        store.feed_ok(state.id, fetched.etag or state.etag,
-                      fetched.last_modified or state.last_modified, seen)
+        etag = fetched.etag or state.etag
+        last_modified = fetched.last_modified or state.last_modified
+        if (etag, last_modified) == (state.etag, state.last_modified):
+            unchanged.append(state.id)
+        else:
+            store.feed_ok(state.id, etag, last_modified, seen)
         return FeedReport(url, name)
     try:
         parsed = feeds.parse(fetched)

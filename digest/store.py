@@ -281,6 +281,13 @@ class Store:
                         "last_error = NULL, error_count = 0, error_since = NULL, "
                         "retry_after = NULL WHERE id = ?", (etag, last_modified, _iso(at), feed_id))
 
+    def feeds_unchanged(self, feed_ids: list[int], at: datetime) -> None:
+        """Feeds that answered 304 are healthy; their validators stand as stored."""
+        with self.transaction() as db:
+            db.executemany("UPDATE feeds SET last_ok = ?, last_error = NULL, error_count = 0, "
+                           "error_since = NULL, retry_after = NULL WHERE id = ?",
+                           [(_iso(at), feed_id) for feed_id in feed_ids])
+
     def feed_failed(self, feed_id: int, message: str, at: datetime,
                     retry_after: datetime | None = None) -> None:
         self.db.execute("UPDATE feeds SET last_error = ?, error_count = error_count + 1, "
