@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import multiprocessing
 import tempfile
 import threading
 import time
@@ -85,6 +86,14 @@ class Server(http.server.ThreadingHTTPServer):
         super().__init__((host, 0), Handler)
 
 
+def serve(bodies: dict[str, bytes], hosts: int, addresses: multiprocessing.Queue) -> None:
+    servers = [Server(f"127.0.0.{n + 1}", bodies) for n in range(hosts)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        addresses.put(server.server_address[:2])
+    threading.Event().wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=200)
@@ -93,11 +102,15 @@ def main() -> None:
     args = parser.parse_args()
 
     bodies = {f"/{n}.xml": feed(n, args.entries) for n in range(args.feeds)}
-    servers = [Server(f"127.0.0.{n + 1}", bodies) for n in range(args.hosts)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    urls = [f"http://{servers[n % args.hosts].server_address[0]}:"
-            f"{servers[n % args.hosts].server_address[1]}/{n}.xml" for n in range(args.feeds)]
+    # The servers run in a process of their own, as publishers' servers do: sharing ours, their
+    # threads would take the interpreter from the collect being measured.
+    addresses: multiprocessing.Queue = multiprocessing.Queue()
+    publishers = multiprocessing.Process(target=serve, args=(bodies, args.hosts, addresses),
+                                         daemon=True)
+    publishers.start()
+    hosts = [addresses.get(timeout=30) for _ in range(args.hosts)]
+    urls = [f"http://{hosts[n % args.hosts][0]}:{hosts[n % args.hosts][1]}/{n}.xml"
+            for n in range(args.feeds)]
     size = sum(len(body) for body in bodies.values())
 
     with tempfile.TemporaryDirectory() as folder:
@@ -110,9 +123,7 @@ def main() -> None:
             started = time.perf_counter()
             second = jobs.collect(config, store)
             second_seconds = time.perf_counter() - started
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    publishers.terminate()
     assert not first.failed and not second.failed, (first.failed, second.failed)
     assert first.new == args.feeds * args.entries and second.new == 0
 
