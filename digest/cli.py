@@ -590,4 +590,7 @@ def preview(ctx: click.Context, port: int, feed: str | None) -> None:
     console.print(f"preview of {feed or 'the next edition'} at "
                   f"http://{previewing.HOST}:{port}/ (templates: {config.paths.templates}; "
                   "Ctrl-C to stop)")
-    uvicorn.run(app, host=previewing.HOST, port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host=previewing.HOST, port=port, log_level="warning")
+    except SystemExit:  # uvicorn's way of saying it could not bind; it logged why
+        raise DigestError(f"cannot listen on {previewing.HOST}:{port}") from None

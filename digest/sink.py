@@ -46,6 +46,11 @@ class Sink:
         return self.handler.received
 
     def __enter__(self) -> Sink:
+        # aiosmtpd checks itself by connecting to its port: with another server already there
+        # it would wait for a banner that never comes. Binding first says "in use" at once.
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((self.host, self.port))
         self.controller.start()
         return self
 

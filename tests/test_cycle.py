@@ -4,6 +4,9 @@ SMTP to a real aiosmtpd server."""
 from __future__ import annotations
 
 import mailbox
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from servers import FeedServer, SmtpServer
@@ -179,3 +182,16 @@ def test_demo_runs_the_whole_cycle_on_embedded_defaults(site: Site) -> None:
     assert len(box) == len(sample) > 0
     assert "Demo done" in result.output and "edition-1.html" in result.output
     assert "DIGEST-PERSONAL" not in (site.root / "state" / "edition-1.html").read_text()
+
+
+def test_sink_on_a_port_already_taken_says_so_at_once(site: Site) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Another server answering there must not make the sink wait for a banner.
+        result = subprocess.run([sys.executable, "-m", "digest", "sink", "--port", str(port)],
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
