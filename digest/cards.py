@@ -60,7 +60,7 @@ def cut(plain: str, limit: int) -> str:
     while end > 0 and (_joins(plain[end]) or plain[end - 1] == "\u200d"
                        or _pairs(plain, end)):
         end -= 1
-    wide = _is_wide(plain[end - 1]) or _is_wide(plain[end])
+    wide = _unspaced(plain[end - 1]) or _unspaced(plain[end])
     space = plain.rfind(" ", 0, end + 1)
     if space > 0 and not wide:
         end = space
@@ -84,8 +84,14 @@ def _pairs(plain: str, end: int) -> bool:
     return run % 2 == 1 and "\U0001f1e6" <= plain[end] <= "\U0001f1ff"
 
 
-def _is_wide(char: str) -> bool:
-    return unicodedata.east_asian_width(char) in ("W", "F")
+def _unspaced(char: str) -> bool:
+    """A letter of a script written without spaces (Chinese, Japanese): a cut beside it falls
+    between words. Fullwidth Latin letters and digits are still parts of words, and Korean
+    puts spaces between its words."""
+    return (unicodedata.east_asian_width(char) in ("W", "F")
+            and unicodedata.category(char) == "Lo"
+            and not ("\u1100" <= char <= "\u11ff" or "\u3130" <= char <= "\u318f"
+                     or "\uac00" <= char <= "\ud7a3"))
 
 
 def safe_url(url: str | None, base: str | None = None) -> str | None:

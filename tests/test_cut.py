@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from digest.cards import ELLIPSIS, cut
@@ -20,6 +20,8 @@ clusters = st.lists(st.sampled_from(["e\u0301", "a", " ", "n\u0303\u0304", "👩
                                      "👍🏽", "🇫🇷", "🇩🇪", "字", "\u05e9\u05c1"]),
                     max_size=60).map("".join)
 anything = st.text(max_size=300)
+korean = st.lists(st.text(st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3), min_size=1,
+                          max_size=6), min_size=1, max_size=20).map(" ".join)
 
 
 def kept(plain: str, result: str) -> str:
@@ -40,7 +42,9 @@ def test_never_longer_than_the_limit_plus_the_ellipsis(plain: str, limit: int) -
     kept(plain, result)
 
 
-@given(words, limits)
+@example("0 0 0 000 000000000\uff10", 19)  # a fullwidth digit is part of a word, not CJK
+@example("한국어 문장은 띄어쓰기를 합니다", 9)  # Korean writes spaces between words
+@given(words | korean, limits)
 def test_never_ends_mid_word_when_a_space_exists(plain: str, limit: int) -> None:
     result = cut(plain, limit)
     head = kept(plain, result)
