@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -302,15 +302,14 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     if len(chosen) < config.newsletter.min_articles:
         return None, (f"only {len(chosen)} new articles, fewer than newsletter.min_articles = "
                       f"{config.newsletter.min_articles}: no edition, they wait for the next")
-    recipients, _ = roster(config, store)
-    if not recipients:
-        return None, f"no subscribers to send to in {config.paths.subscribers}"
+    present = list(dict.fromkeys(card.source for card in chosen))
+    count, wanted, recipients = _audience(config, store, present)
+    if not count:
+        return None, (f"no subscriber in {config.paths.subscribers} gets this edition (none "
+                      "active and not suppressed, or none whose sections have news)")
     when = now()
     # A manual run is its own period; the scheduler passes the slot it fires for.
     key = period or when.astimezone(config.newsletter.zone).isoformat()
-    present = list(dict.fromkeys(card.source for card in chosen))
-    views = {s.email: view(s.sections, present) for s in recipients}
-    recipients = [s for s in recipients if views[s.email] is not None]
 
     def render_whole(edition_id: int) -> tuple[str, str, str, str | None]:
         mailed = composer.render(chosen, edition_id, when)
@@ -324,16 +323,44 @@ def _make_edition(config: Config, store: Store, composer: Composer,
         # Once per distinct view, however many subscribers share it.
         rendered = {name: composer.render([c for c in chosen if c.source in name.split(";")],
                                           edition_id, when)
-                    for name in dict.fromkeys(views.values()) if name}
+                    for name in wanted if name}
         return {name: (r.subject, r.html, r.text) for name, r in rendered.items()}
 
     edition = store.create_edition(
-        key, render_whole, chosen, recipients, views=render_views,
-        view_of=lambda subscriber: views[subscriber.email] or "")
+        key, render_whole, chosen, recipients(), views=render_views,
+        view_of=lambda subscriber: view(subscriber.sections, present) or "")
     if edition is None:
         return None, f"the edition for {key} exists already"
-    return edition, (f"edition {edition.id}: {len(chosen)} articles "
-                     f"to {len(recipients)} subscribers")
+    return edition, f"edition {edition.id}: {len(chosen)} articles to {count} subscribers"
+
+
+def _audience(config: Config, store: Store, present: list[str]
+              ) -> tuple[int, list[str], Callable[[], Iterator[Subscriber]]]:
+    """Who an edition with these sections goes to: how many, the views they need, and a walk
+    of them (the valid, active, unsuppressed rows with news in their sections).
+
+    The list is walked, never held: a first walk counts and reports bad rows, a second feeds
+    the ledger, so memory does not grow with the list."""
+    listing = subscribers.Listing(config.paths.subscribers, [f.title for f in config.feeds])
+    suppressed = {subscribers.key(email) for email in store.suppressed()}
+
+    def gets(found: Subscriber | subscribers.Problem | None) -> str | None:
+        if not isinstance(found, Subscriber) or subscribers.key(found.email) in suppressed:
+            return None
+        return view(found.sections, present)
+
+    count, wanted = 0, {}
+    for found in listing.walk():
+        if isinstance(found, subscribers.Problem):
+            log.warning("%s:%d: skipped: %s", listing.path, found.line, found.reason)
+        elif (chosen := gets(found)) is not None:
+            count += 1
+            wanted[chosen] = None
+
+    def walk() -> Iterator[Subscriber]:
+        return (found for found in listing.walk() if gets(found) is not None)
+
+    return count, list(wanted), walk
 
 
 @dataclass(frozen=True)
@@ -358,7 +385,8 @@ def plan(config: Config, store: Store) -> Plan:
     started = time.perf_counter()
     Composer(config).render(chosen, 0, now())
     seconds = time.perf_counter() - started
-    return Plan(queued, len(roster(config, store)[0]), len(chosen), seconds)
+    present = list(dict.fromkeys(card.source for card in chosen))
+    return Plan(queued, _audience(config, store, present)[0], len(chosen), seconds)
 
 
 def with_transport(config: Config, **smtp: object) -> Config:

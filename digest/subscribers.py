@@ -17,7 +17,7 @@ import io
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -77,33 +77,38 @@ def _parse(text: str, where: Path) -> tuple[_Layout | None, Iterator[tuple[int, 
     """The layout (None for a file with no rows at all) and (first line, row) for each data row;
     blank lines and `#` comments skipped. A row's line is where it starts, even when a quoted
     value runs over several lines."""
-    lines = text.splitlines()
-    header = next((n for n, line in enumerate(lines) if line.strip()
+    header = next((line for line in io.StringIO(text) if line.strip()
                    and not line.lstrip().startswith("#")), None)
     if header is None:
         return None, iter(())
-    delimiter = _delimiter(lines[header])
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns: tuple[str, ...] = ()
-    layout = None
-    rows: list[tuple[int, dict[str, str]]] = []
+    delimiter = _delimiter(header)
+    numbered = _numbered(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    for line, cells in numbered:  # the header: the first row not blank nor a comment
+        columns = tuple(cell.strip().lower() for cell in cells)
+        if "email" not in columns:
+            raise DigestError(f"{where}:{line}: the header row must name an 'email' column")
+        return _Layout(columns, delimiter, line), _records(numbered, columns)
+    return None, iter(())
+
+
+def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(first line, cells) of each row that is neither blank nor a comment."""
     start = 1
     for cells in reader:
         line, start = start, reader.line_num + 1
-        if not any(cell.strip() for cell in cells) or cells[0].lstrip().startswith("#"):
-            continue
-        if layout is None:
-            columns = tuple(cell.strip().lower() for cell in cells)
-            if "email" not in columns:
-                raise DigestError(f"{where}:{line}: the header row must name an 'email' column")
-            layout = _Layout(columns, delimiter, line)
-            continue
+        if any(cell.strip() for cell in cells) and not cells[0].lstrip().startswith("#"):
+            yield line, cells
+
+
+def _records(numbered: Iterator[tuple[int, list[str]]],
+             columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows as they are read, never all at once: a list may have hundreds of thousands."""
+    for line, cells in numbered:
         extra = [cell for cell in cells[len(columns):] if cell.strip()]
         row = {name: value for name, value in zip(columns, cells, strict=False) if name}
         if extra:
             row[_EXTRA] = str(len(cells))
-        rows.append((line, row))
-    return layout, iter(rows)
+        yield line, row
 
 
 def _text(path: Path, handle: IO[str]) -> str:
@@ -126,39 +131,58 @@ def columns(path: Path) -> tuple[str, ...]:
 
 def read(path: Path, sections: Collection[str] | None = None) -> Roster:
     """Every row checked; `sections` are the configured section (feed) names, when known."""
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except OSError as error:
-        raise DigestError(f"{path}: cannot read the subscriber list: {error.strerror}") from None
-    with handle:
-        # A confirmed sign-up may be appending right now (see `add`).
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        text = _text(path, handle)
-    layout, rows = _parse(text, path)
-    if layout is None:
-        raise DigestError(f"{path}:1: the header row must name an 'email' column")
-    known = {name.casefold(): name for name in sections} if sections is not None else None
+    listing = Listing(path, sections)
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
-    seen: dict[str, int] = {}
     held = 0
-    for line, row in rows:
-        verdict = _check(row, known)
-        if isinstance(verdict, str):
-            problems.append(Problem(line, verdict))
-            continue
-        subscriber, status = verdict
-        if key(subscriber.email) in seen:
-            problems.append(Problem(line, f"{subscriber.email}: duplicate of line "
-                                          f"{seen[key(subscriber.email)]}"))
-            continue
-        seen[key(subscriber.email)] = line
-        if status == "active":
-            subscribers.append(subscriber)
-        else:
+    for found in listing.walk():
+        if isinstance(found, Problem):
+            problems.append(found)
+        elif found is None:
             held += 1
-    fields = tuple(c for c in layout.columns if c and c not in KNOWN)
-    return Roster(tuple(subscribers), tuple(problems), held, fields)
+        else:
+            subscribers.append(found)
+    return Roster(tuple(subscribers), tuple(problems), held, listing.fields)
+
+
+class Listing:
+    """The list, read from disk once and walked as often as needed, row by row: a send walks
+    it twice rather than hold a hundred thousand subscribers in memory."""
+
+    def __init__(self, path: Path, sections: Collection[str] | None = None) -> None:
+        self.path = path
+        self.known = {name.casefold(): name for name in sections} if sections is not None \
+            else None
+        try:
+            handle = path.open(encoding="utf-8", newline="")
+        except OSError as error:
+            raise DigestError(f"{path}: cannot read the subscriber list: "
+                              f"{error.strerror}") from None
+        with handle:
+            # A confirmed sign-up may be appending right now (see `add`).
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            self.text = _text(path, handle)
+        layout, _ = _parse(self.text, path)
+        if layout is None:
+            raise DigestError(f"{path}:1: the header row must name an 'email' column")
+        self.fields = tuple(c for c in layout.columns if c and c not in KNOWN)
+
+    def walk(self) -> Iterator[Subscriber | Problem | None]:
+        """Each row in order: an active subscriber, a rejected row's problem, or None for a
+        valid row that is paused or unsubscribed."""
+        _, rows = _parse(self.text, self.path)
+        seen: dict[str, int] = {}
+        for line, row in rows:
+            verdict = _check(row, self.known)
+            if isinstance(verdict, str):
+                yield Problem(line, verdict)
+                continue
+            subscriber, status = verdict
+            first = seen.setdefault(key(subscriber.email), line)
+            if first != line:
+                yield Problem(line, f"{subscriber.email}: duplicate of line {first}")
+            else:
+                yield subscriber if status == "active" else None
 
 
 def _check(row: dict[str, str], known: dict[str, str] | None) -> tuple[Subscriber, str] | str:
