@@ -489,17 +489,6 @@ class Store:
         return self.db.execute(f"SELECT count(*) {self._DUE}",
                                (edition_id, _iso(now()))).fetchone()[0]
 
-    def sending(self, delivery: Delivery) -> None:
-        self.db.execute("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                        "updated_at = ? WHERE edition_id = ? AND email = ?",
-                        (_iso(now()), delivery.edition_id, delivery.email))
-
-    def settle(self, delivery: Delivery, result: Result, next_try: datetime | None = None) -> None:
-        self.db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
-                        "updated_at = ? WHERE edition_id = ? AND email = ?",
-                        (result.outcome.value, result.response, _iso(next_try), _iso(now()),
-                         delivery.edition_id, delivery.email))
-
     def personal(self, edition_id: int, email: str) -> tuple[str, dict[str, str]]:
         """A delivery's view and the custom fields it was created with."""
         row = self.db.execute("SELECT view, fields FROM deliveries WHERE edition_id = ? AND "

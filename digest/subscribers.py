@@ -49,7 +49,6 @@ class Roster:
 class _Layout:
     columns: tuple[str, ...]  # lower-cased header names, "" for an unnamed column
     delimiter: str
-    header_line: int
 
 
 def key(email: str) -> str:
@@ -87,7 +86,7 @@ def _parse(text: str, where: Path) -> tuple[_Layout | None, Iterator[tuple[int, 
         columns = tuple(cell.strip().lower() for cell in cells)
         if "email" not in columns:
             raise DigestError(f"{where}:{line}: the header row must name an 'email' column")
-        return _Layout(columns, delimiter, line), _records(numbered, columns)
+        return _Layout(columns, delimiter), _records(numbered, columns)
     return None, iter(())
 
 
@@ -243,7 +242,7 @@ def add(path: Path, subscriber: Subscriber) -> bool:
         text = _text(path, handle)
         layout, rows = _parse(text, path)
         if layout is None:
-            layout = _Layout(("email", "name", "sections"), ",", 1)
+            layout = _Layout(("email", "name", "sections"), ",")
             handle.write("email,name,sections\n")
         elif any(_same(row.get("email", ""), subscriber.email) for _, row in rows):
             return False

@@ -97,7 +97,7 @@ def test_resend_to_unknown_and_to_an_address(site: Site, web: FeedServer,
     digest("collect")
     digest("send")
     with Store(site.database) as store:  # as a crash mid-transaction leaves it
-        store.sending(Delivery(1, "ann@example.com", "Ann", "sent", 1))
+        store.step(None, Delivery(1, "ann@example.com", "Ann", "sent", 1))
         store.recover()
     assert status()[1]["attention"] == ["edition 1: 1 unknown (see `digest resend 1 --help`)"]
     smtp.clear_messages()
