@@ -236,12 +236,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     no row is touched. `expect` hears how many messages each edition is about to send (for a
     progress bar)."""
     composer = Composer(config)  # fails early on a broken template folder
-    secret = tokens.secret(config.secret, config.paths.state)
-    public = config.newsletter.public_url.rstrip("/")
-    list_id = config.newsletter.list_id
-
-    def unsubscribe_url(email: str) -> str:
-        return f"{public}/unsubscribe/{tokens.sign(secret, list_id, email)}"
+    unsubscribe_url = tokens.unsubscribe_links(config)
 
     recovered = store.recover()
     if recovered:

@@ -97,11 +97,7 @@ def gather(config: Config, feed: str | None) -> tuple[list[Card], list[str]]:
 
 
 def letter(config: Config, edition: Edition) -> Letter:
-    secret = tokens.secret(config.secret, config.paths.state)
-    public = config.newsletter.public_url.rstrip("/")
-    list_id = config.newsletter.list_id
-    return Letter(config, edition, lambda email: (
-        f"{public}/unsubscribe/{tokens.sign(secret, list_id, email)}"))
+    return Letter(config, edition, tokens.unsubscribe_links(config))
 
 
 def proof(config: Config, feed: str | None = None) -> tuple[Proof, Edition]:

@@ -16,9 +16,12 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from digest.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,19 @@ def verify_signup(secret: bytes, list_id: str, token: str, at: datetime) -> Sign
     if at.timestamp() > data["x"]:
         return None
     return Signup(data["e"], data["n"], tuple(data["s"]))
+
+
+def unsubscribe_links(config: Config) -> Callable[[str], str]:
+    """The maker of each subscriber's unsubscribe URL (what List-Unsubscribe and the footer
+    point at), signed with this installation's secret for this list."""
+    key = secret(config.secret, config.paths.state)
+    public = config.newsletter.public_url.rstrip("/")
+    list_id = config.newsletter.list_id
+
+    def link(email: str) -> str:
+        return f"{public}/unsubscribe/{sign(key, list_id, email)}"
+
+    return link
 
 
 def secret(from_environment: str, state: Path) -> bytes:
