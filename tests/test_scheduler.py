@@ -182,8 +182,11 @@ def test_a_second_signal_exits_at_once_and_leaves_nothing_sending_after_restart(
         until(lambda: logged(scheduler, "stopping: finishing the work in flight"))
         status = scheduler.stop(signal.SIGINT)
     assert status == 128 + signal.SIGINT
-    in_doubt = rows(site.database, "SELECT email FROM deliveries WHERE status = 'sending'")
-    assert in_doubt == [("reader020@example.com",)]
+    # reader020 was in flight; another connection may have been mid-transaction too when the
+    # second signal came: at most one row per connection (4) is left in doubt.
+    in_doubt = rows(site.database, "SELECT email FROM deliveries WHERE status = 'sending' "
+                    "ORDER BY email")
+    assert ("reader020@example.com",) in in_doubt and len(in_doubt) <= 4
     smtp.clear_faults()
     with running(site) as restarted:
         until(lambda: rows(site.database, "SELECT count(*) FROM deliveries WHERE status IN "
@@ -192,9 +195,10 @@ def test_a_second_signal_exits_at_once_and_leaves_nothing_sending_after_restart(
     # The row in flight at the second signal is in doubt: reported, never resent.
     doubt = logged(restarted, "deliveries in doubt after an interrupted run marked unknown "
                               "(see `digest status`, `digest resend`)")
-    assert [(line["job"], line["unknown"]) for line in doubt] == [("start", 1)]
+    assert [(line["job"], line["unknown"]) for line in doubt] == [("start", len(in_doubt))]
     assert set(smtp.recipients().values()) == {1}
-    unknown = rows(site.database, "SELECT email FROM deliveries WHERE status = 'unknown'")
+    unknown = rows(site.database, "SELECT email FROM deliveries WHERE status = 'unknown' "
+                   "ORDER BY email")
     assert unknown == in_doubt
     assert rows(site.database, "SELECT count(*) FROM deliveries WHERE status = 'sent'") == [
         (300 - len(in_doubt),)]
