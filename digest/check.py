@@ -60,10 +60,10 @@ class _Problems(Exception):
 
 def _schedule(config: Config) -> list[str]:
     problems, fine = [], []
-    for name, make in (("collect", scheduling.collect_trigger),
-                       ("send", scheduling.send_trigger)):
+    for name, make in (("collect", lambda: scheduling.collect_trigger(config, now())),
+                       ("send", lambda: scheduling.send_trigger(config))):
         try:
-            make(config)
+            make()
             fine.append(f"{name}: {getattr(config.schedule, name)!r}")
         except DigestError as error:
             problems.append(str(error))

@@ -88,8 +88,12 @@ def _weekdays(field: str) -> str:
     return ",".join(named(part) for part in field.split(","))
 
 
-def collect_trigger(config: Config, jittered: bool = True) -> BaseTrigger:
-    """`schedule.collect` is an interval ("30m") or a cron line; either way with jitter."""
+def collect_trigger(config: Config, start: datetime, jittered: bool = True) -> BaseTrigger:
+    """`schedule.collect` is an interval ("30m") or a cron line; either way with jitter.
+
+    An interval counts from `start` (first firing one interval after it): APScheduler's own
+    default reads the wall clock, which would make `next_runs` depend on the day it runs.
+    """
     schedule, zone = config.schedule, config.newsletter.zone
     jitter = schedule.span("jitter") if jittered else None
     every = duration(schedule.collect)
@@ -97,6 +101,7 @@ def collect_trigger(config: Config, jittered: bool = True) -> BaseTrigger:
         if every <= timedelta(0):
             raise DigestError(f"schedule.collect {schedule.collect!r} must be longer than 0")
         return IntervalTrigger(seconds=every.total_seconds(), timezone=zone,
+                               start_date=start + every,
                                jitter=int(jitter.total_seconds()) if jitter else None)
     return cron(schedule.collect, zone, "collect", jitter)
 
@@ -150,7 +155,7 @@ class NextRun:
 def next_runs(config: Config, moment: datetime) -> list[NextRun]:
     """When each scheduled job fires next after `moment`, from the config alone."""
     schedule = config.schedule
-    return [NextRun("collect", collect_trigger(config, jittered=False)
+    return [NextRun("collect", collect_trigger(config, moment, jittered=False)
                     .get_next_fire_time(None, moment), schedule.collect),
             NextRun("send", send_trigger(config).get_next_fire_time(None, moment),
                     schedule.send)]
@@ -292,7 +297,7 @@ def scheduler_for(config: Config, runner: Runner) -> BlockingScheduler:
         "misfire_grace_time": int(runner.grace.total_seconds()) or 1})
     _listen(scheduler)
     scheduler.add_job(runner.start, id="start", next_run_time=now())
-    scheduler.add_job(runner.collect, collect_trigger(config), id="collect")
+    scheduler.add_job(runner.collect, collect_trigger(config, now()), id="collect")
     scheduler.add_job(runner.reconcile, send_trigger(config), args=("send",), id="send")
     scheduler.add_job(runner.reconcile, IntervalTrigger(
         seconds=schedule.span("reconcile").total_seconds(), timezone=zone), id="reconcile")
