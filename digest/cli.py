@@ -64,7 +64,7 @@ class Command(click.Group):
                    "built-in defaults)")
 @click.option("--log-level", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-@click.version_option(package_name="digest")
+@click.version_option(package_name="newsletter-digest")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     """Newsletter digests from RSS/Atom feeds, composed once and mailed to every subscriber."""
