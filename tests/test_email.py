@@ -121,7 +121,7 @@ def test_message_ids_stay_the_same_for_the_same_edition_and_subscriber(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
     mailed(site, web, smtp, *STORIES)
     config = configuration.load(site.config)
-    edition = Edition(7, "p", WHEN, "S", "<p>x</p>", "x")
+    edition = Edition(7, "p", WHEN, "S", "<p>x</p>", "x", "0" * 32)
     first = Letter(config, edition, lambda email: "https://news.example.com/u")
     again = Letter(config, edition, lambda email: "https://news.example.com/u")
     assert first.message_id("ann@example.com") == again.message_id("ann@example.com")
@@ -199,7 +199,7 @@ def test_a_very_long_name_and_headline_keep_every_header_line_under_998_octets(
 
 def test_injection_in_an_edition_subject_is_caught_by_our_own_guard(site: Site) -> None:
     config = configuration.load(None)
-    edition = Edition(1, "p", WHEN, "x\r\nBcc: evil@example.com\0", "<p>hi</p>", "hi")
+    edition = Edition(1, "p", WHEN, "x\r\nBcc: evil@example.com\0", "<p>hi</p>", "hi", "0" * 32)
     raw = Letter(config, edition, lambda email: "https://news.example.com/u").bytes_for(
         Delivery(1, "ann@example.com", "Ann\nBcc: evil@example.com", "pending", 0))
     message = message_from_bytes(raw, policy=policy.default)
@@ -219,7 +219,8 @@ def test_300_long_articles_stay_under_the_clipping_size_with_footer_and_more_lin
         site: Site) -> None:
     config = configuration.load(None)
     rendered = Composer(config).render(_long_cards(300), 42, WHEN)
-    edition = Edition(42, "p", WHEN, rendered.subject, rendered.html, rendered.text)
+    edition = Edition(42, "p", WHEN, rendered.subject, rendered.html, rendered.text,
+                      rendered.marker)
     url = "https://news.example.com/unsubscribe/" + "t" * 120
     raw = Letter(config, edition, lambda email: url).bytes_for(
         Delivery(42, "a.very.long.address.of.a.reader@example.com", "Ann", "pending", 0))
