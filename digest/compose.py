@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy, quoprimime
 from email.header import Header
-from email.headerregistry import Address
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +27,7 @@ from urllib.parse import quote
 import jinja2
 import premailer
 
+from digest.cards import cut
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Card, Delivery, Edition, Section
@@ -85,7 +85,11 @@ class Personal:
 
 # Header values from feeds or the CSV may carry line breaks; one would start a new header.
 _BREAKS = re.compile(r"[\r\n\0]+")
+# A name of only these characters goes out in quotes as it is; any other is encoded.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
+# A display name in the To: header is cut to this many characters: no inbox shows more, and
+# the header's lines stay far under the 998 octets a relay takes (RFC 5322 2.1.1).
+NAME_LIMIT = 100
 
 # Gmail clips a message whose HTML is larger than about 102 KB and hides the rest, footer and
 # unsubscribe link included. The guard keeps the HTML part under both figures, with room for
@@ -349,16 +353,20 @@ def fold(name: str, value: str) -> bytes:
 
 
 def address(name: str, email: str) -> str:
-    """`Name <email>`, the name quoted or encoded; the cheap path for the common plain name."""
+    """`Name <email>`, the name cut to `NAME_LIMIT` characters, then quoted when it is plain
+    ASCII, else encoded (folded under 78 columns); the cheap path for the common plain name.
+
+    A name that spells an encoded-word ("=?utf-8?q?Boss_=3Cboss=40corp.com=3E?=") is encoded
+    too: readers decode one even inside quotes, and it would show as someone else's address;
+    encoded, it is decoded once, back to the text it is.
+    """
     name = one_line(name)
+    if len(name) > NAME_LIMIT:
+        name = cut(name, NAME_LIMIT - 1)
     if not name:
         return email
-    if len(name) > 200:
-        # Rare, and a plain one would sit on one line: the email package folds it under 998.
-        folded = _SMTP.header_factory("To", [Address(display_name=name, addr_spec=email)])
-        return folded.fold(policy=_SMTP)[len("To: "):].rstrip("\r\n")
-    if _PLAIN_NAME.fullmatch(name):
-        return '"{}" <{}>'.format(name.replace("\\", "\\\\").replace('"', '\\"'), email)
+    if _PLAIN_NAME.fullmatch(name) and "=?" not in name:
+        return f'"{name}" <{email}>'
     return f"{Header(name, 'utf-8').encode(linesep=chr(13) + chr(10))} <{email}>"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
@@ -185,16 +186,42 @@ def test_injection_in_a_headline_or_a_name_never_makes_a_header(
     assert "Bcc: evil@example.com" in received.message["Subject"].replace("  ", " ")
 
 
-def test_a_very_long_name_and_headline_keep_every_header_line_under_998_octets(
+# Names that once made a header a relay refuses or a reader misreads: an unbroken one made a
+# 5,006-octet line, one over 200 characters was folded with a bare LF, and an encoded-word in
+# quotes is decoded by readers anyway, into a display address that is not the subscriber's.
+NAMES = {"ann@example.com": "x" * 5000, "bob@example.org": "Bobby " * 40,
+         "cat@example.net": "Zoë Lefèvre-" * 30,
+         "dan@example.com": "=?utf-8?q?Boss_=3Cboss=40corp.com=3E?="}
+
+
+def test_every_header_line_is_crlf_and_short_and_names_read_back_as_written(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
-    long_name = "Annabel " * 150
-    mailed(site, web, smtp, Item("Headline " * 150, "https://example.com/l", "l1"),
-           subscribers=f"email,name\nann@example.com,{long_name}\nzoe@example.org,{'Zoë ' * 300}\n")
+    mailed(site, web, smtp, Item("y" * 3000, "https://example.com/y", "l1"),
+           Item("Headline " * 150, "https://example.com/l", "l2"),
+           subscribers="email,name\n" + "".join(f"{e},{n}\n" for e, n in NAMES.items()))
+    assert sorted(r for m in smtp.messages for r in m.rcpt_tos) == sorted(NAMES)
     for received in smtp.messages:
-        assert max(len(line) for line in received.data.split(b"\r\n")) <= 998
-    message = next(m.message for m in smtp.messages if m.rcpt_tos == ("ann@example.com",))
-    assert message["To"].addresses[0].display_name == long_name.strip()
-    assert message["Subject"].startswith("Test Digest: Headline Headline")
+        head = received.data.split(b"\r\n\r\n", 1)[0]
+        assert b"\r" not in head.replace(b"\r\n", b"") and b"\n" not in head.replace(b"\r\n", b"")
+        assert max(len(line) for line in head.split(b"\r\n")) <= 998
+        message = received.message
+        assert not message.defects and not any(v.defects for v in message.values())
+        (email,) = received.rcpt_tos
+        name = NAMES[email]
+        (to,) = message["To"].addresses
+        assert to.addr_spec == email
+        # Read as RFC 2047 says (whitespace between encoded-words is not text): the name as
+        # written, or its start cut with "…" where it is longer than 100 characters.
+        shown = str(make_header(decode_header(message_from_bytes(
+            received.data, policy=policy.compat32)["To"])))
+        assert shown.endswith(f" <{email}>")
+        shown = shown.removesuffix(f" <{email}>").strip('"')
+        if len(name) <= 100:
+            assert shown == to.display_name == name
+        else:
+            assert len(shown) <= 100 and shown.endswith("…")
+            assert name.startswith(shown.removesuffix("…")) and len(shown) > 60
+    assert smtp.messages[0].message["Subject"] == "Test Digest: " + "y" * 3000
 
 
 def test_injection_in_an_edition_subject_is_caught_by_our_own_guard(site: Site) -> None:
