@@ -13,11 +13,11 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import astuple, replace
+from dataclasses import replace
 from pathlib import Path
 
 from digest import config, jobs
-from digest.compose import Composer, Letter, Personal
+from digest.compose import Composer, Letter
 from digest.records import Card, Subscriber
 from digest.store import Store, now
 
@@ -36,9 +36,14 @@ def main(count: int) -> None:
     people = [Subscriber(f"user{i}@example.com", f"User {i}", {"company": "ACME"})
               for i in range(count)]
     composer = Composer(settings)
+    personal = composer.personal(cards)
+
+    def render(number: int) -> tuple[str, str, str, None]:
+        rendered = composer.render(cards, number, now(), personal=personal)
+        return rendered.subject, rendered.html, rendered.text, None
+
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "digest.db") as store:
-        edition = store.create_edition(
-            "bench", lambda number: astuple(composer.render(cards, number, now())), [], people)
+        edition = store.create_edition("bench", render, [], people, marker=personal.marker)
         deliveries = list(store.due(edition.id))
 
         def url(email: str) -> str:
@@ -47,7 +52,7 @@ def main(count: int) -> None:
         base = timed(Letter(settings, edition, url).bytes_for, deliveries)
         plain = timed(jobs.messages(settings, store, edition, url), deliveries)
         printed = replace(edition, html=edition.html.replace(
-            "</body>", Personal.field("company") + "</body>"))
+            "</body>", personal.field("company") + "</body>"))
         fields = timed(jobs.messages(settings, store, printed, url), deliveries)
     print(f"{count} messages, microseconds each: bare Letter {base:.1f}; "
           f"send's maker {plain:.1f} ({plain / base:.2f}x); "

@@ -91,7 +91,8 @@ def _templates(config: Config) -> list[str]:
     chosen = [Card(number, a.title, a.link, a.teaser, a.image, a.published or seen, "Sample")
               for number, a in enumerate(samples, 1)]
     rendered = Composer(config).render(chosen, 0, seen)
-    edition = Edition(0, "check", seen, rendered.subject, rendered.html, rendered.text)
+    edition = Edition(0, "check", seen, rendered.subject, rendered.html, rendered.text,
+                      rendered.marker)
     message = Letter(config, edition, lambda email: f"{config.newsletter.public_url}/u").bytes_for(
         Delivery(0, "reader@example.com", "Reader", "pending", 0))
     return [f"{config.paths.templates}: the sample renders ({len(chosen)} cards, "

@@ -229,14 +229,15 @@ def render(ctx: click.Context, out_path: str, text: bool) -> None:
         console.print("no new articles: there is no edition to render (run `digest collect`)")
         return
     path = Path(out_path)
-    path.write_text(_as_anyone(config, rendered.text if text else rendered.html),
-                    encoding="utf-8")
+    path.write_text(_as_anyone(config, rendered.text if text else rendered.html,
+                               rendered.marker), encoding="utf-8")
     console.print(f"wrote {path} ({path.stat().st_size:,} bytes): {rendered.subject}")
 
 
-def _as_anyone(config: Config, page: str) -> str:
+def _as_anyone(config: Config, page: str, marker: str) -> str:
     """A rendering for a person to open, not a subscriber: no placeholders left in it."""
-    return compose.anonymous(page, f"{config.newsletter.public_url.rstrip('/')}/subscribe")
+    return compose.anonymous(page, marker,
+                             f"{config.newsletter.public_url.rstrip('/')}/subscribe")
 
 
 @main.command()
@@ -411,7 +412,8 @@ def demo(ctx: click.Context) -> None:
         page = None
         if latest:
             page = config.paths.state / f"edition-{latest[0].id}.html"
-            page.write_text(_as_anyone(config, store.web_page(latest[0].id)), encoding="utf-8")
+            shown = store.web_page(latest[0].id)
+            page.write_text(_as_anyone(config, shown.html, shown.marker), encoding="utf-8")
     console.print(f"\n[bold]Demo done.[/bold] {collected.new} articles collected; "
                   f"{sent.count(Outcome.SENT)} messages delivered over SMTP to the sink")
     console.print(f"  Maildir:  {config.paths.outbox}/new")

@@ -13,13 +13,13 @@ import hashlib
 import html
 import logging
 import re
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy, quoprimime
 from email.header import Header
-from email.headerregistry import Address
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -27,31 +27,69 @@ from urllib.parse import quote
 import jinja2
 import premailer
 
+from digest.cards import cut
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Card, Delivery, Edition, Section
 
 
 class Personal:
-    """Placeholders the templates print where a subscriber's own values go. Plain ASCII words,
-    so that Jinja's escaping, premailer and quoted-printable all leave them intact."""
+    """The placeholders of one edition: where its templates print a subscriber's own values.
 
-    NAME = "DIGEST-PERSONAL-NAME-7c1f"
-    EMAIL = "DIGEST-PERSONAL-EMAIL-7c1f"
-    UNSUBSCRIBE = "DIGEST-PERSONAL-UNSUBSCRIBE-7c1f"
+    A placeholder is a plain ASCII word (Jinja's escaping, premailer and quoted-printable all
+    leave it intact) that ends in the edition's marker, and only the templates can make one:
 
-    @staticmethod
-    def field(name: str) -> str:
+    - the marker is 128 random bits, drawn for each edition once its content is known (the
+      cards and the newsletter settings, all the text the templates are given) and drawn again
+      should that content hold it; text written before the draw, by a feed or in the config,
+      cannot carry a placeholder of the edition it appears in: it is printed as written;
+    - values are spliced in one pass over pieces cut at render time, so a spliced value that
+      looks like a placeholder (a name, a CSV field) is printed as it is, never read as one;
+    - a custom column's name is spelled in hex, so no column name can make another kind.
+
+    The marker is stored with the edition, so a resend, the archive and the web version find
+    the placeholders of what was mailed. Editions stored before markers were drawn end in the
+    fixed "7c1f" every edition used then.
+    """
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.name = f"DIGEST-PERSONAL-NAME-{marker}"
+        self.email = f"DIGEST-PERSONAL-EMAIL-{marker}"
+        self.unsubscribe = f"DIGEST-PERSONAL-UNSUBSCRIBE-{marker}"
+        end = re.escape(marker)
+        self._field = re.compile(rf"DIGEST-PERSONAL-FIELD-((?:[0-9a-f]{{2}})*)-{end}")
+        self.pattern = re.compile(rf"(DIGEST-PERSONAL-(?:NAME|EMAIL|UNSUBSCRIBE|"
+                                  rf"FIELD-(?:[0-9a-f]{{2}})*)-{end})")
+
+    @classmethod
+    def fresh(cls, content: str,
+              draw: Callable[[], str] = lambda: secrets.token_hex(16)) -> Personal:
+        """Placeholders for an edition of this content, their marker nowhere in it."""
+        marker = draw()
+        while marker in content:
+            marker = draw()
+        return cls(marker)
+
+    def field(self, name: str) -> str:
         """A custom CSV column's placeholder; the name in hex, so any column name stays a word."""
-        return f"DIGEST-PERSONAL-FIELD-{name.encode().hex()}-7c1f"
+        return f"DIGEST-PERSONAL-FIELD-{name.encode().hex()}-{self.marker}"
+
+    def fields_used(self, *texts: str) -> dict[str, str]:
+        """The custom columns a rendered edition prints: placeholder -> column name."""
+        # An undecodable name comes only from feed text in an edition stored before markers
+        # were drawn; it names no column, so it prints as nothing, like any missing column.
+        return {match.group(): bytes.fromhex(match.group(1)).decode(errors="replace")
+                for text in texts for match in self._field.finditer(text)}
 
 
-_FIELD = re.compile(r"DIGEST-PERSONAL-FIELD-([0-9a-f]*)-7c1f")
-_PLACEHOLDER = re.compile("(" + "|".join((Personal.NAME, Personal.EMAIL, Personal.UNSUBSCRIBE,
-                                          r"DIGEST-PERSONAL-FIELD-[0-9a-f]*-7c1f")) + ")")
 # Header values from feeds or the CSV may carry line breaks; one would start a new header.
 _BREAKS = re.compile(r"[\r\n\0]+")
+# A name of only these characters goes out in quotes as it is; any other is encoded.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
+# A display name in the To: header is cut to this many characters: no inbox shows more, and
+# the header's lines stay far under the 998 octets a relay takes (RFC 5322 2.1.1).
+NAME_LIMIT = 100
 
 # Gmail clips a message whose HTML is larger than about 102 KB and hides the rest, footer and
 # unsubscribe link included. The guard keeps the HTML part under both figures, with room for
@@ -91,25 +129,24 @@ class _Fields:
     """`subscriber.fields` as the templates see it: any column name gives its placeholder, so
     only the columns a template prints are spliced into each message."""
 
+    def __init__(self, personal: Personal) -> None:
+        self._personal = personal
+
     def __getattr__(self, name: str) -> str:
         if name.startswith("_"):  # Python's and Jinja's own probes, not column names
             raise AttributeError(name)
-        return Personal.field(name)
+        return self._personal.field(name)
 
     __getitem__ = __getattr__
 
 
-def anonymous(text: str, unsubscribe_url: str) -> str:
-    """A rendered edition as the archive shows it: nobody's name, address, fields or personal
-    links; the unsubscribe link goes to `unsubscribe_url`."""
-    values = {Personal.NAME: "", Personal.EMAIL: "you", Personal.UNSUBSCRIBE: unsubscribe_url}
-    return _PLACEHOLDER.sub(lambda match: values.get(match.group(), ""), text)
-
-
-def fields_used(*texts: str) -> tuple[str, ...]:
-    """The custom columns a rendered edition prints."""
-    return tuple(dict.fromkeys(bytes.fromhex(match).decode()
-                               for text in texts for match in _FIELD.findall(text)))
+def anonymous(text: str, marker: str, unsubscribe_url: str) -> str:
+    """A rendered edition (its placeholders ending in `marker`) as the archive shows it:
+    nobody's name, address, fields or personal links; the unsubscribe link goes to
+    `unsubscribe_url`."""
+    personal = Personal(marker)
+    values = {personal.name: "", personal.email: "you", personal.unsubscribe: unsubscribe_url}
+    return personal.pattern.sub(lambda match: values.get(match.group(), ""), text)
 
 
 @dataclass(frozen=True)
@@ -117,6 +154,7 @@ class Rendered:
     subject: str
     html: str
     text: str
+    marker: str  # what ends its placeholders (see Personal)
     left_out: int = 0  # cards the clipping-size guard left for the web version to show
 
 
@@ -157,12 +195,21 @@ class Composer:
         return local_date(moment.astimezone(self.config.newsletter.zone),
                           self.config.newsletter.language, long=False)
 
-    def render(self, cards: list[Card], edition_id: int, when: datetime,
-               more: int = 0, fit: bool = True) -> Rendered:
+    def personal(self, cards: list[Card]) -> Personal:
+        """Placeholders for an edition of these cards: their marker occurs nowhere in the text
+        the templates are given. That text is searched in the repr of the cards and the
+        newsletter settings, which holds every string in them, its letters and digits as
+        they are."""
+        return Personal.fresh(repr((cards, self.config.newsletter)))
+
+    def render(self, cards: list[Card], edition_id: int, when: datetime, more: int = 0,
+               fit: bool = True, personal: Personal | None = None) -> Rendered:
         """The edition as everyone gets it, personal values still placeholders. Cards that
         would push the HTML past the clipping size are left out from the end, and the edition
         says how many more stories its web version has; with `fit` false, that web version,
-        every card in it."""
+        every card in it. The renderings of one edition (its web version, its views) share
+        the `personal` made for all of its cards; without one, this rendering gets its own."""
+        personal = personal or self.personal(cards)
         newsletter = self.config.newsletter
         headline = cards[0].title if cards else ""
         date_text = local_date(when.astimezone(newsletter.zone), newsletter.language)
@@ -172,7 +219,7 @@ class Composer:
         kept = len(cards)
         while True:
             rendered = self._render(cards[:kept], subject, date_text, edition_id,
-                                    more + len(cards) - kept)
+                                    more + len(cards) - kept, personal)
             load = size_load(rendered.html)
             if load < 1 or kept == 0 or not fit:
                 return replace(rendered, left_out=len(cards) - kept)
@@ -181,7 +228,7 @@ class Composer:
             kept = min(kept - 1, int(kept / load))
 
     def _render(self, cards: list[Card], subject: str, date_text: str, edition_id: int,
-                more: int) -> Rendered:
+                more: int, personal: Personal) -> Rendered:
         newsletter = self.config.newsletter
         web_url = f"{newsletter.public_url.rstrip('/')}/archive/{edition_id}"
         context = Context(subject, newsletter.preheader or preheader(cards, newsletter.name),
@@ -191,12 +238,14 @@ class Composer:
             "edition": context,
             "sections": sections(cards),
             "more": {"count": more, "url": web_url} if more else None,
-            "subscriber": {"name": Personal.NAME, "email": Personal.EMAIL, "fields": _Fields()},
-            "unsubscribe_url": Personal.UNSUBSCRIBE,
+            "subscriber": {"name": personal.name, "email": personal.email,
+                           "fields": _Fields(personal)},
+            "unsubscribe_url": personal.unsubscribe,
             "forward_url": forward_url(subject, web_url),
         }
         page = self._template("digest.html", values)
-        return Rendered(subject, inline(page), self._template("digest.txt", values))
+        return Rendered(subject, inline(page), self._template("digest.txt", values),
+                        personal.marker)
 
     def _string(self, source: str, **values: Any) -> str:
         try:
@@ -304,16 +353,20 @@ def fold(name: str, value: str) -> bytes:
 
 
 def address(name: str, email: str) -> str:
-    """`Name <email>`, the name quoted or encoded; the cheap path for the common plain name."""
+    """`Name <email>`, the name cut to `NAME_LIMIT` characters, then quoted when it is plain
+    ASCII, else encoded (folded under 78 columns); the cheap path for the common plain name.
+
+    A name that spells an encoded-word ("=?utf-8?q?Boss_=3Cboss=40corp.com=3E?=") is encoded
+    too: readers decode one even inside quotes, and it would show as someone else's address;
+    encoded, it is decoded once, back to the text it is.
+    """
     name = one_line(name)
+    if len(name) > NAME_LIMIT:
+        name = cut(name, NAME_LIMIT - 1)
     if not name:
         return email
-    if len(name) > 200:
-        # Rare, and a plain one would sit on one line: the email package folds it under 998.
-        folded = _SMTP.header_factory("To", [Address(display_name=name, addr_spec=email)])
-        return folded.fold(policy=_SMTP)[len("To: "):].rstrip("\r\n")
-    if _PLAIN_NAME.fullmatch(name):
-        return '"{}" <{}>'.format(name.replace("\\", "\\\\").replace('"', '\\"'), email)
+    if _PLAIN_NAME.fullmatch(name) and "=?" not in name:
+        return f'"{name}" <{email}>'
     return f"{Header(name, 'utf-8').encode(linesep=chr(13) + chr(10))} <{email}>"
 
 
@@ -339,10 +392,10 @@ class _Body:
     on its own and joined with soft line breaks on both sides, so splicing can never break a
     quoted-printable line, whatever the value's length."""
 
-    def __init__(self, text: str, escape: Callable[[str], str]) -> None:
+    def __init__(self, text: str, personal: Personal, escape: Callable[[str], str]) -> None:
         self.escape = escape
         self.pieces: list[bytes | str] = []
-        for number, piece in enumerate(_PLACEHOLDER.split(text)):
+        for number, piece in enumerate(personal.pattern.split(text)):
             if number % 2:
                 self.pieces.append(piece)
             elif piece:
@@ -389,10 +442,10 @@ class Letter:
         self.text_head = part.format(b=boundary, kind="plain").encode()
         self.html_head = part.format(b=boundary, kind="html").encode()
         self.tail = f"\r\n--{boundary}--\r\n".encode()
-        self.text = _Body(edition.text, lambda value: value)
-        self.html = _Body(edition.html, lambda value: html.escape(value, quote=True))
-        self.fields = {name: Personal.field(name)
-                       for name in fields_used(edition.html, edition.text)}
+        self.personal = personal = Personal(edition.marker)
+        self.text = _Body(edition.text, personal, lambda value: value)
+        self.html = _Body(edition.html, personal, lambda value: html.escape(value, quote=True))
+        self.fields = personal.fields_used(edition.html, edition.text)
 
     def message_id(self, email: str) -> str:
         """Deterministic per (edition, subscriber): a resend is recognisably the same mail."""
@@ -403,9 +456,10 @@ class Letter:
         """The subscriber's message; `fields` are their custom CSV columns (a missing one
         prints as nothing)."""
         url = self.unsubscribe_url(delivery.email)
-        values = {Personal.NAME: delivery.name, Personal.EMAIL: delivery.email,
-                  Personal.UNSUBSCRIBE: url}
-        for name, placeholder in self.fields.items():
+        personal = self.personal
+        values = {personal.name: delivery.name, personal.email: delivery.email,
+                  personal.unsubscribe: url}
+        for placeholder, name in self.fields.items():
             values[placeholder] = (fields or {}).get(name, "")
         return b"".join((
             self.head,

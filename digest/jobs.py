@@ -305,25 +305,27 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     when = now()
     # A manual run is its own period; the scheduler passes the slot it fires for.
     key = period or when.astimezone(config.newsletter.zone).isoformat()
+    personal = composer.personal(chosen)
 
     def render_whole(edition_id: int) -> tuple[str, str, str, str | None]:
-        mailed = composer.render(chosen, edition_id, when)
+        mailed = composer.render(chosen, edition_id, when, personal=personal)
         # Stories the clipping guard left out of the mail are still this edition's: its web
         # version, where "N more stories" points, shows every one of them.
-        web = composer.render(chosen, edition_id, when, fit=False).html if mailed.left_out \
-            else None
+        web = composer.render(chosen, edition_id, when, fit=False, personal=personal).html \
+            if mailed.left_out else None
         return mailed.subject, mailed.html, mailed.text, web
 
     def render_views(edition_id: int) -> dict[str, tuple[str, str, str]]:
         # Once per distinct view, however many subscribers share it.
         rendered = {name: composer.render([c for c in chosen if c.source in name.split(";")],
-                                          edition_id, when)
+                                          edition_id, when, personal=personal)
                     for name in wanted if name}
         return {name: (r.subject, r.html, r.text) for name, r in rendered.items()}
 
     edition = store.create_edition(
         key, render_whole, chosen, recipients(), views=render_views,
-        view_of=lambda subscriber: view(subscriber.sections, present) or "")
+        view_of=lambda subscriber: view(subscriber.sections, present) or "",
+        marker=personal.marker)
     if edition is None:
         return None, f"the edition for {key} exists already"
     return edition, f"edition {edition.id}: {len(chosen)} articles to {count} subscribers"

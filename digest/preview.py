@@ -103,7 +103,8 @@ def letter(config: Config, edition: Edition) -> Letter:
 def proof(config: Config, feed: str | None = None) -> tuple[Proof, Edition]:
     chosen, empty = gather(config, feed)
     rendered = Composer(config).render(chosen, 0, now())
-    edition = Edition(0, "preview", now(), rendered.subject, rendered.html, rendered.text)
+    edition = Edition(0, "preview", now(), rendered.subject, rendered.html, rendered.text,
+                      rendered.marker)
     message = letter(config, edition).bytes_for(READER)
     parsed = message_from_bytes(message, policy=policy.default)
     assert isinstance(parsed, EmailMessage)

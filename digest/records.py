@@ -72,6 +72,7 @@ class Edition:
     subject: str
     html: str  # personal values still as placeholders (see compose.Personal)
     text: str
+    marker: str  # what ends those placeholders: random, drawn for this edition
 
 
 class Outcome(enum.Enum):

@@ -132,6 +132,12 @@ MIGRATIONS = (
     """
     ALTER TABLE editions ADD COLUMN web_html TEXT;
     """,
+    # What ends an edition's placeholders, drawn at random for each (see compose.Personal), so
+    # no feed can write one; its views and web version share it. Editions made before all end
+    # in the one fixed marker every edition used then.
+    """
+    ALTER TABLE editions ADD COLUMN marker TEXT NOT NULL DEFAULT '7c1f';
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -346,12 +352,13 @@ class Store:
                        cadence: str = "daily",
                        views: Callable[[int], dict[str, tuple[str, str, str]]] | None = None,
                        view_of: Callable[[Subscriber], str] = lambda subscriber: "",
-                       ) -> Edition | None:
+                       *, marker: str) -> Edition | None:
         """The edition, its articles and a pending delivery for each subscriber, all at once.
 
         `render(edition_id)` gives (subject, html, text, web html or None when the mail holds
         every card): the edition's own id is in its "view in browser" link, so it is rendered
-        inside the transaction that takes the id.
+        inside the transaction that takes the id. Every rendering of it has its placeholders
+        end in `marker`.
         Returns None when this period already has its edition: a re-run or a second trigger
         never makes two. `views(edition_id)` renders the partial views by their key and
         `view_of` says which one a subscriber gets ('' = the whole edition).
@@ -365,8 +372,8 @@ class Store:
             subject, html, text, web = render(edition_id)
             db.execute(
                 "INSERT INTO editions (id, period, cadence, created_at, subject, html, text, "
-                "web_html) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (edition_id, period, cadence, _iso(created), subject, html, text, web))
+                "web_html, marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (edition_id, period, cadence, _iso(created), subject, html, text, web, marker))
             db.executemany(
                 "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
                 "VALUES (?, ?, ?, ?)",
@@ -393,22 +400,23 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
                  for s in subscribers))
-        return Edition(edition_id, period, created, subject, html, text)
+        return Edition(edition_id, period, created, subject, html, text, marker)
 
-    def web_page(self, edition_id: int) -> str:
-        """The edition's web version (placeholders still in it): every card it carried."""
-        row = self.db.execute("SELECT coalesce(web_html, html) FROM editions WHERE id = ?",
-                              (edition_id,)).fetchone()
-        if row is None:
-            raise KeyError(edition_id)
-        return row[0]
+    def web_page(self, edition_id: int) -> Edition:
+        """The edition as its web version shows it (placeholders still in it): `html` holds
+        every card it carried."""
+        row = self._edition_row(edition_id)
+        return _edition(row, row["html"] if row["web_html"] is None else row["web_html"])
 
     def edition(self, edition_id: int) -> Edition:
+        row = self._edition_row(edition_id)
+        return _edition(row, row["html"])
+
+    def _edition_row(self, edition_id: int) -> sqlite3.Row:
         row = self.db.execute("SELECT * FROM editions WHERE id = ?", (edition_id,)).fetchone()
         if row is None:
             raise KeyError(edition_id)
-        return Edition(row["id"], row["period"], _moment(row["created_at"]), row["subject"],
-                       row["html"], row["text"])
+        return row
 
     def editions(self, limit: int = 10) -> list[EditionSummary]:
         rows = self.db.execute(
@@ -609,6 +617,11 @@ def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.
                 continue
         kept.append(row)
     return kept
+
+
+def _edition(row: sqlite3.Row, html: str) -> Edition:
+    return Edition(row["id"], row["period"], _moment(row["created_at"]), row["subject"], html,
+                   row["text"], row["marker"])
 
 
 def _card(row: sqlite3.Row) -> Card:

@@ -174,7 +174,7 @@ class Site:
                 body = store.web_page(number)
             except KeyError:
                 return None
-        return compose.anonymous(body, f"{self.public}/subscribe")
+        return compose.anonymous(body.html, body.marker, f"{self.public}/subscribe")
 
     def sections(self) -> list[str]:
         """The sections a sign-up may choose: offered only when the list has a `sections`

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_message_ids_stay_the_same_for_the_same_edition_and_subscriber(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
     mailed(site, web, smtp, *STORIES)
     config = configuration.load(site.config)
-    edition = Edition(7, "p", WHEN, "S", "<p>x</p>", "x")
+    edition = Edition(7, "p", WHEN, "S", "<p>x</p>", "x", "0" * 32)
     first = Letter(config, edition, lambda email: "https://news.example.com/u")
     again = Letter(config, edition, lambda email: "https://news.example.com/u")
     assert first.message_id("ann@example.com") == again.message_id("ann@example.com")
@@ -185,21 +186,47 @@ def test_injection_in_a_headline_or_a_name_never_makes_a_header(
     assert "Bcc: evil@example.com" in received.message["Subject"].replace("  ", " ")
 
 
-def test_a_very_long_name_and_headline_keep_every_header_line_under_998_octets(
+# Names that once made a header a relay refuses or a reader misreads: an unbroken one made a
+# 5,006-octet line, one over 200 characters was folded with a bare LF, and an encoded-word in
+# quotes is decoded by readers anyway, into a display address that is not the subscriber's.
+NAMES = {"ann@example.com": "x" * 5000, "bob@example.org": "Bobby " * 40,
+         "cat@example.net": "Zoë Lefèvre-" * 30,
+         "dan@example.com": "=?utf-8?q?Boss_=3Cboss=40corp.com=3E?="}
+
+
+def test_every_header_line_is_crlf_and_short_and_names_read_back_as_written(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
-    long_name = "Annabel " * 150
-    mailed(site, web, smtp, Item("Headline " * 150, "https://example.com/l", "l1"),
-           subscribers=f"email,name\nann@example.com,{long_name}\nzoe@example.org,{'Zoë ' * 300}\n")
+    mailed(site, web, smtp, Item("y" * 3000, "https://example.com/y", "l1"),
+           Item("Headline " * 150, "https://example.com/l", "l2"),
+           subscribers="email,name\n" + "".join(f"{e},{n}\n" for e, n in NAMES.items()))
+    assert sorted(r for m in smtp.messages for r in m.rcpt_tos) == sorted(NAMES)
     for received in smtp.messages:
-        assert max(len(line) for line in received.data.split(b"\r\n")) <= 998
-    message = next(m.message for m in smtp.messages if m.rcpt_tos == ("ann@example.com",))
-    assert message["To"].addresses[0].display_name == long_name.strip()
-    assert message["Subject"].startswith("Test Digest: Headline Headline")
+        head = received.data.split(b"\r\n\r\n", 1)[0]
+        assert b"\r" not in head.replace(b"\r\n", b"") and b"\n" not in head.replace(b"\r\n", b"")
+        assert max(len(line) for line in head.split(b"\r\n")) <= 998
+        message = received.message
+        assert not message.defects and not any(v.defects for v in message.values())
+        (email,) = received.rcpt_tos
+        name = NAMES[email]
+        (to,) = message["To"].addresses
+        assert to.addr_spec == email
+        # Read as RFC 2047 says (whitespace between encoded-words is not text): the name as
+        # written, or its start cut with "…" where it is longer than 100 characters.
+        shown = str(make_header(decode_header(message_from_bytes(
+            received.data, policy=policy.compat32)["To"])))
+        assert shown.endswith(f" <{email}>")
+        shown = shown.removesuffix(f" <{email}>").strip('"')
+        if len(name) <= 100:
+            assert shown == to.display_name == name
+        else:
+            assert len(shown) <= 100 and shown.endswith("…")
+            assert name.startswith(shown.removesuffix("…")) and len(shown) > 60
+    assert smtp.messages[0].message["Subject"] == "Test Digest: " + "y" * 3000
 
 
 def test_injection_in_an_edition_subject_is_caught_by_our_own_guard(site: Site) -> None:
     config = configuration.load(None)
-    edition = Edition(1, "p", WHEN, "x\r\nBcc: evil@example.com\0", "<p>hi</p>", "hi")
+    edition = Edition(1, "p", WHEN, "x\r\nBcc: evil@example.com\0", "<p>hi</p>", "hi", "0" * 32)
     raw = Letter(config, edition, lambda email: "https://news.example.com/u").bytes_for(
         Delivery(1, "ann@example.com", "Ann\nBcc: evil@example.com", "pending", 0))
     message = message_from_bytes(raw, policy=policy.default)
@@ -219,7 +246,8 @@ def test_300_long_articles_stay_under_the_clipping_size_with_footer_and_more_lin
         site: Site) -> None:
     config = configuration.load(None)
     rendered = Composer(config).render(_long_cards(300), 42, WHEN)
-    edition = Edition(42, "p", WHEN, rendered.subject, rendered.html, rendered.text)
+    edition = Edition(42, "p", WHEN, rendered.subject, rendered.html, rendered.text,
+                      rendered.marker)
     url = "https://news.example.com/unsubscribe/" + "t" * 120
     raw = Letter(config, edition, lambda email: url).bytes_for(
         Delivery(42, "a.very.long.address.of.a.reader@example.com", "Ann", "pending", 0))

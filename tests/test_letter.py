@@ -14,11 +14,13 @@ from digest.compose import Letter, Personal
 from digest.config import Config
 from digest.records import Delivery, Edition
 
-TEXT = (f"Hello {Personal.NAME},\n.leading dot line\n" + "x" * 120 + f"\nSent to {Personal.EMAIL}"
-        f".\nUnsubscribe: {Personal.UNSUBSCRIBE}\n")
-HTML = (f"<p>Hello {Personal.NAME}</p><p>{'é' * 90}</p>"
-        f'<a href="{Personal.UNSUBSCRIBE}">unsubscribe</a>\n')
-EDITION = Edition(1, "p", datetime(2026, 11, 27, tzinfo=UTC), "Subject", HTML, TEXT)
+PERSONAL = Personal.fresh("")
+TEXT = (f"Hello {PERSONAL.name},\n.leading dot line\n" + "x" * 120 + f"\nSent to {PERSONAL.email}"
+        f".\nUnsubscribe: {PERSONAL.unsubscribe}\n")
+HTML = (f"<p>Hello {PERSONAL.name}</p><p>{'é' * 90}</p>"
+        f'<a href="{PERSONAL.unsubscribe}">unsubscribe</a>\n')
+EDITION = Edition(1, "p", datetime(2026, 11, 27, tzinfo=UTC), "Subject", HTML, TEXT,
+                  PERSONAL.marker)
 LETTER = Letter(Config(), EDITION, lambda email: f"https://news.example.com/u/{len(email)}")
 
 
@@ -34,8 +36,8 @@ def test_any_name_and_address_round_trip_through_the_encoding(name: str, local: 
     message = BytesParser(policy=policy.default).parsebytes(data)
     assert message["To"].addresses[0].addr_spec == email
     text = message.get_body(("plain",)).get_content()
-    expected = TEXT.replace(Personal.NAME, name).replace(Personal.EMAIL, email).replace(
-        Personal.UNSUBSCRIBE, f"https://news.example.com/u/{len(email)}")
+    expected = TEXT.replace(PERSONAL.name, name).replace(PERSONAL.email, email).replace(
+        PERSONAL.unsubscribe, f"https://news.example.com/u/{len(email)}")
     assert text.replace("\r\n", "\n") == expected
     body = message.get_body(("html",)).get_content().replace("\r\n", "\n")
     assert f"<p>Hello {html.escape(name, quote=True)}</p>" in body

@@ -125,7 +125,7 @@ def test_after_three_days_down_the_restart_makes_exactly_one_edition(
     three_days_ago = scheduling.period(now() - timedelta(days=3), UTC)
     with Store(site.database) as store:
         store.create_edition(three_days_ago, lambda number: ("Old", "<p>old</p>", "old", None),
-                             [], [])
+                             [], [], marker="0" * 32)
 
     with running(site) as scheduler:
         smtp.wait_for(2, timeout=30)
