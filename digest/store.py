@@ -8,13 +8,16 @@ delivery rows, a delivery's `sending` before the SMTP transaction and `sent` aft
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Image, Result, Subscriber
 
 # Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
@@ -184,18 +187,26 @@ class Store:
     """One connection to the state file. Used from one thread at a time."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DigestError(f"{path.parent}: cannot create the state folder: "
+                              f"{error.strerror}") from None
         self.path = path
-        # Delivery threads share this one connection under deliver's lock: one writer, no
-        # busy-waiting between connections of the same process.
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
-                                  check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL: a commit survives a process crash; only power loss may lose the last few.
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        if not _exists(path):
+            _create(path)
+        self.db = _connect(path)
+        try:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a commit survives a process crash; only power loss may lose the
+            # last few.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            _migrate(self.db)
+            _mark(path)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -211,15 +222,12 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # A COMMIT that failed (a full disk) may have left the transaction open or not.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], version + 1):
-            self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
     # -- feeds ---------------------------------------------------------------------------------
 
@@ -592,6 +600,122 @@ class Store:
         differing only in case are the same subscriber (see subscribers.key)."""
         return self.db.execute("DELETE FROM suppressions WHERE lower(email) = lower(?)",
                                (email,)).rowcount
+
+
+# Beside the database, once it exists: a state folder that held one is never silently given
+# a new, empty one (which would forget every opt-out and mail an edition again).
+MARKER = ".created"
+_RESTORE = "restore it from a backup (see the README, Backups)"
+
+
+def _exists(path: Path) -> bool:
+    """Whether there is a database to open; False when one is to be made. Raises when the
+    folder shows that one existed and it is gone or empty."""
+    marker = path.with_name(path.name + MARKER)
+    if path.exists():
+        if path.is_file() and path.stat().st_size == 0:
+            # Never one of ours: a database is made whole before it takes its name.
+            raise DigestError(f"{path} is empty (0 bytes): the database is damaged, not new; "
+                              f"{_RESTORE}", 2)
+        return True
+    if marker.exists():
+        raise DigestError(f"{path} is missing, yet {marker} shows a database was made here: "
+                          f"{_RESTORE}; to start afresh on purpose, remove {marker}", 2)
+    return False
+
+
+def _create(path: Path) -> None:
+    """A new database is made and migrated under a name of its own, then linked into place:
+    so it is never seen half made, and of two processes making it at once one wins and the
+    other opens that one."""
+    draft = path.with_name(f"{path.name}.new-{os.getpid()}")
+    draft.unlink(missing_ok=True)
+    try:
+        db = _connect(draft)
+        try:
+            _migrate(db)
+        finally:
+            db.close()
+        with suppress(FileExistsError):
+            os.link(draft, path)
+    except OSError as error:
+        raise DigestError(f"{path}: cannot create the database: {error.strerror}") from None
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _mark(path: Path) -> None:
+    marker = path.with_name(path.name + MARKER)
+    if not marker.exists():
+        with suppress(OSError):  # a missing marker only weakens the guard above
+            marker.write_text(f"{path.name} was made in this folder on {_iso(now())}. If it "
+                              "is ever missing or empty, restore it from a backup rather "
+                              "than start afresh.\n", encoding="utf-8")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], version + 1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+
+def _connect(path: Path) -> _Connection:
+    # Delivery threads share one connection under deliver's lock: one writer, no
+    # busy-waiting between connections of the same process.
+    with _faults(path):
+        db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False,
+                             factory=_Connection)
+    db.path = path
+    db.row_factory = sqlite3.Row
+    return db
+
+
+class _Connection(sqlite3.Connection):
+    """Every statement passes here, so a fault of the file itself (damage, a full disk, no
+    permission) is one line naming the file, wherever it shows; our own mistakes (bad SQL)
+    stay exceptions with their traceback."""
+
+    path: Path
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        with _faults(self.path):
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        with _faults(self.path):
+            return super().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        with _faults(self.path):
+            return super().executescript(script)
+
+
+@contextmanager
+def _faults(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        fault = _fault(path, error)
+        if fault is None:
+            raise
+        raise fault from error
+
+
+def _fault(path: Path, error: sqlite3.DatabaseError) -> DigestError | None:
+    """The file's fault in words, with the exit status: 2 for what the operator must mend
+    (a damaged file, permissions), 1 for what may pass (a full disk, a lock held too long)."""
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return DigestError(f"{path} is damaged ({error}): {_RESTORE}", 2)
+    if code == sqlite3.SQLITE_FULL:
+        return DigestError(f"{path}: cannot write: {error}; free some space on its disk", 1)
+    if code == sqlite3.SQLITE_IOERR:
+        return DigestError(f"{path}: {error}: check the disk it is on", 1)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return DigestError(f"{path}: {error}: another process kept it busy too long", 1)
+    if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+        return DigestError(f"{path}: {error} (check the path and its permissions)", 2)
+    return None
 
 
 def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.Row]:
