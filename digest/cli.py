@@ -263,10 +263,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     }
     moment = now()
     runs = scheduling.next_runs(config, moment)
-    report["scheduler"] = {"pid": lock.holder(config.paths.state),
+    holder = lock.holder(config.paths.state)
+    report["scheduler"] = {"pid": holder,
                            "next": [{"job": run.job, "schedule": run.schedule,
                                      "at": run.at and run.at.isoformat()} for run in runs]}
-    report["attention"] = attention(feeds, editions, moment)
+    report["attention"] = attention(feeds, editions, moment, busy=holder is not None)
     if as_json:
         out.print_json(json.dumps(report))
         ctx.exit(1 if report["attention"] else 0)
@@ -303,13 +304,20 @@ FEED_DOWN = timedelta(hours=24)
 
 
 def attention(feeds: list[FeedState], editions: list[EditionSummary],
-              moment: datetime) -> list[str]:
-    """What an operator must look at: feeds failing for a day, editions with deliveries that
-    failed or are in doubt. `digest status` exits 1 while this is not empty."""
+              moment: datetime, busy: bool = False) -> list[str]:
+    """What an operator must look at: feeds failing for a day, editions whose last run
+    stopped on an error, with deliveries that failed or are in doubt (`sending` while no
+    process is at work on the state folder, `busy`). `digest status` exits 1 while this is
+    not empty."""
     problems = [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
                 for f in feeds if f.error_since and moment - f.error_since >= FEED_DOWN]
     for e in editions:
+        if e.fault:
+            problems.append(f"edition {e.id}: its last run stopped on an error: {e.fault}")
         stuck = {s: e.counts[s] for s in ("failed", "unknown") if e.counts.get(s)}
+        if e.counts.get("sending") and not busy:
+            # In flight when a run stopped short: the next send marks them unknown.
+            stuck["in doubt (left sending)"] = e.counts["sending"]
         if stuck:
             counts = ", ".join(f"{n} {s}" for s, n in stuck.items())
             problems.append(f"edition {e.id}: {counts} (see `digest resend {e.id} --help`)")

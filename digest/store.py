@@ -135,6 +135,11 @@ MIGRATIONS = (
     """
     ALTER TABLE editions ADD COLUMN web_html TEXT;
     """,
+    # Why the last run of an edition stopped on an error (a full disk, a fault in a delivery
+    # thread): `digest status` shows it until a run of that edition goes without one.
+    """
+    ALTER TABLE editions ADD COLUMN fault TEXT;
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -181,6 +186,7 @@ class EditionSummary:
     subject: str
     articles: int
     counts: dict[str, int]  # delivery status -> rows
+    fault: str | None = None  # why its last run stopped on an error, if it did
 
 
 class Store:
@@ -428,7 +434,7 @@ class Store:
                 "SELECT status, count(*) FROM deliveries WHERE edition_id = ? GROUP BY status",
                 (row["id"],)).fetchall())
             summaries.append(EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
-                                            row["subject"], row["n"], counts))
+                                            row["subject"], row["n"], counts, row["fault"]))
         return summaries
 
     def edition_views(self, edition_id: int) -> dict[str, tuple[str, str, str]]:
@@ -523,6 +529,11 @@ class Store:
                 db.execute("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
                            (moment, starting.edition_id, starting.email))
+
+    def note_fault(self, edition_id: int, fault: str | None) -> None:
+        """Remember why a run of the edition stopped on an error (None: it went without)."""
+        self.db.execute("UPDATE editions SET fault = ? WHERE id = ? AND fault IS NOT ?",
+                        (fault, edition_id, fault))
 
     def sent_since(self, moment: datetime) -> int:
         """Messages the relay took since then, across editions: the hourly cap's window."""

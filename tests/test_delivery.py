@@ -377,3 +377,12 @@ def test_a_bad_pool_setting_is_named(site: Site, line: str, says: str) -> None:
     result = digest("send")
     assert result.exit_code == 2
     assert says in result.output
+
+
+def test_an_outbox_folder_made_beforehand_is_made_a_maildir(site: Site) -> None:
+    site.write()
+    site.subscribers(f"email,name\n{ANN},Ann\n")
+    (site.root / "outbox").mkdir()  # by hand, or the mount point of a disk of its own
+    assert digest("collect").exit_code == 0
+    assert digest("send").exit_code == 0
+    assert len(list((site.root / "outbox" / "new").iterdir())) == 1
