@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # 4xx replies and lost connections are tried again on the next run, a little later each time.
 RETRY_BASE = timedelta(minutes=5)
+# A running edition looks for new opt-outs this often (seconds), looking back past its last
+# look by a margin: an opt-out is stamped before it is committed, and may wait for the lock.
+OPT_OUTS_EVERY = 1.0
+OPT_OUTS_MARGIN = timedelta(minutes=1)
 
 
 class TransportDown(Exception):
@@ -369,6 +373,9 @@ class _Run:
         self.either = _Either(self.stop, self.halt)
         self.lock = threading.Lock()
         self.due = store.due(edition_id)
+        self.looked, self.since = -OPT_OUTS_EVERY, now() - OPT_OUTS_MARGIN  # look at once
+        self.opted_out: set[str] = set()  # seen since the run began
+        self.withheld: set[str] = set()  # their rows, never to be offered in this run
         self.counts: Counter[str] = Counter()
         self.failed: list[str] = []
         self.streak = 0
@@ -410,7 +417,7 @@ class _Run:
                 with self.lock:
                     if done is not None:
                         self._count(done)
-                    delivery = None if self.either.is_set() else next(self.due, None)
+                    delivery = None if self.either.is_set() else self._next()
                     allowed = delivery is not None and self._within_cap()
                 if done is not None:
                     self.progress(done[1].outcome)
@@ -459,6 +466,23 @@ class _Run:
                     f"{sum(counts.get(s, 0) for s in UNDELIVERED)} left for the next run")
         return (f"delivery of edition {self.edition_id} stopped: {self.fault}{left} "
                 "(see `digest status`)")
+
+    def _next(self) -> Delivery | None:
+        """The next due row whose address has not opted out meanwhile; lock held. Opt-outs
+        are looked for once a second, not once a message: rows already read ahead are
+        skipped, the others are withheld in the ledger."""
+        moment = time.monotonic()
+        if moment - self.looked >= OPT_OUTS_EVERY:
+            self.looked, since = moment, now() - OPT_OUTS_MARGIN
+            fresh = self.store.opted_out_since(self.since) - self.opted_out
+            if fresh:
+                self.opted_out |= fresh
+                withheld = self.store.withhold_suppressed(self.edition_id, self.since)
+                self.withheld.update(withheld)
+                log.info("edition %d: %d addresses unsubscribed during the run, not mailed",
+                         self.edition_id, len(withheld))
+            self.since = since
+        return next((row for row in self.due if row.email not in self.withheld), None)
 
     def _within_cap(self) -> bool:
         """The hourly cap, counted once from the ledger, then in memory; lock held."""

@@ -140,6 +140,10 @@ MIGRATIONS = (
     """
     ALTER TABLE editions ADD COLUMN fault TEXT;
     """,
+    # Opt-outs looked up by time: a running edition asks every second for the latest.
+    """
+    CREATE INDEX suppressions_at ON suppressions (at);
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -598,13 +602,20 @@ class Store:
         self.db.execute("INSERT INTO suppressions (email, reason, at, source) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (email) DO NOTHING", (email, reason, _iso(now()), source))
 
-    def withhold_suppressed(self, edition_id: int) -> int:
-        """Rows still to deliver whose address has opted out since the edition was made become
-        `suppressed`: an opt-out wins even over a delivery row."""
-        return self.db.execute(
+    def withhold_suppressed(self, edition_id: int, since: datetime | None = None) -> list[str]:
+        """Rows still to deliver whose address has opted out (since then, if given) become
+        `suppressed`: an opt-out wins even over a delivery row. Returns their addresses."""
+        return [row[0] for row in self.db.execute(
             "UPDATE deliveries SET status = 'suppressed', updated_at = ? WHERE edition_id = ? "
-            "AND status IN (?, ?) AND lower(email) IN (SELECT lower(email) FROM suppressions)",
-            (_iso(now()), edition_id, *UNDELIVERED)).rowcount
+            "AND status IN (?, ?) AND lower(email) IN "
+            "(SELECT lower(email) FROM suppressions WHERE at >= ?) RETURNING email",
+            (_iso(now()), edition_id, *UNDELIVERED, _iso(since) or "")).fetchall()]
+
+    def opted_out_since(self, moment: datetime) -> set[str]:
+        """Addresses suppressed since then: the cheap question (an index on `at`) that a
+        running edition asks every second."""
+        return {row[0] for row in self.db.execute("SELECT email FROM suppressions WHERE at >= ?",
+                                                  (_iso(moment),))}
 
     def unsuppress(self, email: str) -> int:
         """Lift an opt-out: only ever after the address confirmed a new sign-up. Addresses
