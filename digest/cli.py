@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,20 +161,29 @@ def collect(ctx: click.Context) -> None:
                    "send and record nothing")
 @click.pass_context
 def send(ctx: click.Context, dry_run: bool) -> None:
-    """Finish unfinished editions, then make and deliver this period's edition."""
+    """Finish unfinished editions, then make and deliver this period's edition.
+
+    Ctrl-C or SIGTERM stops after the messages in flight, recorded; the rest wait for the
+    next run (exit status 130 after Ctrl-C, 143 after SIGTERM). A second one stops at once."""
     config = _config(ctx)
     if dry_run:
         with _store(config) as store:
             _report_plan(config, jobs.plan(config, store))
         return
-    started = time.monotonic()
+    started, stop = time.monotonic(), threading.Event()
+    # Ctrl-C or SIGTERM: the messages in flight are finished and recorded, the rest wait.
     # Never beside a running scheduler: two senders on one ledger would mail people twice.
-    with lock.held(config.paths.state), _store(config) as store, \
+    with scheduling.stopped_by_signals(stop, logging.WARNING) as signals, \
+            lock.held(config.paths.state), _store(config) as store, \
             _progress("sending") as progress:
         sent = jobs.send(config, store, deliver.transport(config), progress=progress,
-                         expect=progress.expect)
+                         stop=stop, expect=progress.expect)
     _report_send(sent)
     _summarise(sent, time.monotonic() - started)
+    if signals:
+        console.print(f"stopped by {signal.Signals(signals[0]).name}: the messages in flight "
+                      "were finished and recorded; the rest stay pending for the next run")
+        ctx.exit(128 + signals[0])
     ctx.exit(1 if sent.troubled else 0)
 
 
