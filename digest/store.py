@@ -684,9 +684,12 @@ def _migrate(db: sqlite3.Connection) -> None:
 def _connect(path: Path) -> _Connection:
     # Delivery threads share one connection under deliver's lock: one writer, no
     # busy-waiting between connections of the same process.
-    with _faults(path):
+    try:
         db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False,
                              factory=_Connection)
+    except sqlite3.DatabaseError as error:
+        _file_fault(path, error)
+        raise
     db.path = path
     db.row_factory = sqlite3.Row
     return db
@@ -695,49 +698,51 @@ def _connect(path: Path) -> _Connection:
 class _Connection(sqlite3.Connection):
     """Every statement passes here, so a fault of the file itself (damage, a full disk, no
     permission) is one line naming the file, wherever it shows; our own mistakes (bad SQL)
-    stay exceptions with their traceback."""
+    stay exceptions with their traceback. (A plain try, not a context manager: this is on
+    the path of every message.)"""
 
     path: Path
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        with _faults(self.path):
+        try:
             return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as error:
+            _file_fault(self.path, error)
+            raise
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
-        with _faults(self.path):
+        try:
             return super().executemany(sql, parameters)
+        except sqlite3.DatabaseError as error:
+            _file_fault(self.path, error)
+            raise
 
     def executescript(self, script: str, /) -> sqlite3.Cursor:
-        with _faults(self.path):
+        try:
             return super().executescript(script)
-
-
-@contextmanager
-def _faults(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.DatabaseError as error:
-        fault = _fault(path, error)
-        if fault is None:
+        except sqlite3.DatabaseError as error:
+            _file_fault(self.path, error)
             raise
-        raise fault from error
 
 
-def _fault(path: Path, error: sqlite3.DatabaseError) -> DigestError | None:
-    """The file's fault in words, with the exit status: 2 for what the operator must mend
-    (a damaged file, permissions), 1 for what may pass (a full disk, a lock held too long)."""
+def _file_fault(path: Path, error: sqlite3.DatabaseError) -> None:
+    """Raises the file's fault in words, with the exit status: 2 for what the operator must
+    mend (a damaged file, permissions), 1 for what may pass (a full disk, a lock held too
+    long). Returns for anything else: the caller lets the error go on as it is."""
     code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return DigestError(f"{path} is damaged ({error}): {_RESTORE}", 2)
+        raise DigestError(f"{path} is damaged ({error}): {_RESTORE}", 2) from error
     if code == sqlite3.SQLITE_FULL:
-        return DigestError(f"{path}: cannot write: {error}; free some space on its disk", 1)
+        raise DigestError(f"{path}: cannot write: {error}; free some space on its disk",
+                          1) from error
     if code == sqlite3.SQLITE_IOERR:
-        return DigestError(f"{path}: {error}: check the disk it is on", 1)
+        raise DigestError(f"{path}: {error}: check the disk it is on", 1) from error
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return DigestError(f"{path}: {error}: another process kept it busy too long", 1)
+        raise DigestError(f"{path}: {error}: another process kept it busy too long",
+                          1) from error
     if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
-        return DigestError(f"{path}: {error} (check the path and its permissions)", 2)
-    return None
+        raise DigestError(f"{path}: {error} (check the path and its permissions)",
+                          2) from error
 
 
 def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.Row]:
