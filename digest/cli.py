@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,20 +161,29 @@ def collect(ctx: click.Context) -> None:
                    "send and record nothing")
 @click.pass_context
 def send(ctx: click.Context, dry_run: bool) -> None:
-    """Finish unfinished editions, then make and deliver this period's edition."""
+    """Finish unfinished editions, then make and deliver this period's edition.
+
+    Ctrl-C or SIGTERM stops after the messages in flight, recorded; the rest wait for the
+    next run (exit status 130 after Ctrl-C, 143 after SIGTERM). A second one stops at once."""
     config = _config(ctx)
     if dry_run:
         with _store(config) as store:
             _report_plan(config, jobs.plan(config, store))
         return
-    started = time.monotonic()
+    started, stop = time.monotonic(), threading.Event()
+    # Ctrl-C or SIGTERM: the messages in flight are finished and recorded, the rest wait.
     # Never beside a running scheduler: two senders on one ledger would mail people twice.
-    with lock.held(config.paths.state), _store(config) as store, \
+    with scheduling.stopped_by_signals(stop, logging.WARNING) as signals, \
+            lock.held(config.paths.state), _store(config) as store, \
             _progress("sending") as progress:
         sent = jobs.send(config, store, deliver.transport(config), progress=progress,
-                         expect=progress.expect)
+                         stop=stop, expect=progress.expect)
     _report_send(sent)
     _summarise(sent, time.monotonic() - started)
+    if signals:
+        console.print(f"stopped by {signal.Signals(signals[0]).name}: the messages in flight "
+                      "were finished and recorded; the rest stay pending for the next run")
+        ctx.exit(128 + signals[0])
     ctx.exit(1 if sent.troubled else 0)
 
 
@@ -264,10 +275,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     }
     moment = now()
     runs = scheduling.next_runs(config, moment)
-    report["scheduler"] = {"pid": lock.holder(config.paths.state),
+    holder = lock.holder(config.paths.state)
+    report["scheduler"] = {"pid": holder,
                            "next": [{"job": run.job, "schedule": run.schedule,
                                      "at": run.at and run.at.isoformat()} for run in runs]}
-    report["attention"] = attention(feeds, editions, moment)
+    report["attention"] = attention(feeds, editions, moment, busy=holder is not None)
     if as_json:
         out.print_json(json.dumps(report))
         ctx.exit(1 if report["attention"] else 0)
@@ -304,13 +316,20 @@ FEED_DOWN = timedelta(hours=24)
 
 
 def attention(feeds: list[FeedState], editions: list[EditionSummary],
-              moment: datetime) -> list[str]:
-    """What an operator must look at: feeds failing for a day, editions with deliveries that
-    failed or are in doubt. `digest status` exits 1 while this is not empty."""
+              moment: datetime, busy: bool = False) -> list[str]:
+    """What an operator must look at: feeds failing for a day, editions whose last run
+    stopped on an error, with deliveries that failed or are in doubt (`sending` while no
+    process is at work on the state folder, `busy`). `digest status` exits 1 while this is
+    not empty."""
     problems = [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
                 for f in feeds if f.error_since and moment - f.error_since >= FEED_DOWN]
     for e in editions:
+        if e.fault:
+            problems.append(f"edition {e.id}: its last run stopped on an error: {e.fault}")
         stuck = {s: e.counts[s] for s in ("failed", "unknown") if e.counts.get(s)}
+        if e.counts.get("sending") and not busy:
+            # In flight when a run stopped short: the next send marks them unknown.
+            stuck["in doubt (left sending)"] = e.counts["sending"]
         if stuck:
             counts = ", ".join(f"{n} {s}" for s, n in stuck.items())
             problems.append(f"edition {e.id}: {counts} (see `digest resend {e.id} --help`)")

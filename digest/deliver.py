@@ -10,6 +10,7 @@ reply, so a crash leaves at most one row in doubt per connection, never a duplic
 from __future__ import annotations
 
 import contextlib
+import logging
 import mailbox
 import random
 import smtplib
@@ -28,10 +29,16 @@ from typing import Protocol
 from digest.config import Config, Smtp
 from digest.errors import DigestError
 from digest.records import Delivery, Outcome, Result
-from digest.store import Store, now
+from digest.store import UNDELIVERED, Store, now
+
+log = logging.getLogger(__name__)
 
 # 4xx replies and lost connections are tried again on the next run, a little later each time.
 RETRY_BASE = timedelta(minutes=5)
+# A running edition looks for new opt-outs this often (seconds), looking back past its last
+# look by a margin: an opt-out is stamped before it is committed, and may wait for the lock.
+OPT_OUTS_EVERY = 1.0
+OPT_OUTS_MARGIN = timedelta(minutes=1)
 
 
 class TransportDown(Exception):
@@ -56,11 +63,22 @@ class MaildirTransport:
         self.box: mailbox.Maildir | None = None
 
     def open(self) -> None:
-        self.box = mailbox.Maildir(self.path, create=True)
+        # Its three folders even in a folder that exists already (mailbox makes them only
+        # in a new one): an empty outbox made by hand, or the mount point of a disk.
+        try:
+            for folder in ("tmp", "new", "cur"):
+                (self.path / folder).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TransportDown(f"{error.filename}: {error.strerror}") from None
+        self.box = mailbox.Maildir(self.path, create=False)
 
     def send(self, sender: str, recipient: str, message: bytes) -> Result:
         assert self.box is not None
-        self.box.add(message)
+        try:
+            self.box.add(message)
+        except OSError as error:
+            raise DigestError(f"{self.path}: cannot write a message: {error.strerror}",
+                              1) from None
         return Result(Outcome.SENT, f"written to {self.path}")
 
     def reset(self) -> None:
@@ -355,11 +373,15 @@ class _Run:
         self.either = _Either(self.stop, self.halt)
         self.lock = threading.Lock()
         self.due = store.due(edition_id)
+        self.looked, self.since = -OPT_OUTS_EVERY, now() - OPT_OUTS_MARGIN  # look at once
+        self.opted_out: set[str] = set()  # seen since the run began
+        self.withheld: set[str] = set()  # their rows, never to be offered in this run
         self.counts: Counter[str] = Counter()
         self.failed: list[str] = []
         self.streak = 0
         self.halted = ""
         self.down: TransportDown | None = None
+        self.fault = ""  # why a delivery thread broke off, if one did: the run stops
 
     def __call__(self) -> Tally:
         started = time.monotonic()
@@ -369,6 +391,9 @@ class _Run:
             worker.start()
         for worker in workers:
             worker.join()
+        if self.fault:
+            raise DigestError(self._broken_off(), 1)
+        self.store.note_fault(self.edition_id, None)  # this run went without one
         suppressed: list[str] = []
         if self.failed and self.policy.suppress_after_bounces:
             suppressed = self.store.suppress_bounced(self.failed,
@@ -386,13 +411,13 @@ class _Run:
 
     def _work(self, number: int) -> None:
         carrier = self.pool.transport(number)
-        done: Settled | None = None
+        done: Settled | None = None  # an outcome not yet committed
         try:
             while True:
                 with self.lock:
                     if done is not None:
                         self._count(done)
-                    delivery = None if self.either.is_set() else next(self.due, None)
+                    delivery = None if self.either.is_set() else self._next()
                     allowed = delivery is not None and self._within_cap()
                 if done is not None:
                     self.progress(done[1].outcome)
@@ -402,11 +427,62 @@ class _Run:
                 message = self.message_for(delivery)
                 with self.lock:
                     self.store.step(done, delivery)
+                done = None
                 done = self._deliver(carrier, delivery, message)
+        except Exception as error:  # whatever it is, the run stops and says why
+            self._broke(error)
         finally:
             if done is not None:
-                with self.lock:
-                    self.store.step(done, None)
+                try:
+                    with self.lock:
+                        self.store.step(done, None)
+                except Exception as error:
+                    self._broke(error)
+
+    def _broke(self, error: Exception) -> None:
+        """A delivery thread cannot go on: every thread stops after its message in flight.
+        The ledger still keeps its promise: the row in flight here stays `sending` (in
+        doubt), the rest stay pending."""
+        if isinstance(error, DigestError):  # the machine's: a full disk, a damaged file
+            why = str(error)
+        else:  # a bug of ours: its traceback is for the log
+            log.error("delivery thread %s failed", threading.current_thread().name,
+                      exc_info=error)
+            why = f"{type(error).__name__}: {error}"
+        with self.lock:
+            self.fault = self.fault or why
+        self.halt.set()
+
+    def _broken_off(self) -> str:
+        """The run's fault in one line, also noted on the edition for `digest status`, when
+        the state can still be written (a full disk may not let it: then the rows left
+        `sending` show it)."""
+        with contextlib.suppress(DigestError):
+            self.store.note_fault(self.edition_id, self.fault)
+        left = ""
+        with contextlib.suppress(DigestError):
+            counts = self.store.counts(self.edition_id)
+            left = (f"; {counts.get('sending', 0)} in doubt, "
+                    f"{sum(counts.get(s, 0) for s in UNDELIVERED)} left for the next run")
+        return (f"delivery of edition {self.edition_id} stopped: {self.fault}{left} "
+                "(see `digest status`)")
+
+    def _next(self) -> Delivery | None:
+        """The next due row whose address has not opted out meanwhile; lock held. Opt-outs
+        are looked for once a second, not once a message: rows already read ahead are
+        skipped, the others are withheld in the ledger."""
+        moment = time.monotonic()
+        if moment - self.looked >= OPT_OUTS_EVERY:
+            self.looked, since = moment, now() - OPT_OUTS_MARGIN
+            fresh = self.store.opted_out_since(self.since) - self.opted_out
+            if fresh:
+                self.opted_out |= fresh
+                withheld = self.store.withhold_suppressed(self.edition_id, self.since)
+                self.withheld.update(withheld)
+                log.info("edition %d: %d addresses unsubscribed during the run, not mailed",
+                         self.edition_id, len(withheld))
+            self.since = since
+        return next((row for row in self.due if row.email not in self.withheld), None)
 
     def _within_cap(self) -> bool:
         """The hourly cap, counted once from the ledger, then in memory; lock held."""

@@ -256,7 +256,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
         withheld = store.withhold_suppressed(edition.id)
         if withheld:
             log.info("edition %d: %d addresses unsubscribed since it was made, not mailed",
-                     edition.id, withheld)
+                     edition.id, len(withheld))
         expect(store.due_count(edition.id))
         tally = deliver.run(store, edition.id,
                             messages(config, store, edition, unsubscribe_url), carrier,

@@ -27,8 +27,9 @@ def held(state: Path) -> Iterator[None]:
     except OSError as error:
         raise DigestError(f"{state}: cannot create the state folder: {error.strerror}") from None
     # "a+", not "w": opening must not wipe the holder's PID before we know we hold the lock.
+    # Unbuffered, so that a full disk fails the write here, not again at close.
     try:
-        handle = path.open("a+", encoding="ascii")
+        handle = path.open("a+b", buffering=0)
     except OSError as error:
         raise DigestError(f"{path}: cannot open the lock file: {error.strerror}") from None
     with handle:
@@ -36,13 +37,16 @@ def held(state: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            pid = handle.read().strip() or "unknown"
+            pid = handle.read().decode("ascii", "replace").strip() or "unknown"
             raise DigestError(f"another digest process (PID {pid}) is working on {state}: "
                               f"it holds {path}", 1) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n".encode("ascii"))
+        except OSError as error:
+            raise DigestError(f"{path}: cannot write the lock file: {error.strerror}",
+                              1) from None
         try:
             yield
         finally:

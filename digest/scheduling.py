@@ -352,23 +352,37 @@ def _on_signals(stop: threading.Event, scheduler: BlockingScheduler) -> None:
     os._exit(128 + number)
 
 
+@contextmanager
+def stopped_by_signals(stop: threading.Event, level: int = logging.INFO) -> Iterator[list[int]]:
+    """While inside, SIGTERM and SIGINT set `stop`: the work in flight finishes and is
+    recorded, the rest is left for the next run. A second signal exits at once (a message
+    then in flight stays `sending`: in doubt, marked `unknown` at the next start). Yields the
+    signals taken, for the exit status. From the main thread only, as Python's signals are."""
+    taken: list[int] = []
+
+    def on_signal(number: int, frame: object) -> None:
+        name = signal.Signals(number).name
+        if taken:
+            event(log, logging.WARNING, "second signal: exiting now", signal=name)
+            os._exit(128 + number)
+        taken.append(number)
+        event(log, level, "stopping: finishing the work in flight", signal=name)
+        stop.set()
+
+    previous = {number: signal.signal(number, on_signal) for number in STOP_SIGNALS}
+    try:
+        yield taken
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def once(config: Config) -> int:
     """Collect, then send (a manual period), under the same lock as the scheduler. Signals
     stop it as they stop the scheduler: the first after the message in flight, the second
     at once."""
-    with lock.held(config.paths.state):
-        stop = threading.Event()
-
-        def on_signal(number: int, frame: object) -> None:
-            name = signal.Signals(number).name
-            if stop.is_set():
-                event(log, logging.WARNING, "second signal: exiting now", signal=name)
-                os._exit(128 + number)
-            event(log, logging.INFO, "stopping: finishing the work in flight", signal=name)
-            stop.set()
-
-        for number in STOP_SIGNALS:
-            signal.signal(number, on_signal)
+    stop = threading.Event()
+    with lock.held(config.paths.state), stopped_by_signals(stop):
         Runner(config, stop).collect()
         token = logs.JOB.set("send")
         try:

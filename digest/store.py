@@ -8,13 +8,16 @@ delivery rows, a delivery's `sending` before the SMTP transaction and `sent` aft
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Image, Result, Subscriber
 
 # Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
@@ -138,6 +141,15 @@ MIGRATIONS = (
     """
     ALTER TABLE editions ADD COLUMN marker TEXT NOT NULL DEFAULT '7c1f';
     """,
+    # Why the last run of an edition stopped on an error (a full disk, a fault in a delivery
+    # thread): `digest status` shows it until a run of that edition goes without one.
+    """
+    ALTER TABLE editions ADD COLUMN fault TEXT;
+    """,
+    # Opt-outs looked up by time: a running edition asks every second for the latest.
+    """
+    CREATE INDEX suppressions_at ON suppressions (at);
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -184,24 +196,33 @@ class EditionSummary:
     subject: str
     articles: int
     counts: dict[str, int]  # delivery status -> rows
+    fault: str | None = None  # why its last run stopped on an error, if it did
 
 
 class Store:
     """One connection to the state file. Used from one thread at a time."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DigestError(f"{path.parent}: cannot create the state folder: "
+                              f"{error.strerror}") from None
         self.path = path
-        # Delivery threads share this one connection under deliver's lock: one writer, no
-        # busy-waiting between connections of the same process.
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
-                                  check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL: a commit survives a process crash; only power loss may lose the last few.
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        if not _exists(path):
+            _create(path)
+        self.db = _connect(path)
+        try:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a commit survives a process crash; only power loss may lose the
+            # last few.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            _migrate(self.db)
+            _mark(path)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -217,15 +238,12 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # A COMMIT that failed (a full disk) may have left the transaction open or not.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], version + 1):
-            self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
     # -- feeds ---------------------------------------------------------------------------------
 
@@ -428,7 +446,7 @@ class Store:
                 "SELECT status, count(*) FROM deliveries WHERE edition_id = ? GROUP BY status",
                 (row["id"],)).fetchall())
             summaries.append(EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
-                                            row["subject"], row["n"], counts))
+                                            row["subject"], row["n"], counts, row["fault"]))
         return summaries
 
     def edition_views(self, edition_id: int) -> dict[str, tuple[str, str, str]]:
@@ -524,6 +542,11 @@ class Store:
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
                            (moment, starting.edition_id, starting.email))
 
+    def note_fault(self, edition_id: int, fault: str | None) -> None:
+        """Remember why a run of the edition stopped on an error (None: it went without)."""
+        self.db.execute("UPDATE editions SET fault = ? WHERE id = ? AND fault IS NOT ?",
+                        (fault, edition_id, fault))
+
     def sent_since(self, moment: datetime) -> int:
         """Messages the relay took since then, across editions: the hourly cap's window."""
         return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND "
@@ -587,19 +610,147 @@ class Store:
         self.db.execute("INSERT INTO suppressions (email, reason, at, source) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (email) DO NOTHING", (email, reason, _iso(now()), source))
 
-    def withhold_suppressed(self, edition_id: int) -> int:
-        """Rows still to deliver whose address has opted out since the edition was made become
-        `suppressed`: an opt-out wins even over a delivery row."""
-        return self.db.execute(
+    def withhold_suppressed(self, edition_id: int, since: datetime | None = None) -> list[str]:
+        """Rows still to deliver whose address has opted out (since then, if given) become
+        `suppressed`: an opt-out wins even over a delivery row. Returns their addresses."""
+        return [row[0] for row in self.db.execute(
             "UPDATE deliveries SET status = 'suppressed', updated_at = ? WHERE edition_id = ? "
-            "AND status IN (?, ?) AND lower(email) IN (SELECT lower(email) FROM suppressions)",
-            (_iso(now()), edition_id, *UNDELIVERED)).rowcount
+            "AND status IN (?, ?) AND lower(email) IN "
+            "(SELECT lower(email) FROM suppressions WHERE at >= ?) RETURNING email",
+            (_iso(now()), edition_id, *UNDELIVERED, _iso(since) or "")).fetchall()]
+
+    def opted_out_since(self, moment: datetime) -> set[str]:
+        """Addresses suppressed since then: the cheap question (an index on `at`) that a
+        running edition asks every second."""
+        return {row[0] for row in self.db.execute("SELECT email FROM suppressions WHERE at >= ?",
+                                                  (_iso(moment),))}
 
     def unsuppress(self, email: str) -> int:
         """Lift an opt-out: only ever after the address confirmed a new sign-up. Addresses
         differing only in case are the same subscriber (see subscribers.key)."""
         return self.db.execute("DELETE FROM suppressions WHERE lower(email) = lower(?)",
                                (email,)).rowcount
+
+
+# Beside the database, once it exists: a state folder that held one is never silently given
+# a new, empty one (which would forget every opt-out and mail an edition again).
+MARKER = ".created"
+_RESTORE = "restore it from a backup (see the README, Backups)"
+
+
+def _exists(path: Path) -> bool:
+    """Whether there is a database to open; False when one is to be made. Raises when the
+    folder shows that one existed and it is gone or empty."""
+    marker = path.with_name(path.name + MARKER)
+    if path.exists():
+        if path.is_file() and path.stat().st_size == 0:
+            # Never one of ours: a database is made whole before it takes its name.
+            raise DigestError(f"{path} is empty (0 bytes): the database is damaged, not new; "
+                              f"{_RESTORE}", 2)
+        return True
+    if marker.exists():
+        raise DigestError(f"{path} is missing, yet {marker} shows a database was made here: "
+                          f"{_RESTORE}; to start afresh on purpose, remove {marker}", 2)
+    return False
+
+
+def _create(path: Path) -> None:
+    """A new database is made and migrated under a name of its own, then linked into place:
+    so it is never seen half made, and of two processes making it at once one wins and the
+    other opens that one."""
+    draft = path.with_name(f"{path.name}.new-{os.getpid()}")
+    draft.unlink(missing_ok=True)
+    try:
+        db = _connect(draft)
+        try:
+            _migrate(db)
+        finally:
+            db.close()
+        with suppress(FileExistsError):
+            os.link(draft, path)
+    except OSError as error:
+        raise DigestError(f"{path}: cannot create the database: {error.strerror}") from None
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _mark(path: Path) -> None:
+    marker = path.with_name(path.name + MARKER)
+    if not marker.exists():
+        with suppress(OSError):  # a missing marker only weakens the guard above
+            marker.write_text(f"{path.name} was made in this folder on {_iso(now())}. If it "
+                              "is ever missing or empty, restore it from a backup rather "
+                              "than start afresh.\n", encoding="utf-8")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], version + 1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+
+def _connect(path: Path) -> _Connection:
+    # Delivery threads share one connection under deliver's lock: one writer, no
+    # busy-waiting between connections of the same process.
+    try:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False,
+                             factory=_Connection)
+    except sqlite3.DatabaseError as error:
+        _file_fault(path, error)
+        raise
+    db.path = path
+    db.row_factory = sqlite3.Row
+    return db
+
+
+class _Connection(sqlite3.Connection):
+    """Every statement passes here, so a fault of the file itself (damage, a full disk, no
+    permission) is one line naming the file, wherever it shows; our own mistakes (bad SQL)
+    stay exceptions with their traceback. (A plain try, not a context manager: this is on
+    the path of every message.)"""
+
+    path: Path
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as error:
+            _file_fault(self.path, error)
+            raise
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.DatabaseError as error:
+            _file_fault(self.path, error)
+            raise
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(script)
+        except sqlite3.DatabaseError as error:
+            _file_fault(self.path, error)
+            raise
+
+
+def _file_fault(path: Path, error: sqlite3.DatabaseError) -> None:
+    """Raises the file's fault in words, with the exit status: 2 for what the operator must
+    mend (a damaged file, permissions), 1 for what may pass (a full disk, a lock held too
+    long). Returns for anything else: the caller lets the error go on as it is."""
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        raise DigestError(f"{path} is damaged ({error}): {_RESTORE}", 2) from error
+    if code == sqlite3.SQLITE_FULL:
+        raise DigestError(f"{path}: cannot write: {error}; free some space on its disk",
+                          1) from error
+    if code == sqlite3.SQLITE_IOERR:
+        raise DigestError(f"{path}: {error}: check the disk it is on", 1) from error
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        raise DigestError(f"{path}: {error}: another process kept it busy too long",
+                          1) from error
+    if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+        raise DigestError(f"{path}: {error} (check the path and its permissions)",
+                          2) from error
 
 
 def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.Row]:

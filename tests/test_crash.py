@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import SmtpServer
 from support import Site, digest, rows
 
 SERVERS = Path(__file__).with_name("servers.py")
@@ -93,3 +94,66 @@ def test_killed_senders_never_mail_twice_and_account_for_everyone(
     assert counts.get("unknown", 0) == len(unknown)
     # Every `sent` is on the relay; the rest of what it holds is among the `unknown`.
     assert counts["sent"] + len(unknown & set(got)) == len(got)
+
+
+def _sending_site(site: Site, smtp: SmtpServer, count: int) -> list[str]:
+    site.smtp_port = smtp.port
+    site.extra = f"connections = {CONNECTIONS}\n"
+    site.write()
+    emails = [f"reader{n:03d}@example.org" for n in range(count)]
+    site.subscribers("email,name\n" + "".join(f"{e},Reader\n" for e in emails))
+    assert digest("collect").exit_code == 0
+    return emails
+
+
+def _send(site: Site) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "digest", "--config", str(site.config),
+                             "send"], cwd=site.root, env={**os.environ},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _statuses(site: Site) -> dict[str, int]:
+    return dict(rows(site.database, "SELECT status, count(*) FROM deliveries GROUP BY 1"))
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=lambda n: n.name)
+def test_a_signal_during_send_finishes_the_messages_in_flight_and_sums_up(
+        site: Site, smtp: SmtpServer, number: signal.Signals) -> None:
+    emails = _sending_site(site, smtp, 300)
+    smtp.delay("DATA", 0.02)
+    process = _send(site)
+    smtp.wait_for(20, timeout=60)
+    process.send_signal(number)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + number, err
+    assert "Aborted!" not in err and "Traceback" not in err
+    counts = _statuses(site)
+    assert set(counts) == {"sent", "pending"}  # nothing left in doubt
+    assert counts["sent"] == len(smtp.messages) < 300
+    assert f"sent {counts['sent']}, deferred 0, failed 0, unknown 0;" in err
+    assert f"stopped by {number.name}" in err and "stay pending for the next run" in err
+
+    smtp.clear_faults()
+    assert _send(site).wait(60) == 0
+    assert smtp.recipients() == dict.fromkeys(emails, 1)
+
+
+def test_a_second_signal_during_send_exits_at_once_leaving_one_row_per_connection_in_doubt(
+        site: Site, smtp: SmtpServer) -> None:
+    stuck = "reader020@example.org"
+    _sending_site(site, smtp, 300)
+    smtp.delay("DATA", 30, times=1, match=stuck)  # its relay hangs: the first signal waits
+    process = _send(site)
+    deadline = time.monotonic() + 30
+    while rows(site.database, "SELECT status FROM deliveries WHERE email = ?", stuck) != [
+            ("sending",)]:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert process.poll() is None  # finishing the message in flight, which hangs
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=5)  # at once, not after the relay's 30 s
+    assert process.returncode == 128 + signal.SIGINT
+    in_doubt = rows(site.database, "SELECT email FROM deliveries WHERE status = 'sending'")
+    assert (stuck,) in in_doubt and len(in_doubt) <= CONNECTIONS

@@ -3,19 +3,25 @@ and the ledger checked in the real SQLite file afterwards."""
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from servers import FeedServer, Received, SmtpServer, free_port
-from support import Item, Site, digest, rows, rss
+from support import Item, Site, digest, rows, rss, serving
 
 from digest import config as configuration
-from digest import deliver, jobs
+from digest import deliver, jobs, tokens
+from digest import web as public_web
 from digest.errors import DigestError
 from digest.records import Outcome
 from digest.store import Store
@@ -377,3 +383,42 @@ def test_a_bad_pool_setting_is_named(site: Site, line: str, says: str) -> None:
     result = digest("send")
     assert result.exit_code == 2
     assert says in result.output
+
+
+def test_an_outbox_folder_made_beforehand_is_made_a_maildir(site: Site) -> None:
+    site.write()
+    site.subscribers(f"email,name\n{ANN},Ann\n")
+    (site.root / "outbox").mkdir()  # by hand, or the mount point of a disk of its own
+    assert digest("collect").exit_code == 0
+    assert digest("send").exit_code == 0
+    assert len(list((site.root / "outbox" / "new").iterdir())) == 1
+
+
+def test_a_one_click_opt_out_during_a_running_edition_takes_effect_in_that_run(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    emails = [f"reader{n:04d}@example.org" for n in range(2000)]
+    prepare(site, web, smtp, emails, "connections = 4\n")
+    late = emails[-1]  # the last row of the ledger: mailed seconds after the opt-out
+    smtp.delay("DATA", 0.005)
+    config = configuration.load(site.config)
+    link = urlsplit(tokens.unsubscribe_links(config)(late)).path
+    with serving(public_web.app(config)) as public:
+        sender = subprocess.Popen([sys.executable, "-m", "digest", "--config",
+                                   str(site.config), "send"], cwd=site.root, env=os.environ,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            smtp.wait_for(200, timeout=60)
+            answer = httpx.post(public + link, content="List-Unsubscribe=One-Click",
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert answer.status_code == 200
+            recorded = len(smtp.messages)
+            _, errors = sender.communicate(timeout=120)
+        finally:
+            sender.kill()
+    assert sender.returncode == 0, errors
+    received = smtp.recipients()
+    assert len(received) > recorded + 500  # the run went on well after the opt-out
+    assert late not in received
+    assert set(received) == set(emails) - {late} and set(received.values()) == {1}
+    assert rows(site.database, "SELECT status FROM deliveries WHERE email = ?", late) == [
+        ("suppressed",)]
