@@ -21,6 +21,14 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that drives Chromium is a `browser` test, whichever file it is in, so a quick
+    local loop can leave them out (`pytest -m "not browser and not slow"`)."""
+    for item in items:
+        if {"page", "browser"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     with SmtpServer() as server:
