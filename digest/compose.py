@@ -300,7 +300,18 @@ _SMTP = policy.SMTP
 
 def fold(name: str, value: str) -> bytes:
     """One header line, RFC 2047-encoded where needed and folded under 78 columns."""
-    return _SMTP.header_factory(name, one_line(value)).fold(policy=_SMTP).encode("ascii")
+    lines = _SMTP.header_factory(name, one_line(value)).fold(policy=_SMTP).split("\r\n")
+    if lines[0] == f"{name}:" and len(lines) > 2:
+        # A value too long for the first line but short enough for one of its own is moved
+        # whole onto the next, leaving `Subject:` empty, which some readers show as a leading
+        # space. Unfolding only drops the CRLF, so words can move back up unchanged.
+        words = lines[1][1:].split(" ")
+        first = 1
+        while first < len(words) and len(name) + 2 + len(" ".join(words[:first + 1])) <= 78:
+            first += 1
+        rest = " ".join(words[first:])
+        lines[:2] = [f"{name}: {' '.join(words[:first])}", *([f" {rest}"] if rest else [])]
+    return "\r\n".join(lines).encode("ascii")
 
 
 def address(name: str, email: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from playwright.sync_api import Page
@@ -169,3 +170,32 @@ def test_preview_command_serves_the_next_edition_on_loopback(site: Site) -> None
     finally:
         server.terminate()
         server.wait(10)
+
+
+def notice(response: httpx.Response) -> str:
+    """What the page a test-send redirects to says about it."""
+    return parse_qs(urlsplit(response.headers["location"]).query)["notice"][0]
+
+
+def test_the_test_mails_subject_starts_on_its_own_line(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    """A subject too long for the header's first line but short enough for a line of its
+    own must not leave `Subject:` empty: some readers then show it with a leading space."""
+    headline = "Night Ferry Returns After a Winter of Repairs, at Last"
+    web.serve("/news.xml", rss(Item(headline, "https://example.com/ferry", "f1")))
+    site.feeds = [("News", web.url("/news.xml"))]
+    site.smtp_port = smtp.port
+    site.write()
+    assert digest("collect").exit_code == 0
+    with serving(preview.app(site.config)) as base:
+        sent = httpx.post(f"{base}/send-test", data={"address": "editor@example.net"},
+                          headers={"Origin": base})
+        assert notice(sent).startswith("test sent to editor@example.net")
+    (received,) = smtp.wait_for(1)
+    subject = f"[TEST] Test Digest: {headline}"
+    assert f"\r\nSubject: {subject[:40]}".encode() in received.data
+    assert received.message["Subject"] == subject
+    head = received.data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    start = next(n for n, line in enumerate(head) if line.startswith(b"Subject:"))
+    folded = [head[start], *(line for line in head[start + 1:start + 3] if line[:1] == b" ")]
+    assert len(folded) == 2 and all(len(line) <= 78 for line in folded), folded
