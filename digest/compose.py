@@ -158,11 +158,11 @@ class Composer:
                           self.config.newsletter.language, long=False)
 
     def render(self, cards: list[Card], edition_id: int, when: datetime,
-               more: int = 0, fit: bool = True) -> Rendered:
+               more: int = 0, fit: bool = True, web: bool = False) -> Rendered:
         """The edition as everyone gets it, personal values still placeholders. Cards that
         would push the HTML past the clipping size are left out from the end, and the edition
-        says how many more stories its web version has; with `fit` false, that web version,
-        every card in it."""
+        says how many more stories its web version has; with `fit` false, every card. `web`
+        renders the archive's copy: the templates show a sign-up link, not a mail footer."""
         newsletter = self.config.newsletter
         headline = cards[0].title if cards else ""
         date_text = local_date(when.astimezone(newsletter.zone), newsletter.language)
@@ -172,7 +172,7 @@ class Composer:
         kept = len(cards)
         while True:
             rendered = self._render(cards[:kept], subject, date_text, edition_id,
-                                    more + len(cards) - kept)
+                                    more + len(cards) - kept, web)
             load = size_load(rendered.html)
             if load < 1 or kept == 0 or not fit:
                 return replace(rendered, left_out=len(cards) - kept)
@@ -181,9 +181,10 @@ class Composer:
             kept = min(kept - 1, int(kept / load))
 
     def _render(self, cards: list[Card], subject: str, date_text: str, edition_id: int,
-                more: int) -> Rendered:
+                more: int, web: bool) -> Rendered:
         newsletter = self.config.newsletter
-        web_url = f"{newsletter.public_url.rstrip('/')}/archive/{edition_id}"
+        public = newsletter.public_url.rstrip("/")
+        web_url = f"{public}/archive/{edition_id}"
         context = Context(subject, newsletter.preheader or preheader(cards, newsletter.name),
                           date_text, web_url)
         values = {
@@ -194,6 +195,8 @@ class Composer:
             "subscriber": {"name": Personal.NAME, "email": Personal.EMAIL, "fields": _Fields()},
             "unsubscribe_url": Personal.UNSUBSCRIBE,
             "forward_url": forward_url(subject, web_url),
+            "web_version": web,
+            "subscribe_url": f"{public}/subscribe",
         }
         page = self._template("digest.html", values)
         return Rendered(subject, inline(page), self._template("digest.txt", values))

@@ -308,11 +308,11 @@ def _make_edition(config: Config, store: Store, composer: Composer,
 
     def render_whole(edition_id: int) -> tuple[str, str, str, str | None]:
         mailed = composer.render(chosen, edition_id, when)
-        # Stories the clipping guard left out of the mail are still this edition's: its web
-        # version, where "N more stories" points, shows every one of them.
-        web = composer.render(chosen, edition_id, when, fit=False).html if mailed.left_out \
-            else None
-        return mailed.subject, mailed.html, mailed.text, web
+        # The web version, where "view in browser" and "N more stories" point, is nobody's
+        # copy: a sign-up link in place of the mail's footer, and every card, also those the
+        # clipping guard left out of the mail.
+        web = composer.render(chosen, edition_id, when, fit=False, web=True)
+        return mailed.subject, mailed.html, mailed.text, web.html
 
     def render_views(edition_id: int) -> dict[str, tuple[str, str, str]]:
         # Once per distinct view, however many subscribers share it.

@@ -349,9 +349,9 @@ class Store:
                        ) -> Edition | None:
         """The edition, its articles and a pending delivery for each subscriber, all at once.
 
-        `render(edition_id)` gives (subject, html, text, web html or None when the mail holds
-        every card): the edition's own id is in its "view in browser" link, so it is rendered
-        inside the transaction that takes the id.
+        `render(edition_id)` gives (subject, html, text, web html or None for the mail to be
+        its own web version): the edition's own id is in its "view in browser" link, so it is
+        rendered inside the transaction that takes the id.
         Returns None when this period already has its edition: a re-run or a second trigger
         never makes two. `views(edition_id)` renders the partial views by their key and
         `view_of` says which one a subscriber gets ('' = the whole edition).
@@ -397,6 +397,8 @@ class Store:
 
     def web_page(self, edition_id: int) -> str:
         """The edition's web version (placeholders still in it): every card it carried."""
+        if not _storable(edition_id):
+            raise KeyError(edition_id)
         row = self.db.execute("SELECT coalesce(web_html, html) FROM editions WHERE id = ?",
                               (edition_id,)).fetchone()
         if row is None:
@@ -404,6 +406,8 @@ class Store:
         return row[0]
 
     def edition(self, edition_id: int) -> Edition:
+        if not _storable(edition_id):
+            raise KeyError(edition_id)
         row = self.db.execute("SELECT * FROM editions WHERE id = ?", (edition_id,)).fetchone()
         if row is None:
             raise KeyError(edition_id)
@@ -592,6 +596,12 @@ class Store:
         differing only in case are the same subscriber (see subscribers.key)."""
         return self.db.execute("DELETE FROM suppressions WHERE lower(email) = lower(?)",
                                (email,)).rowcount
+
+
+def _storable(number: int) -> bool:
+    """Whether SQLite can hold the integer: one beyond 64 bits (typed into a URL or a
+    command) names no row, and binding it would raise OverflowError."""
+    return -(2**63) <= number < 2**63
 
 
 def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.Row]:

@@ -1,18 +1,21 @@
 """The public web app behind `digest serve`: unsubscribe, sign-up with confirmation, archive.
 
-    POST /unsubscribe/{token}    one-click (RFC 8058), what List-Unsubscribe points at; also
-                                 the button of the page below
+    GET  /                       where to go: the sign-up form, the archive
+    POST /unsubscribe/{token}    one-click (RFC 8058), what List-Unsubscribe points at: the
+                                 body must say List-Unsubscribe=One-Click; also the button of
+                                 the page below
     GET  /unsubscribe/{token}    a page with a button: a GET alone never unsubscribes, since
                                  mail scanners prefetch links
     POST /resubscribe/{token}    mails a confirmation link: only its click lifts the opt-out
     GET  /subscribe, POST        the sign-up form; a confirmation mail with a signed,
                                  expiring link (double opt-in), rate-limited per client
     GET  /confirm/{token}        adds the subscriber to the CSV, or lifts their opt-out
-    GET  /archive/, /archive/{id}, /archive/feed.xml    past editions, as mailed, for anyone
+    GET  /archive/, /archive/{id}, /archive/feed.xml    past editions, for anyone
 
 Every answer is the same whether an address is listed or not: nothing here tells a stranger
 who subscribes. A refused token gets one plain page with status 400, whatever was wrong with it.
-Links inside pages are relative, so the app works under any prefix a reverse proxy gives it.
+Every page, the framework's error pages included, carries the same security headers. Links
+inside pages are relative, so the app works under any prefix a reverse proxy gives it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import html
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from http import HTTPStatus
 from xml.sax.saxutils import escape, quoteattr
 
 from email_validator import EmailNotValidError
@@ -91,13 +96,14 @@ class Limiter:
         return True
 
 
-def page(title: str, body: str, status: int = 200, private: bool = False) -> HTMLResponse:
+def page(title: str, body: str, status: int = 200, private: bool = False,
+         extra: Mapping[str, str] | None = None) -> HTMLResponse:
     """`body` is HTML: every value in it escaped by the caller."""
     text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
             f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>")
-    return HTMLResponse(text, status, PRIVATE if private else HEADERS)
+    return HTMLResponse(text, status, {**(PRIVATE if private else HEADERS), **(extra or {})})
 
 
 def refused() -> HTMLResponse:
@@ -204,20 +210,34 @@ def app(config: Config) -> Starlette:
     site = Site(config)
     name = html.escape(site.name)
 
+    async def welcome(request: Request) -> Response:
+        return page(site.name, (
+            f"<p>{name} by email: the latest stories, picked for you.</p>"
+            '<p><a href="subscribe">Subscribe</a> · <a href="archive/">Past editions</a></p>'))
+
+    def unsubscribe_form(email: str, status: int = 200) -> HTMLResponse:
+        return page(f"Unsubscribe from {site.name}?", (
+            f"<p>Stop sending {name} to <strong>{html.escape(email)}</strong>?</p>"
+            '<form method="post" action="">'
+            '<input type="hidden" name="via" value="page">'
+            "<button type=\"submit\">Unsubscribe</button></form>"), status, private=True)
+
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
         email = tokens.verify(site.secret, site.list_id, token)
         if email is None:
             return refused()
         if request.method == "GET":
-            return page(f"Unsubscribe from {site.name}?", (
-                f"<p>Stop sending {name} to <strong>{html.escape(email)}</strong>?</p>"
-                '<form method="post" action="">'
-                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                '<input type="hidden" name="via" value="page">'
-                "<button type=\"submit\">Unsubscribe</button></form>"), private=True)
+            return unsubscribe_form(email)
         form = await _form(request)
-        source = "web page" if form.get("via") == "page" else "one-click"
+        if form.get("via") == "page":
+            source = "web page"
+        elif form.get("List-Unsubscribe") == "One-Click":
+            source = "one-click"
+        else:
+            # RFC 8058: a one-click POST says so in its body. Anything else posting to the
+            # link (a scanner, a bare request) changes nothing and gets the page to decide.
+            return unsubscribe_form(email, 400)
         await run_in_threadpool(site.suppress, email, source)
         return page("You are unsubscribed", (
             f"<p>{html.escape(email)} will get no more mail from {name}.</p>"
@@ -324,7 +344,20 @@ def app(config: Config) -> Starlette:
                 f'<link rel="self" href="{home}feed.xml"/><link href="{home}"/>{entries}</feed>')
         return Response(text, media_type="application/atom+xml", headers=HEADERS)
 
-    return Starlette(routes=[
+    async def framework_error(request: Request, error: Exception) -> Response:
+        # No route, a method the route does not take: the router's own answers, made pages.
+        assert isinstance(error, HTTPException)
+        title = HTTPStatus(error.status_code).phrase
+        return page(title, "<p>Check the address you followed.</p>", error.status_code,
+                    extra=error.headers)
+
+    async def server_error(request: Request, error: Exception) -> Response:
+        # Starlette logs the traceback after this answer; the visitor sees no detail of it.
+        return page("Something went wrong", "<p>Please try again later.</p>", 500)
+
+    return Starlette(exception_handlers={HTTPException: framework_error,
+                                         Exception: server_error}, routes=[
+        Route("/", welcome, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),

@@ -118,12 +118,27 @@ def test_a_valid_token_answers_the_same_whether_the_address_is_listed_or_not(
     for email in ("ann@example.com", "stranger@example.com"):
         token = tokens.sign(SECRET, LIST_ID, email)
         for method in ("GET", "POST"):
-            response = httpx.request(method, f"{base}/unsubscribe/{token}")
+            response = httpx.request(method, f"{base}/unsubscribe/{token}",
+                                     data={"List-Unsubscribe": "One-Click"})
             assert response.status_code == 200
             answers.add(response.text.replace(email, "X").replace(token, "T"))
     assert len(answers) == 2  # one page per method, the same for listed and unlisted
     assert {row[0] for row in suppressions(mailed)} == {"ann@example.com",
                                                        "stranger@example.com"}
+
+
+def test_a_post_without_the_one_click_body_unsubscribes_nobody(
+        mailed: Site, base: str, smtp: SmtpServer) -> None:
+    """RFC 8058: the one-click POST says `List-Unsubscribe=One-Click`. A bare POST to the
+    link (a scanner, a prefetch) gets the page with the button, and changes nothing."""
+    url = base + unsubscribe_path(smtp, "ann@example.com")
+    for body in ({}, {"data": {"List-Unsubscribe": "Yes"}}, {"content": b"One-Click"}):
+        response = httpx.post(url, **body)
+        assert response.status_code == 400
+        assert "<button" in response.text and "You are unsubscribed" not in response.text
+    assert suppressions(mailed) == []
+    assert httpx.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert suppressions(mailed) == [("ann@example.com", "unsubscribed", "one-click")]
 
 
 def test_after_unsubscribing_the_next_send_skips_the_address_the_csv_still_lists(
@@ -166,11 +181,17 @@ def test_archive_lists_and_shows_editions_without_anyones_personal_links(
     assert page.status_code == 200 and "Harbour opens" in page.text
     assert "DIGEST-PERSONAL" not in page.text
     assert "ann@example.com" not in page.text and "/unsubscribe/" not in page.text
-    assert f'href="{PUBLIC}/subscribe"' in page.text
-    # The mail's "view in browser" link is this page.
-    mail = smtp.messages[0].message.get_body(("html",)).get_content()
+    # Nobody's copy: no mail footer, a way to sign up instead.
+    assert "Unsubscribe" not in page.text and "This email was sent to" not in page.text
+    assert re.search(rf'<a [^>]*href="{PUBLIC}/subscribe"[^>]*>Subscribe</a>', page.text)
+    # The mail's "view in browser" link is this page; the mail keeps its own footer.
+    mail = next(m.message for m in smtp.messages if m.rcpt_tos == ("ann@example.com",))
+    mail = mail.get_body(("html",)).get_content()
     assert f'href="{PUBLIC}/archive/1"' in mail
-    assert httpx.get(f"{base}/archive/99").status_code == 404
+    assert ">Unsubscribe</a>" in mail and "This email was sent to ann@example.com" in mail
+    for missing in ("99", "99999999999999999999999"):  # beyond SQLite's integers, too
+        response = httpx.get(f"{base}/archive/{missing}")
+        assert response.status_code == 404 and "No such edition" in response.text
 
     feed = feedparser.parse(httpx.get(f"{base}/archive/feed.xml").content)
     assert not feed.bozo, feed.bozo_exception
@@ -181,6 +202,36 @@ def test_archive_lists_and_shows_editions_without_anyones_personal_links(
 
 def page_title(text: str) -> str:
     return re.search(r"<title>(.*?)</title>", text).group(1)
+
+
+def test_the_home_page_sends_people_to_the_sign_up_and_the_archive(mailed: Site,
+                                                                  base: str) -> None:
+    home = httpx.get(f"{base}/")
+    assert home.status_code == 200
+    assert home.headers["content-security-policy"] == web.HEADERS["Content-Security-Policy"]
+    links = re.findall(r'href="([^"]+)"', home.text)
+    assert links == ["subscribe", "archive/"]  # relative: any prefix a proxy gives the app
+    assert "Email address" in httpx.get(f"{base}/{links[0]}").text
+    assert "Harbour opens" in httpx.get(f"{base}/{links[1]}").text
+
+
+def test_the_frameworks_own_error_pages_carry_the_security_headers(mailed: Site,
+                                                                  base: str) -> None:
+    def secured(response: httpx.Response, status: int) -> None:
+        assert response.status_code == status
+        for name, value in web.HEADERS.items():
+            assert response.headers.get(name) == value, (response.url, name)
+        assert "Traceback" not in response.text and "sqlite" not in response.text.lower()
+
+    secured(httpx.get(f"{base}/no/such/page"), 404)
+    refused = httpx.put(f"{base}/subscribe")
+    secured(refused, 405)
+    assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    # A damaged state file makes the archive fail: a 500, still with the headers.
+    for leftover in mailed.database.parent.glob("digest.db-*"):
+        leftover.unlink()
+    mailed.database.write_bytes(b"not a database, " * 512)
+    secured(httpx.get(f"{base}/archive/"), 500)
 
 
 # -- sign-up with confirmation -------------------------------------------------------------------
@@ -317,7 +368,8 @@ def test_unsubscribing_in_a_browser_takes_one_click_on_the_page(
 def test_signing_up_in_a_browser_mails_the_confirmation(
         mailed: Site, base: str, smtp: SmtpServer, page: Page, artifacts: Path) -> None:
     smtp.clear_messages()
-    page.goto(f"{base}/subscribe")
+    page.goto(f"{base}/")
+    page.get_by_role("link", name="Subscribe").click()
     page.get_by_label("Email address").fill("web@example.com")
     page.get_by_label("Name (optional)").fill("Wen")
     page.screenshot(path=str(artifacts / "subscribe.png"))
@@ -326,6 +378,19 @@ def test_signing_up_in_a_browser_mails_the_confirmation(
     page.goto(base + confirmation_path(smtp, "web@example.com"))
     page.get_by_role("heading", name="You are subscribed").wait_for()
     assert "web@example.com,Wen" in (mailed.root / "subscribers.csv").read_text()
+
+
+def test_an_archived_edition_in_a_browser_invites_to_sign_up(
+        mailed: Site, base: str, page: Page, artifacts: Path) -> None:
+    page.goto(f"{base}/")
+    page.get_by_role("link", name="Past editions").click()
+    page.get_by_role("link", name=re.compile("Harbour opens")).click()
+    page.get_by_role("heading", name="Harbour opens").wait_for()
+    page.screenshot(path=str(artifacts / "archived.png"), full_page=True)
+    subscribe = page.get_by_role("link", name="Subscribe", exact=True)
+    assert subscribe.is_visible() and subscribe.get_attribute("href") == f"{PUBLIC}/subscribe"
+    assert page.get_by_role("link", name="Unsubscribe").count() == 0
+    assert "This email was sent to" not in page.locator("body").inner_text()
 
 
 # -- the command ---------------------------------------------------------------------------------
