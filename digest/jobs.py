@@ -236,7 +236,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     no row is touched. `expect` hears how many messages each edition is about to send (for a
     progress bar)."""
     composer = Composer(config)  # fails early on a broken template folder
-    unsubscribe_url = tokens.unsubscribe_links(config)
+    unsubscribe_url, address_id = tokens.unsubscribe_links(config), tokens.ids(config)
 
     recovered = store.recover()
     if recovered:
@@ -258,6 +258,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
             log.info("edition %d: %d addresses unsubscribed since it was made, not mailed",
                      edition.id, withheld)
         expect(store.due_count(edition.id))
+        store.name_due(edition.id, address_id)  # before any link naming them goes out
         tally = deliver.run(store, edition.id,
                             messages(config, store, edition, unsubscribe_url), carrier,
                             config.newsletter.sender, progress, stop)

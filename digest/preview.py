@@ -255,6 +255,8 @@ def send(config: Config, edition: Edition, address: str) -> str:
     except email_validator.EmailNotValidError as error:
         raise DigestError(f"{address or 'the address'}: {error}") from None
     marked = replace(edition, subject=f"[TEST] {edition.subject}")
+    with Store(config.paths.database) as store:  # its unsubscribe link works, like a real one
+        store.name(tokens.ids(config)(email), email)
     message = letter(config, marked).bytes_for(Delivery(0, email, "", "pending", 0))
     try:
         result = deliver.send_one(config, email, message)
