@@ -203,12 +203,15 @@ class Composer:
         return Personal.fresh(repr((cards, self.config.newsletter)))
 
     def render(self, cards: list[Card], edition_id: int, when: datetime, more: int = 0,
-               fit: bool = True, personal: Personal | None = None) -> Rendered:
+               fit: bool = True, personal: Personal | None = None,
+               web: bool = False) -> Rendered:
         """The edition as everyone gets it, personal values still placeholders. Cards that
         would push the HTML past the clipping size are left out from the end, and the edition
         says how many more stories its web version has; with `fit` false, that web version,
         every card in it. The renderings of one edition (its web version, its views) share
-        the `personal` made for all of its cards; without one, this rendering gets its own."""
+        the `personal` made for all of its cards; without one, this rendering gets its own.
+        `web` renders the archive's copy: the templates show a sign-up link, not a mail
+        footer."""
         personal = personal or self.personal(cards)
         newsletter = self.config.newsletter
         headline = cards[0].title if cards else ""
@@ -219,7 +222,7 @@ class Composer:
         kept = len(cards)
         while True:
             rendered = self._render(cards[:kept], subject, date_text, edition_id,
-                                    more + len(cards) - kept, personal)
+                                    more + len(cards) - kept, personal, web)
             load = size_load(rendered.html)
             if load < 1 or kept == 0 or not fit:
                 return replace(rendered, left_out=len(cards) - kept)
@@ -228,9 +231,10 @@ class Composer:
             kept = min(kept - 1, int(kept / load))
 
     def _render(self, cards: list[Card], subject: str, date_text: str, edition_id: int,
-                more: int, personal: Personal) -> Rendered:
+                more: int, personal: Personal, web: bool) -> Rendered:
         newsletter = self.config.newsletter
-        web_url = f"{newsletter.public_url.rstrip('/')}/archive/{edition_id}"
+        public = newsletter.public_url.rstrip("/")
+        web_url = f"{public}/archive/{edition_id}"
         context = Context(subject, newsletter.preheader or preheader(cards, newsletter.name),
                           date_text, web_url)
         values = {
@@ -242,6 +246,8 @@ class Composer:
                            "fields": _Fields(personal)},
             "unsubscribe_url": personal.unsubscribe,
             "forward_url": forward_url(subject, web_url),
+            "web_version": web,
+            "subscribe_url": f"{public}/subscribe",
         }
         page = self._template("digest.html", values)
         return Rendered(subject, inline(page), self._template("digest.txt", values),
@@ -349,7 +355,18 @@ _SMTP = policy.SMTP
 
 def fold(name: str, value: str) -> bytes:
     """One header line, RFC 2047-encoded where needed and folded under 78 columns."""
-    return _SMTP.header_factory(name, one_line(value)).fold(policy=_SMTP).encode("ascii")
+    lines = _SMTP.header_factory(name, one_line(value)).fold(policy=_SMTP).split("\r\n")
+    if lines[0] == f"{name}:" and len(lines) > 2:
+        # A value too long for the first line but short enough for one of its own is moved
+        # whole onto the next, leaving `Subject:` empty, which some readers show as a leading
+        # space. Unfolding only drops the CRLF, so words can move back up unchanged.
+        words = lines[1][1:].split(" ")
+        first = 1
+        while first < len(words) and len(name) + 2 + len(" ".join(words[:first + 1])) <= 78:
+            first += 1
+        rest = " ".join(words[first:])
+        lines[:2] = [f"{name}: {' '.join(words[:first])}", *([f" {rest}"] if rest else [])]
+    return "\r\n".join(lines).encode("ascii")
 
 
 def address(name: str, email: str) -> str:

@@ -236,7 +236,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     no row is touched. `expect` hears how many messages each edition is about to send (for a
     progress bar)."""
     composer = Composer(config)  # fails early on a broken template folder
-    unsubscribe_url = tokens.unsubscribe_links(config)
+    unsubscribe_url, address_id = tokens.unsubscribe_links(config), tokens.ids(config)
 
     recovered = store.recover()
     if recovered:
@@ -258,6 +258,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
             log.info("edition %d: %d addresses unsubscribed since it was made, not mailed",
                      edition.id, len(withheld))
         expect(store.due_count(edition.id))
+        store.name_due(edition.id, address_id)  # before any link naming them goes out
         tally = deliver.run(store, edition.id,
                             messages(config, store, edition, unsubscribe_url), carrier,
                             config.newsletter.sender, progress, stop)
@@ -309,11 +310,11 @@ def _make_edition(config: Config, store: Store, composer: Composer,
 
     def render_whole(edition_id: int) -> tuple[str, str, str, str | None]:
         mailed = composer.render(chosen, edition_id, when, personal=personal)
-        # Stories the clipping guard left out of the mail are still this edition's: its web
-        # version, where "N more stories" points, shows every one of them.
-        web = composer.render(chosen, edition_id, when, fit=False, personal=personal).html \
-            if mailed.left_out else None
-        return mailed.subject, mailed.html, mailed.text, web
+        # The web version, where "view in browser" and "N more stories" point, is nobody's
+        # copy: a sign-up link in place of the mail's footer, and every card, also those the
+        # clipping guard left out of the mail.
+        web = composer.render(chosen, edition_id, when, fit=False, personal=personal, web=True)
+        return mailed.subject, mailed.html, mailed.text, web.html
 
     def render_views(edition_id: int) -> dict[str, tuple[str, str, str]]:
         # Once per distinct view, however many subscribers share it.

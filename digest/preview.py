@@ -23,11 +23,13 @@ from urllib.parse import urlencode
 
 import email_validator
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Route
 
-from digest import cards, deliver, feeds, tokens
+from digest import cards, deliver, feeds, jobs, tokens
 from digest import config as configuration
 from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter
 from digest.config import Config
@@ -87,12 +89,17 @@ def gather(config: Config, feed: str | None) -> tuple[list[Card], list[str]]:
         parsed = feeds.parse(fetched)
     except feeds.FeedError as error:
         raise DigestError(f"{feed}: {error}") from None
-    name = Path(feed).stem if fetched.url.startswith("file:") else feed
-    found = []
-    for number, entry in enumerate(parsed.entries[: config.newsletter.max_articles], 1):
-        article = cards.article(entry, fetched.url, config.newsletter.teaser_length, seen)
-        found.append(Card(number, article.title, article.link, article.teaser, article.image,
-                          article.published or seen, name))
+    # A configured feed's section is its configured name, as in the mail.
+    name = next((f.title for f in config.feeds if f.url == feed), None) or (
+        Path(feed).stem if fetched.url.startswith("file:") else feed)
+    articles = jobs.unique([cards.article(entry, fetched.url, config.newsletter.teaser_length,
+                                          seen) for entry in parsed.entries])
+    # Newest first, as an edition lists them (see Store.unmailed): an undated entry counts
+    # as seen now, entries dated alike keep the feed's order.
+    articles.sort(key=lambda article: article.published or seen, reverse=True)
+    found = [Card(number, article.title, article.link, article.teaser, article.image,
+                  article.published or seen, name)
+             for number, article in enumerate(articles[: config.newsletter.max_articles], 1)]
     return found, [] if found else [name]
 
 
@@ -217,10 +224,11 @@ def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
         return JSONResponse({"version": stamp_now()})
 
     async def send_test(request: Request) -> RedirectResponse:
-        # A page elsewhere in the editor's browser must not mail through this form.
-        origin = request.headers.get("origin")
-        if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
-            return RedirectResponse("/?" + urlencode({"notice": "refused: foreign origin"}), 303)
+        # A page elsewhere in the editor's browser must not mail through this form: only a
+        # post from this very page counts, and browsers always say where a post comes from.
+        if request.headers.get("origin") != f"{request.url.scheme}://{request.url.netloc}":
+            return RedirectResponse("/?" + urlencode({"notice": "refused: not sent from this "
+                                                                "page (foreign origin)"}), 303)
         form = await request.form()
         address = str(form.get("address", "")).strip()
         try:
@@ -230,7 +238,10 @@ def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
             notice = f"not sent: {error}"
         return RedirectResponse("/?" + urlencode({"notice": notice}), status_code=303)
 
-    return Starlette(routes=[
+    # Only requests made to the address the preview listens on: a web page whose host name
+    # an attacker re-points at 127.0.0.1 (DNS rebinding) names its own host, and is refused.
+    return Starlette(middleware=[Middleware(TrustedHostMiddleware,
+                                            allowed_hosts=[HOST, "localhost"])], routes=[
         Route("/", index), Route("/edition", edition), Route("/edition.txt", text),
         Route("/source", source), Route("/version", stamp),
         Route("/send-test", send_test, methods=["POST"]),
@@ -245,6 +256,8 @@ def send(config: Config, edition: Edition, address: str) -> str:
     except email_validator.EmailNotValidError as error:
         raise DigestError(f"{address or 'the address'}: {error}") from None
     marked = replace(edition, subject=f"[TEST] {edition.subject}")
+    with Store(config.paths.database) as store:  # its unsubscribe link works, like a real one
+        store.name(tokens.ids(config)(email), email)
     message = letter(config, marked).bytes_for(Delivery(0, email, "", "pending", 0))
     try:
         result = deliver.send_one(config, email, message)

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,26 @@ MIGRATIONS = (
     # Opt-outs looked up by time: a running edition asks every second for the latest.
     """
     CREATE INDEX suppressions_at ON suppressions (at);
+    """,
+    # Links name an address by an opaque id (tokens.address_id), never by the address: this
+    # says which address an id stands for. An address may have several, one per secret used.
+    # And sign-ups waiting for their confirmation click, under the random id their link
+    # carries, so that no link holds an address or a name.
+    """
+    CREATE TABLE link_addresses (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL
+    );
+    CREATE TABLE signups (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        recipient TEXT NOT NULL,           -- the address as compared (subscribers.key)
+        name TEXT NOT NULL,
+        sections TEXT NOT NULL,            -- a JSON list of section names
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX signups_recipient ON signups (recipient, created_at);
     """,
 )
 
@@ -373,10 +393,10 @@ class Store:
                        *, marker: str) -> Edition | None:
         """The edition, its articles and a pending delivery for each subscriber, all at once.
 
-        `render(edition_id)` gives (subject, html, text, web html or None when the mail holds
-        every card): the edition's own id is in its "view in browser" link, so it is rendered
-        inside the transaction that takes the id. Every rendering of it has its placeholders
-        end in `marker`.
+        `render(edition_id)` gives (subject, html, text, web html or None for the mail to be
+        its own web version): the edition's own id is in its "view in browser" link, so it is
+        rendered inside the transaction that takes the id. Every rendering of it has its
+        placeholders end in `marker`.
         Returns None when this period already has its edition: a re-run or a second trigger
         never makes two. `views(edition_id)` renders the partial views by their key and
         `view_of` says which one a subscriber gets ('' = the whole edition).
@@ -431,6 +451,8 @@ class Store:
         return _edition(row, row["html"])
 
     def _edition_row(self, edition_id: int) -> sqlite3.Row:
+        if not _storable(edition_id):
+            raise KeyError(edition_id)
         row = self.db.execute("SELECT * FROM editions WHERE id = ?", (edition_id,)).fetchone()
         if row is None:
             raise KeyError(edition_id)
@@ -630,6 +652,62 @@ class Store:
         differing only in case are the same subscriber (see subscribers.key)."""
         return self.db.execute("DELETE FROM suppressions WHERE lower(email) = lower(?)",
                                (email,)).rowcount
+
+    # -- the ids links carry, and sign-ups awaiting confirmation --------------------------------
+
+    def name_due(self, edition_id: int, address_id: Callable[[str], str]) -> None:
+        """Record the id the links of each message still due in the edition name its address
+        by: before they go out, so that every link mailed can be read back. One statement,
+        streamed through SQLite, however long the list."""
+        self.db.create_function("address_id", 1, address_id, deterministic=True)
+        self.db.execute(f"INSERT INTO link_addresses (id, email) SELECT address_id(email), "
+                        f"email {self._DUE} ON CONFLICT DO NOTHING", (edition_id, _iso(now())))
+
+    def name(self, address_id: str, email: str) -> None:
+        """Record the id a single message's links name its address by (a test mail)."""
+        self.db.execute("INSERT INTO link_addresses (id, email) VALUES (?, ?) "
+                        "ON CONFLICT DO NOTHING", (address_id, email))
+
+    def named(self, address_id: str) -> str | None:
+        """The address an id stands for, if any link ever named it."""
+        row = self.db.execute("SELECT email FROM link_addresses WHERE id = ?",
+                              (address_id,)).fetchone()
+        return row[0] if row else None
+
+    def add_signup(self, signup_id: str, signup: Subscriber, recipient: str, at: datetime,
+                   expires: datetime, most: int, window: timedelta) -> bool:
+        """Keep a sign-up made `at` until its confirmation link expires, unless `recipient`
+        had `most` within `window` before (then False, nothing kept): a stranger's form must
+        not be able to flood someone's inbox. Sign-ups past both are dropped here."""
+        since = _iso(at - window)
+        with self.transaction() as db:
+            db.execute("DELETE FROM signups WHERE expires_at < ? AND created_at < ?",
+                       (_iso(at), since))
+            made = db.execute("SELECT count(*) FROM signups WHERE recipient = ? AND "
+                              "created_at > ?", (recipient, since)).fetchone()[0]
+            if made >= most:
+                return False
+            db.execute("INSERT INTO signups (id, email, recipient, name, sections, created_at, "
+                       "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (signup_id, signup.email, recipient, signup.name,
+                        json.dumps(list(signup.sections)), _iso(at), _iso(expires)))
+        return True
+
+    def signup(self, signup_id: str, at: datetime) -> Subscriber | None:
+        """The sign-up kept under this id, while its link is valid."""
+        row = self.db.execute("SELECT email, name, sections FROM signups WHERE id = ? AND "
+                              "expires_at >= ?", (signup_id, _iso(at))).fetchone()
+        return Subscriber(row[0], row[1], {}, tuple(json.loads(row[2]))) if row else None
+
+    def drop_signup(self, signup_id: str) -> None:
+        """Forget a sign-up whose confirmation mail never left: nobody holds its link."""
+        self.db.execute("DELETE FROM signups WHERE id = ?", (signup_id,))
+
+
+def _storable(number: int) -> bool:
+    """Whether SQLite can hold the integer: one beyond 64 bits (typed into a URL or a
+    command) names no row, and binding it would raise OverflowError."""
+    return -(2**63) <= number < 2**63
 
 
 # Beside the database, once it exists: a state folder that held one is never silently given

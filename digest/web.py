@@ -1,18 +1,22 @@
 """The public web app behind `digest serve`: unsubscribe, sign-up with confirmation, archive.
 
-    POST /unsubscribe/{token}    one-click (RFC 8058), what List-Unsubscribe points at; also
-                                 the button of the page below
+    GET  /                       where to go: the sign-up form, the archive
+    POST /unsubscribe/{token}    one-click (RFC 8058), what List-Unsubscribe points at: the
+                                 body must say List-Unsubscribe=One-Click; also the button of
+                                 the page below
     GET  /unsubscribe/{token}    a page with a button: a GET alone never unsubscribes, since
                                  mail scanners prefetch links
     POST /resubscribe/{token}    mails a confirmation link: only its click lifts the opt-out
-    GET  /subscribe, POST        the sign-up form; a confirmation mail with a signed,
-                                 expiring link (double opt-in), rate-limited per client
+    GET  /subscribe, POST        the sign-up form; a confirmation mail with an expiring link
+                                 (double opt-in), rate-limited per client and per recipient
     GET  /confirm/{token}        adds the subscriber to the CSV, or lifts their opt-out
-    GET  /archive/, /archive/{id}, /archive/feed.xml    past editions, as mailed, for anyone
+    GET  /archive/, /archive/{id}, /archive/feed.xml    past editions, for anyone
 
 Every answer is the same whether an address is listed or not: nothing here tells a stranger
-who subscribes. A refused token gets one plain page with status 400, whatever was wrong with it.
-Links inside pages are relative, so the app works under any prefix a reverse proxy gives it.
+who subscribes, and no token in a URL holds an address (see tokens.py). A refused token gets
+one plain page with status 400, whatever was wrong with it. Every page, the framework's error
+pages included, carries the same security headers. Links inside pages are relative, so the app
+works under any prefix a reverse proxy gives it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import html
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from http import HTTPStatus
+from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
 from email_validator import EmailNotValidError
@@ -39,7 +46,7 @@ from starlette.routing import Route
 from digest import compose, deliver, subscribers, tokens
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Outcome, Subscriber
+from digest.records import Outcome, Result, Subscriber
 from digest.store import Store, now
 
 log = logging.getLogger("digest.web")
@@ -54,6 +61,11 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 PRIVATE = {**HEADERS, "Cache-Control": "no-store"}  # pages reached through a personal token
+
+# However many clients ask, one address gets at most this many confirmation mails a day: the
+# form must not be a way to flood a stranger's inbox.
+CONFIRMATIONS_PER_ADDRESS = 3
+CONFIRMATION_WINDOW = timedelta(days=1)
 
 STYLE = ("body{font:17px/1.5 system-ui,-apple-system,'Segoe UI',Arial,sans-serif;max-width:34em;"
          "margin:3em auto;padding:0 1em;color:#1f2937;background:#fff}"
@@ -91,13 +103,14 @@ class Limiter:
         return True
 
 
-def page(title: str, body: str, status: int = 200, private: bool = False) -> HTMLResponse:
+def page(title: str, body: str, status: int = 200, private: bool = False,
+         extra: Mapping[str, str] | None = None) -> HTMLResponse:
     """`body` is HTML: every value in it escaped by the caller."""
     text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
             f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>")
-    return HTMLResponse(text, status, PRIVATE if private else HEADERS)
+    return HTMLResponse(text, status, {**(PRIVATE if private else HEADERS), **(extra or {})})
 
 
 def refused() -> HTMLResponse:
@@ -119,33 +132,56 @@ class Site:
         self.limiter = Limiter(config.web.signups_per_hour)
         Store(config.paths.database).close()  # migrate now, not in racing requests
 
+    def address(self, token: str) -> str | None:
+        """The address an unsubscribe token stands for, or None when it is not one of ours."""
+        with Store(self.config.paths.database) as store:
+            return tokens.verify(self.secret, self.list_id, token, store.named)
+
+    def signup(self, token: str) -> Subscriber | None:
+        """The sign-up a confirmation link stands for, while it is valid."""
+        if "." in token:  # a link mailed before sign-ups were kept here
+            return tokens.verify_legacy_signup(self.secret, self.list_id, token, now())
+        with Store(self.config.paths.database) as store:
+            return store.signup(token, now())
+
     def suppress(self, email: str, source: str) -> None:
         with Store(self.config.paths.database) as store:
             store.suppress(email, "unsubscribed", source)
 
-    def confirm(self, signup: tokens.Signup) -> None:
+    def confirm(self, signup: Subscriber) -> None:
         """Add the confirmed address to the list (when not there yet) and lift any opt-out."""
-        subscribers.add(self.config.paths.subscribers,
-                        Subscriber(signup.email, signup.name, {}, signup.sections))
+        subscribers.add(self.config.paths.subscribers, signup)
         with Store(self.config.paths.database) as store:
             if store.unsuppress(signup.email):
                 log.info("%s re-subscribed: opt-out lifted", signup.email)
 
-    def send_confirmation(self, signup: tokens.Signup) -> bool:
-        """Mail the confirmation link through the configured transport; False when it could
-        not be handed over (the visitor is asked to try again later)."""
-        expires = now() + timedelta(hours=self.config.web.confirm_hours)
-        token = tokens.sign_signup(self.secret, self.list_id, signup, expires)
+    def send_confirmation(self, signup: Subscriber) -> Literal["sent", "limited", "failed"]:
+        """Keep the sign-up and mail its confirmation link through the configured transport.
+        "limited": the address had its share of confirmations lately, nothing kept or mailed;
+        "failed": the mail could not be handed over (the visitor is asked to try again later)
+        and the sign-up is not kept, since nobody has its link."""
+        moment = now()
+        expires = moment + timedelta(hours=self.config.web.confirm_hours)
+        token = tokens.signup_id()
+        with Store(self.config.paths.database) as store:
+            if not store.add_signup(token, signup, subscribers.key(signup.email), moment,
+                                    expires, CONFIRMATIONS_PER_ADDRESS, CONFIRMATION_WINDOW):
+                log.info("confirmation mail to %s not sent: it had %d within %d hours already",
+                         signup.email, CONFIRMATIONS_PER_ADDRESS,
+                         CONFIRMATION_WINDOW // timedelta(hours=1))
+                return "limited"
         url = f"{self.public}/confirm/{token}"
         try:
             result = deliver.send_one(self.config, signup.email,
                                       self.confirmation(signup.email, url))
         except deliver.TransportDown as error:
-            log.warning("confirmation mail to %s not sent: %s", signup.email, error)
-            return False
-        if result.outcome is not Outcome.SENT:
-            log.warning("confirmation mail to %s not sent: %s", signup.email, result.response)
-        return result.outcome is Outcome.SENT
+            result = Result(Outcome.DEFERRED, str(error))
+        if result.outcome is Outcome.SENT:
+            return "sent"
+        log.warning("confirmation mail to %s not sent: %s", signup.email, result.response)
+        with Store(self.config.paths.database) as store:
+            store.drop_signup(token)
+        return "failed"
 
     def confirmation(self, email: str, url: str) -> bytes:
         newsletter = self.config.newsletter
@@ -204,20 +240,34 @@ def app(config: Config) -> Starlette:
     site = Site(config)
     name = html.escape(site.name)
 
+    async def welcome(request: Request) -> Response:
+        return page(site.name, (
+            f"<p>{name} by email: the latest stories, picked for you.</p>"
+            '<p><a href="subscribe">Subscribe</a> · <a href="archive/">Past editions</a></p>'))
+
+    def unsubscribe_form(email: str, status: int = 200) -> HTMLResponse:
+        return page(f"Unsubscribe from {site.name}?", (
+            f"<p>Stop sending {name} to <strong>{html.escape(email)}</strong>?</p>"
+            '<form method="post" action="">'
+            '<input type="hidden" name="via" value="page">'
+            "<button type=\"submit\">Unsubscribe</button></form>"), status, private=True)
+
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
-        email = tokens.verify(site.secret, site.list_id, token)
+        email = await run_in_threadpool(site.address, token)
         if email is None:
             return refused()
         if request.method == "GET":
-            return page(f"Unsubscribe from {site.name}?", (
-                f"<p>Stop sending {name} to <strong>{html.escape(email)}</strong>?</p>"
-                '<form method="post" action="">'
-                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                '<input type="hidden" name="via" value="page">'
-                "<button type=\"submit\">Unsubscribe</button></form>"), private=True)
+            return unsubscribe_form(email)
         form = await _form(request)
-        source = "web page" if form.get("via") == "page" else "one-click"
+        if form.get("via") == "page":
+            source = "web page"
+        elif form.get("List-Unsubscribe") == "One-Click":
+            source = "one-click"
+        else:
+            # RFC 8058: a one-click POST says so in its body. Anything else posting to the
+            # link (a scanner, a bare request) changes nothing and gets the page to decide.
+            return unsubscribe_form(email, 400)
         await run_in_threadpool(site.suppress, email, source)
         return page("You are unsubscribed", (
             f"<p>{html.escape(email)} will get no more mail from {name}.</p>"
@@ -226,16 +276,22 @@ def app(config: Config) -> Starlette:
             "<button type=\"submit\">Resubscribe</button></form>"), private=True)
 
     async def resubscribe(request: Request) -> Response:
-        email = tokens.verify(site.secret, site.list_id, request.path_params["token"])
+        email = await run_in_threadpool(site.address, request.path_params["token"])
         if email is None:
             return refused()
-        return await _signup(request, tokens.Signup(email))
+        return await _signup(request, Subscriber(email))
 
-    async def _signup(request: Request, signup: tokens.Signup) -> Response:
+    async def _signup(request: Request, signup: Subscriber) -> Response:
         if not site.limiter.allow(_client(request)):
             return page("Too many sign-ups", "<p>Too many requests from your address. Please "
                         "try again in an hour.</p>", 429, True)
-        if not await run_in_threadpool(site.send_confirmation, signup):
+        sent = await run_in_threadpool(site.send_confirmation, signup)
+        if sent == "limited":
+            return page("Check your inbox", (
+                f"<p>A confirmation link was sent to <strong>{html.escape(signup.email)}"
+                "</strong> several times lately; no more are sent today. Open the latest one "
+                "(it may be in a spam folder), or try again tomorrow.</p>"), 429, True)
+        if sent == "failed":
             return page("Please try again later", "<p>We could not send the confirmation mail "
                         "just now. Please try again in a few minutes.</p>", 503, True)
         return page("Check your inbox", (
@@ -277,11 +333,10 @@ def app(config: Config) -> Starlette:
             return form_page(sections, f"That address does not work: {error}", address, person,
                              400)
         chosen = tuple(s for s in sections if s in form.getlist("section"))
-        return await _signup(request, tokens.Signup(email, person, chosen))
+        return await _signup(request, Subscriber(email, person, {}, chosen))
 
     async def confirm(request: Request) -> Response:
-        signup = tokens.verify_signup(site.secret, site.list_id, request.path_params["token"],
-                                      now())
+        signup = await run_in_threadpool(site.signup, request.path_params["token"])
         if signup is None:
             return refused()
         try:
@@ -324,7 +379,20 @@ def app(config: Config) -> Starlette:
                 f'<link rel="self" href="{home}feed.xml"/><link href="{home}"/>{entries}</feed>')
         return Response(text, media_type="application/atom+xml", headers=HEADERS)
 
-    return Starlette(routes=[
+    async def framework_error(request: Request, error: Exception) -> Response:
+        # No route, a method the route does not take: the router's own answers, made pages.
+        assert isinstance(error, HTTPException)
+        title = HTTPStatus(error.status_code).phrase
+        return page(title, "<p>Check the address you followed.</p>", error.status_code,
+                    extra=error.headers)
+
+    async def server_error(request: Request, error: Exception) -> Response:
+        # Starlette logs the traceback after this answer; the visitor sees no detail of it.
+        return page("Something went wrong", "<p>Please try again later.</p>", 500)
+
+    return Starlette(exception_handlers={HTTPException: framework_error,
+                                         Exception: server_error}, routes=[
+        Route("/", welcome, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),

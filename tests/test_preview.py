@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from playwright.sync_api import Page
@@ -169,3 +174,86 @@ def test_preview_command_serves_the_next_edition_on_loopback(site: Site) -> None
     finally:
         server.terminate()
         server.wait(10)
+
+
+def notice(response: httpx.Response) -> str:
+    """What the page a test-send redirects to says about it."""
+    return parse_qs(urlsplit(response.headers["location"]).query)["notice"][0]
+
+
+def sections_and_stories(page: str) -> list[str]:
+    """The section headings and headlines of an edition, in the order it shows them."""
+    found = re.findall(r"<h([23])\b[^>]*>(.*?)</h\1>", page, re.S)
+    return [f"{'==' if level == '2' else '-'} {html.unescape(re.sub('<[^>]+>', '', text))}"
+            for level, text in found]
+
+
+def test_a_configured_feed_previews_with_the_sections_and_order_of_the_send(
+        site: Site, web: FeedServer) -> None:
+    # Listed oldest first, as some feeds do; an edition lists the newest first.
+    web.serve("/world.xml", rss(
+        Item("Oldest", "https://example.com/1", "1", date="Mon, 23 Nov 2026 09:00:00 +0000"),
+        Item("Newest", "https://example.com/3", "3", date="Wed, 25 Nov 2026 09:00:00 +0000"),
+        Item("Middle", "https://example.com/2", "2", date="Tue, 24 Nov 2026 09:00:00 +0000")))
+    url = web.url("/world.xml")
+    site.feeds = [("World", url)]
+    site.write()
+    site.subscribers("email\nann@example.com\n")
+    with serving(preview.app(site.config, url)) as base:
+        previewed = sections_and_stories(httpx.get(f"{base}/edition").text)
+
+    assert digest("collect").exit_code == 0 and digest("send").exit_code == 0
+    (mail,) = (site.root / "outbox" / "new").iterdir()
+    parsed = BytesParser(policy=policy.default).parsebytes(mail.read_bytes())
+    mailed = sections_and_stories(parsed.get_body(("html",)).get_content())
+    assert mailed == ["== World", "- Newest", "- Middle", "- Oldest"]
+    assert previewed == mailed
+
+
+def test_the_test_mails_subject_starts_on_its_own_line(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    """A subject too long for the header's first line but short enough for a line of its
+    own must not leave `Subject:` empty: some readers then show it with a leading space."""
+    headline = "Night Ferry Returns After a Winter of Repairs, at Last"
+    web.serve("/news.xml", rss(Item(headline, "https://example.com/ferry", "f1")))
+    site.feeds = [("News", web.url("/news.xml"))]
+    site.smtp_port = smtp.port
+    site.write()
+    assert digest("collect").exit_code == 0
+    with serving(preview.app(site.config)) as base:
+        sent = httpx.post(f"{base}/send-test", data={"address": "editor@example.net"},
+                          headers={"Origin": base})
+        assert notice(sent).startswith("test sent to editor@example.net")
+    (received,) = smtp.wait_for(1)
+    subject = f"[TEST] Test Digest: {headline}"
+    assert f"\r\nSubject: {subject[:40]}".encode() in received.data
+    assert received.message["Subject"] == subject
+    head = received.data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    start = next(n for n, line in enumerate(head) if line.startswith(b"Subject:"))
+    folded = [head[start], *(line for line in head[start + 1:start + 3] if line[:1] == b" ")]
+    assert len(folded) == 2 and all(len(line) <= 78 for line in folded), folded
+
+
+def test_send_test_answers_only_its_own_page_on_its_own_address(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    """DNS rebinding: a site whose name an attacker points at 127.0.0.1 reaches the preview
+    under its own Host, and from its own origin (or none)."""
+    setup(site, web, smtp)
+    with serving(preview.app(site.config)) as base:
+        port = base.rsplit(":", 1)[1]
+        rebound = f"rebound.example:{port}"
+        assert httpx.get(base, headers={"Host": rebound}).status_code == 400
+        hostile = httpx.post(f"{base}/send-test", data={"address": "x@example.net"},
+                             headers={"Host": rebound, "Origin": f"http://{rebound}"})
+        assert hostile.status_code == 400
+        for origin in ({}, {"Origin": "null"}, {"Origin": f"http://{rebound}"}):
+            refused = httpx.post(f"{base}/send-test", data={"address": "x@example.net"},
+                                 headers=origin)
+            assert refused.status_code == 303 and notice(refused).startswith("refused")
+        assert smtp.messages == []
+        for own in (base, f"http://localhost:{port}"):
+            host = own.removeprefix("http://")
+            sent = httpx.post(f"{base}/send-test", data={"address": "x@example.net"},
+                              headers={"Host": host, "Origin": own})
+            assert notice(sent).startswith("test sent to x@example.net")
+    assert len(smtp.wait_for(2)) == 2
