@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import click
 from email_validator import EmailNotValidError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -243,30 +244,32 @@ def _as_anyone(config: Config, page: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Feeds' health, the last editions with their delivery counts, subscribers."""
+    """Feeds' health, the last editions with their delivery counts, subscribers, the next
+    runs; exit status 1 when something needs attention."""
     config = _config(ctx)
+    moment = now()
     with _store(config) as store:
-        feeds, editions = store.feeds(), store.editions()
+        feeds, editions = _feeds(config, store), store.editions()
         listed, roster = jobs.roster(config, store)
         suppressed = len(store.suppressed())
-    report = {
+    report: dict[str, Any] = {
         "feeds": [{"url": f.url, "name": f.name, "articles": f.articles,
                    "last_ok": f.last_ok and f.last_ok.isoformat(), "last_error": f.last_error,
                    "error_count": f.error_count,
                    "error_since": f.error_since and f.error_since.isoformat(),
-                   **_feed_health(f)} for f in feeds],
+                   "state": _feed_state(f, moment), **_feed_health(f)} for f in feeds],
         "editions": [{"id": e.id, "period": e.period, "created_at": e.created_at.isoformat(),
                       "subject": e.subject, "articles": e.articles, "deliveries": e.counts}
                      for e in editions],
         "subscribers": {"active": len(listed), "suppressed": suppressed,
                         "rejected_rows": len(roster.problems)},
     }
-    moment = now()
     runs = scheduling.next_runs(config, moment)
     report["scheduler"] = {"pid": lock.holder(config.paths.state),
                            "next": [{"job": run.job, "schedule": run.schedule,
-                                     "at": run.at and run.at.isoformat()} for run in runs]}
-    report["attention"] = attention(feeds, editions, moment)
+                                     "at": run.at and run.at.isoformat(),
+                                     "problem": run.problem} for run in runs]}
+    report["attention"] = attention(feeds, editions, moment, runs)
     if as_json:
         out.print_json(json.dumps(report))
         ctx.exit(1 if report["attention"] else 0)
@@ -277,12 +280,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for f in feeds:
         table.add_row(f.name, str(f.articles), _when(f.last_ok), f.last_error or "",
                       str(f.error_count) if f.error_count else "",
-                      _when(f.error_since) if f.error_count else "",
-                      "; ".join(word for word, _ in _feed_notes(f)) or "ok")
+                      _when(f.error_since) if f.error_count else "", _feed_state(f, moment))
     out.print(table)
     for f in feeds:
-        for _, note in _feed_notes(f):
-            out.print(f"{f.name} ({f.url}): {note}")
+        for _, note in _feed_notes(f, moment):
+            if note:
+                out.print(f"{f.name} ({f.url}): {note}", markup=False)
     table = Table(title="Editions", title_justify="left")
     for column in ("id", "created", "articles", "deliveries", "subject"):
         table.add_column(column)
@@ -298,16 +301,43 @@ def status(ctx: click.Context, as_json: bool) -> None:
     ctx.exit(1 if report["attention"] else 0)
 
 
+def _feeds(config: Config, store: Store) -> list[FeedState]:
+    """Every feed the state knows, then each configured feed it has not seen yet (`new`)."""
+    known = store.feeds()
+    seen = {feed.url for feed in known}
+    # id 0: no row yet; the first collect makes one.
+    return known + [FeedState(0, feed.url, feed.title, None, None, None, None, 0, None, 0)
+                    for feed in config.feeds if feed.url not in seen]
+
+
 # A feed failing this long is down, not having a bad moment.
 FEED_DOWN = timedelta(hours=24)
 
 
-def attention(feeds: list[FeedState], editions: list[EditionSummary],
-              moment: datetime) -> list[str]:
-    """What an operator must look at: feeds failing for a day, editions with deliveries that
-    failed or are in doubt. `digest status` exits 1 while this is not empty."""
-    problems = [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
-                for f in feeds if f.error_since and moment - f.error_since >= FEED_DOWN]
+def _failing(feed: FeedState, moment: datetime) -> bool:
+    """Down for a day, or never fetched successfully at all: a feed that has never worked (a
+    wrong URL, a page that is no feed) is not having a bad moment either."""
+    if not feed.error_count or feed.error_since is None:
+        return False
+    return feed.last_ok is None or moment - feed.error_since >= FEED_DOWN
+
+
+def attention(feeds: list[FeedState], editions: list[EditionSummary], moment: datetime,
+              runs: Sequence[scheduling.NextRun] = ()) -> list[str]:
+    """What an operator must look at; `digest status` exits 1 while this is not empty. Each
+    kind of trouble is one of the lists added up here."""
+    return (_feed_problems(feeds, moment) + _edition_problems(editions)
+            + [run.problem for run in runs if run.problem])
+
+
+def _feed_problems(feeds: list[FeedState], moment: datetime) -> list[str]:
+    return [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
+            for f in feeds if _failing(f, moment)]
+
+
+def _edition_problems(editions: list[EditionSummary]) -> list[str]:
+    """Editions with deliveries that failed or are in doubt: the operator decides."""
+    problems = []
     for e in editions:
         stuck = {s: e.counts[s] for s in ("failed", "unknown") if e.counts.get(s)}
         if stuck:
@@ -322,8 +352,9 @@ def _print_schedule(config: Config, pid: int | None, runs: list[scheduling.NextR
     for column in ("job", "schedule", f"next run ({config.newsletter.timezone})"):
         table.add_column(column)
     for run in runs:
-        table.add_row(run.job, run.schedule,
-                      run.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if run.at else "never")
+        when = run.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if run.at else "never"
+        table.add_row(run.job, run.schedule, "not a schedule (see below)" if run.problem
+                      else when)
     out.print(table)
     out.print(f"Scheduler: running, PID {pid}" if pid else
               "Scheduler: not running on this state folder")
@@ -335,19 +366,32 @@ def _feed_health(feed: FeedState) -> dict[str, Any]:
             "retry_after": feed.retry_after and feed.retry_after.isoformat()}
 
 
-def _feed_notes(feed: FeedState) -> list[tuple[str, str]]:
-    """What an operator should know beyond the counts, as (word for the table, sentence)."""
-    notes = []
+def _feed_state(feed: FeedState, moment: datetime) -> str:
+    return "; ".join(word for word, _ in _feed_notes(feed, moment)) or "ok"
+
+
+def _feed_notes(feed: FeedState, moment: datetime) -> list[tuple[str, str | None]]:
+    """What an operator should know beyond the counts, as (word for the state column, sentence
+    or None when the table and the attention list say it all)."""
+    notes: list[tuple[str, str | None]] = []
+    if feed.last_ok is None and not feed.error_count:
+        notes.append(("new", "not collected yet"))
+    if _failing(feed, moment):
+        notes.append(("failing", None))
     if feed.disabled_at:
         notes.append(("disabled", f"disabled: gone since {_when(feed.disabled_at)} "
                                   f"(`digest enable {feed.url}` once it is back)"))
-    if feed.retry_after and feed.retry_after > now():
+    if feed.retry_after and feed.retry_after > moment:
         notes.append(("waiting", f"waiting until {_when(feed.retry_after)}, as its server "
                                  "asked"))
     if feed.moved_to:
         notes.append(("moved", f"moved to {feed.moved_to} (fetched from there; update the "
                                "configuration)"))
     return notes
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def _when(moment: Any) -> str:
@@ -564,13 +608,19 @@ def _recipient(config: Config, store: Store, address: str) -> Subscriber:
 def check_command(ctx: click.Context) -> None:
     """Try config, schedule, templates, subscribers, state and the relay without sending."""
     config = _config(ctx)
-    console.print(f"configuration: {config.source or 'built-in defaults'}")
+    if config.source:
+        console.print(f"configuration: {config.source}", markup=False)
     findings = checks.run(config)
+    colours = {checks.Level.OK: "green", checks.Level.WARNING: "yellow",
+               checks.Level.PROBLEM: "red"}
     for finding in findings:
-        mark = "[green]ok[/green]     " if finding.ok else "[red]problem[/red]"
-        out.print(f"{mark} {finding.part}: {finding.detail}")
-    problems = sum(not finding.ok for finding in findings)
-    console.print(f"{problems} problems" if problems else "everything checks out")
+        level = finding.level
+        out.print(f"[{colours[level]}]{level:<7}[/{colours[level]}] {finding.part}: "
+                  f"{escape(finding.detail)}")
+    problems = sum(finding.level is checks.Level.PROBLEM for finding in findings)
+    warnings = sum(finding.level is checks.Level.WARNING for finding in findings)
+    console.print((_count(problems, "problem") if problems else "everything checks out")
+                  + (f"; {_count(warnings, 'warning')}" if warnings else ""))
     ctx.exit(1 if problems else 0)
 
 

@@ -21,7 +21,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -148,17 +148,25 @@ def due_period(trigger: BaseTrigger, zone: ZoneInfo, moment: datetime,
 @dataclass(frozen=True)
 class NextRun:
     job: str
-    at: datetime | None
+    at: datetime | None  # None: never, or the schedule is wrong (see `problem`)
     schedule: str
+    problem: str | None = None  # why `schedule` is not a schedule
 
 
 def next_runs(config: Config, moment: datetime) -> list[NextRun]:
-    """When each scheduled job fires next after `moment`, from the config alone."""
-    schedule = config.schedule
-    return [NextRun("collect", collect_trigger(config, moment, jittered=False)
-                    .get_next_fire_time(None, moment), schedule.collect),
-            NextRun("send", send_trigger(config).get_next_fire_time(None, moment),
-                    schedule.send)]
+    """When each scheduled job fires next after `moment`, from the config alone. A wrong
+    schedule is a run's problem, not an error: status still shows everything else."""
+    triggers: dict[str, Callable[[], BaseTrigger]] = {
+        "collect": lambda: collect_trigger(config, moment, jittered=False),
+        "send": lambda: send_trigger(config)}
+    runs = []
+    for job, trigger in triggers.items():
+        schedule = getattr(config.schedule, job)
+        try:
+            runs.append(NextRun(job, trigger().get_next_fire_time(None, moment), schedule))
+        except DigestError as error:
+            runs.append(NextRun(job, None, schedule, str(error)))
+    return runs
 
 
 # -- the jobs ----------------------------------------------------------------------------------
