@@ -439,29 +439,23 @@ def sink(ctx: click.Context, host: str, port: int, maildir: str | None) -> None:
 @main.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """One whole cycle on embedded defaults: collect, compose, send through a local SMTP sink."""
-    config = _config(ctx)
-    with lock.held(config.paths.state), _store(config) as store:
-        collected = jobs.collect(config, store)
-        _report_collect(collected)
-        with Sink(config.paths.outbox) as server:
-            local = jobs.with_transport(config, host=server.host, port=server.port,
-                                        security="none", username="")
-            with _progress("sending") as progress:
-                sent = jobs.send(local, store, deliver.transport(local), progress=progress,
-                                 expect=progress.expect)
-        _report_send(sent)
-        latest = store.editions(1)
-        page = None
-        if latest:
-            page = config.paths.state / f"edition-{latest[0].id}.html"
-            page.write_text(_as_anyone(config, store.web_page(latest[0].id)), encoding="utf-8")
-    console.print(f"\n[bold]Demo done.[/bold] {collected.new} articles collected; "
-                  f"{sent.count(Outcome.SENT)} messages delivered over SMTP to the sink")
-    console.print(f"  Maildir:  {config.paths.outbox}/new")
-    if page:
-        console.print(f"  Edition:  {page.resolve().as_uri()}  (open in a browser)")
-    ctx.exit(1 if sent.troubled else 0)
+    """One whole cycle on the embedded defaults: the bundled sample feed and list, a local
+    SMTP sink, and a folder of its own, ./digest-demo, made afresh at each run. It reads no
+    configuration file and never touches a newsletter's state or list."""
+    folder = Path.cwd() / jobs.DEMO_FOLDER
+    console.print(f"demo: the bundled sample feed and subscriber list; state, mail and page "
+                  f"in {folder} (made afresh; no configuration is read)", markup=False)
+    with _progress("sending") as progress:
+        done = jobs.demo(folder, progress=progress, expect=progress.expect)
+    _report_collect(done.collected)
+    _report_send(done.sent)
+    console.print(f"\n[bold]Demo done.[/bold] {done.collected.new} articles collected; "
+                  f"{done.sent.count(Outcome.SENT)} messages delivered over SMTP to the sink")
+    console.print(f"  Maildir:  {done.maildir}/new", markup=False)
+    if done.page:
+        console.print(f"  Edition:  {done.page.resolve().as_uri()}  (open in a browser)",
+                      markup=False)
+    ctx.exit(1 if done.sent.troubled else 0)
 
 
 @main.command()
