@@ -8,14 +8,15 @@ configuration error. A user's mistake is one line naming the thing; a traceback 
 from __future__ import annotations
 
 import json
-import logging
+import os
+import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 from email_validator import EmailNotValidError
@@ -35,8 +36,8 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import check as checks
-from digest import compose, deliver, jobs, lock, scheduling, web
 from digest import config as configuration
+from digest import deliver, jobs, lock, logs, scheduling, web
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
@@ -48,34 +49,83 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+PORT = click.IntRange(1, 65535)
+CONFIG_KEY = "digest.config"  # ctx.meta: --config as given, before or after the command
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[CONFIG_KEY] = value
+
+
+def _log_level(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Log lines in the scheduler's format (time, level, job, message, facts) on stderr."""
+    if value is not None:
+        logs.setup(value.upper(), "text")
+
+
+def _common(default_level: str | None = None) -> Callable[[Any], Any]:
+    """--config and --log-level, accepted before the command name and after it alike (the
+    one after it wins). Only `digest` itself has a default level, set before any command."""
+    def add(command: Any) -> Any:
+        command = click.option(
+            "--config", type=click.Path(dir_okay=False), expose_value=False,
+            callback=_remember_config,
+            help="digest.toml to use (default: $DIGEST_CONFIG, else ./digest.toml, else "
+                 "built-in defaults)")(command)
+        return click.option(
+            "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            expose_value=False, default=default_level, callback=_log_level,
+            help="how much to log on stderr  [default: WARNING]")(command)
+    return add
+
+
 class Command(click.Group):
-    """Turns a DigestError anywhere below into its message and exit status."""
+    """Turns a DigestError anywhere below into its message and exit status, and gives every
+    command (and sub-group) the common options."""
+
+    group_class = type  # sub-groups are Commands too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DigestError as error:
-            console.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
             ctx.exit(error.status)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        make = super().command(*args, **kwargs)
+        return lambda function: make(_common()(function))
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:
+        make = super().group(*args, **kwargs)
+        return lambda function: make(_common()(function))
 
 
 @click.group(cls=Command)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="digest.toml to use (default: $DIGEST_CONFIG, else ./digest.toml, else "
-                   "built-in defaults)")
-@click.option("--log-level", default="WARNING", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@_common(default_level="WARNING")
 @click.version_option(package_name="digest")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, log_level: str) -> None:
-    """Newsletter digests from RSS/Atom feeds, composed once and mailed to every subscriber."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", force=True)
-    ctx.obj = config_path
+def main(ctx: click.Context) -> None:
+    """Newsletter digests from RSS/Atom feeds, composed once and mailed to every subscriber.
+
+    --config and --log-level go before or after the command: `digest status --config F`.
+    """
+    # Log lines name the command where the scheduler's name their job.
+    logs.JOB.set(ctx.invoked_subcommand or "-")
 
 
 def _config(ctx: click.Context) -> Config:
-    return configuration.load(ctx.obj)
+    """The configuration, saying once where the state is when no file was found."""
+    config = configuration.load(ctx.meta.get(CONFIG_KEY))
+    if config.source is None:
+        console.print(f"no configuration file (--config, $DIGEST_CONFIG or "
+                      f"./{configuration.CONFIG_NAME}): built-in defaults, the bundled sample "
+                      f"feed, subscribers {config.paths.subscribers}, mail into the Maildir "
+                      f"{config.paths.outbox}; state in {config.paths.state}",
+                      markup=False)
+    return config
 
 
 @contextmanager
@@ -134,6 +184,10 @@ def _report_collect(collected: jobs.Collected) -> None:
 
 def _report_send(sent: jobs.Sent) -> None:
     console.print(sent.note)
+    _report_deliveries(sent)
+
+
+def _report_deliveries(sent: jobs.Sent) -> None:
     for tally in sent.tallies:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(tally.counts.items()))
         console.print(f"edition {tally.edition_id}: {counts or 'nothing due'} "
@@ -217,8 +271,9 @@ def _summarise(sent: jobs.Sent, seconds: float) -> None:
 
 
 @main.command()
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="file to write")
+@click.option("--out", "out_path", required=True,
+              type=click.Path(dir_okay=False, allow_dash=True),
+              help="file to write, - for standard output")
 @click.option("--text", is_flag=True, help="write the plain-text part instead of the HTML")
 @click.pass_context
 def render(ctx: click.Context, out_path: str, text: bool) -> None:
@@ -229,15 +284,26 @@ def render(ctx: click.Context, out_path: str, text: bool) -> None:
     if rendered is None:
         console.print("no new articles: there is no edition to render (run `digest collect`)")
         return
-    path = Path(out_path)
-    path.write_text(_as_anyone(config, rendered.text if text else rendered.html),
-                    encoding="utf-8")
-    console.print(f"wrote {path} ({path.stat().st_size:,} bytes): {rendered.subject}")
+    page = jobs.as_anyone(config, rendered.text if text else rendered.html)
+    with _output(out_path) as (handle, where):
+        handle.write(page)
+    console.print(f"wrote {where} ({len(page.encode()):,} bytes): {rendered.subject}",
+                  markup=False)
 
 
-def _as_anyone(config: Config, page: str) -> str:
-    """A rendering for a person to open, not a subscriber: no placeholders left in it."""
-    return compose.anonymous(page, f"{config.newsletter.public_url.rstrip('/')}/subscribe")
+@contextmanager
+def _output(path: str) -> Iterator[tuple[IO[str], str]]:
+    """The file a command writes (`-`: standard output) and its name in words; a file that
+    cannot be made is one line naming it."""
+    if path == "-":
+        yield sys.stdout, "standard output"
+        return
+    try:
+        handle = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise DigestError(f"{path}: cannot write: {error.strerror or error}") from None
+    with handle:
+        yield handle, path
 
 
 @main.command()
@@ -413,7 +479,7 @@ def enable(ctx: click.Context, url: str) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=2525, show_default=True, type=int)
+@click.option("--port", default=2525, show_default=True, type=PORT)
 @click.option("--maildir", type=click.Path(file_okay=False), help="default: paths.outbox")
 @click.pass_context
 def sink(ctx: click.Context, host: str, port: int, maildir: str | None) -> None:
@@ -460,7 +526,7 @@ def demo(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--host", help="address to listen on (default: web.host)")
-@click.option("--port", type=int, help="port to listen on (default: web.port)")
+@click.option("--port", type=PORT, help="port to listen on (default: web.port)")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the public web app: one-click unsubscribe, sign-up, archive of editions."""
@@ -469,15 +535,24 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     config = _config(ctx)
     host, port = host or config.web.host, port or config.web.port
     application = web.app(config)
+    listening = _listen(host, port)
     console.print(f"serving on http://{host}:{port} for {config.newsletter.public_url} "
                   "(Ctrl-C to stop)")
-    server = uvicorn.Server(uvicorn.Config(
-        application, host=host, port=port, proxy_headers=True, server_header=False,
-        forwarded_allow_ips=config.web.trusted_proxies, log_level="warning", lifespan="off"))
+    uvicorn.Server(uvicorn.Config(
+        application, proxy_headers=True, server_header=False,
+        forwarded_allow_ips=config.web.trusted_proxies, log_level="warning",
+        lifespan="off")).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The web server's socket, bound here: a port in use is one line, before anything says
+    "serving on" (uvicorn would log its own error first, then exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        server.run()
-    except SystemExit:  # uvicorn's way of saying it could not bind; it logged why
-        raise DigestError(f"cannot listen on {host}:{port}") from None
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        why = os.strerror(error.errno) if error.errno else str(error)
+        raise DigestError(f"cannot listen on {host}:{port}: {why}") from None
 
 
 @main.group(name="subscribers")
@@ -516,7 +591,7 @@ def export(ctx: click.Context, out_path: str) -> None:
     """Write the list as the next send will see it: valid, active, suppressions applied."""
     config = _config(ctx)
     listed, roster = _listed(config)
-    with click.open_file(out_path, "w", encoding="utf-8", lazy=False) as handle:
+    with _output(out_path) as (handle, _):
         count = subscriber_list.write(listed, roster.fields, handle)
     console.print(f"{count} subscribers written"
                   + (f"; {len(roster.problems)} rows rejected (see `digest subscribers check`)"
@@ -528,18 +603,23 @@ def export(ctx: click.Context, out_path: str) -> None:
 @click.pass_context
 def unsubscribe(ctx: click.Context, addresses: tuple[str, ...]) -> None:
     """Suppress addresses (e.g. from the List-Unsubscribe mailbox): never mailed again unless
-    they sign up and confirm."""
+    they sign up and confirm. One that is not an address is named and skipped; the others are
+    still suppressed (exit status 1)."""
     config = _config(ctx)
-    emails = []
-    for address in addresses:  # all checked before any is recorded
+    emails, wrong = [], 0
+    for address in addresses:
         try:
             emails.append(subscriber_list.normalise(address))
         except EmailNotValidError as error:
-            raise DigestError(f"{address}: {error}") from None
+            # The others are still suppressed: each one asked not to be mailed.
+            console.print(f"{address}: not an address, not suppressed: {error}", markup=False)
+            wrong += 1
     with _store(config) as store:
         for email in emails:
             store.suppress(email, "unsubscribed", "operator")
-    console.print(f"{len(emails)} addresses suppressed")
+    console.print(f"{len(emails)} addresses suppressed"
+                  + (f"; {wrong} not an address (see above)" if wrong else ""))
+    ctx.exit(1 if wrong else 0)
 
 
 @main.command()
@@ -578,10 +658,12 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
             console.print(f"the running scheduler (PID {holder}) delivers them at its next "
                           f"reconcile (every {config.schedule.reconcile})")
             return
+        started = time.monotonic()
         with lock.held(config.paths.state), _progress("resending") as progress:
             sent = jobs.send(config, store, deliver.transport(config), progress=progress,
-                             new_edition=False)
-    _report_send(sent)
+                             expect=progress.expect, new_edition=False)
+    _report_deliveries(sent)
+    _summarise(sent, time.monotonic() - started)
     ctx.exit(1 if sent.troubled else 0)
 
 
@@ -619,7 +701,7 @@ def check_command(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--port", default=8081, show_default=True, type=int)
+@click.option("--port", default=8081, show_default=True, type=PORT)
 @click.option("--feed", metavar="URL|PATH",
               help="preview this feed instead of the articles collected and not yet mailed")
 @click.pass_context
@@ -630,11 +712,9 @@ def preview(ctx: click.Context, port: int, feed: str | None) -> None:
     from digest import preview as previewing
 
     config = _config(ctx)  # a broken config stops here, with its message
-    app = previewing.app(ctx.obj, feed)
+    app = previewing.app(ctx.meta.get(CONFIG_KEY), feed)
+    listening = _listen(previewing.HOST, port)
     console.print(f"preview of {feed or 'the next edition'} at "
                   f"http://{previewing.HOST}:{port}/ (templates: {config.paths.templates}; "
-                  "Ctrl-C to stop)")
-    try:
-        uvicorn.run(app, host=previewing.HOST, port=port, log_level="warning")
-    except SystemExit:  # uvicorn's way of saying it could not bind; it logged why
-        raise DigestError(f"cannot listen on {previewing.HOST}:{port}") from None
+                  "Ctrl-C to stop)", markup=False)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])

@@ -281,6 +281,14 @@ def _listen(scheduler: BlockingScheduler) -> None:
     """Job errors and missed runs, logged in our format: APScheduler's own lines are muted."""
     def report(happened: JobExecutionEvent | JobSubmissionEvent) -> None:
         job = happened.job_id
+        # Called after the job has left its thread (or from the scheduler's): name it again.
+        token = logs.JOB.set(job)
+        try:
+            _report(happened, job)
+        finally:
+            logs.JOB.reset(token)
+
+    def _report(happened: JobExecutionEvent | JobSubmissionEvent, job: str) -> None:
         if happened.code == EVENT_JOB_ERROR:
             assert isinstance(happened, JobExecutionEvent)
             log.error("job failed", exc_info=(type(happened.exception), happened.exception,
@@ -378,14 +386,14 @@ def once(config: Config) -> int:
         for number in STOP_SIGNALS:
             signal.signal(number, on_signal)
         Runner(config, stop).collect()
-        token = logs.JOB.set("send")
+        token = logs.JOB.set("send")  # its report too is the send job's
         try:
             with Store(config.paths.database) as store:
                 sent = jobs.send(config, store, deliver.transport(config), stop=stop)
+            event(log, logging.INFO, sent.note)
+            for tally in sent.tallies:
+                event(log, logging.INFO, "delivered", edition=tally.edition_id,
+                      **{status: tally.counts[status] for status in sorted(tally.counts)})
         finally:
             logs.JOB.reset(token)
-        event(log, logging.INFO, sent.note)
-        for tally in sent.tallies:
-            event(log, logging.INFO, "delivered", edition=tally.edition_id,
-                  **{status: tally.counts[status] for status in sorted(tally.counts)})
         return 1 if sent.troubled else 0

@@ -211,7 +211,8 @@ def test_demo_never_reads_or_writes_a_configured_state_or_list(
     setup(site, web, smtp, *FIRST)
     assert digest("collect").exit_code == 0
     monkeypatch.setenv("DIGEST_CONFIG", str(site.config))
-    for args in (("demo",), ("--config", str(site.config), "demo")):
+    for args in (("demo",), ("--config", str(site.config), "demo"),
+                 ("demo", "--config", str(site.config))):
         result = digest(*args)
         assert result.exit_code == 0, result.output
         # Every run starts afresh: its counts are its own, whatever ran before.
