@@ -1,19 +1,23 @@
 """`digest check`: everything a send will need, tried without sending, every problem at once.
 
-    schedule | templates (render the sample feed) | subscribers | state folder | transport
-    (SMTP: connect, EHLO, STARTTLS, AUTH, QUIT; never MAIL)
+    schedule | templates (render the sample feed) | subscribers | state folder | links
+    | transport (SMTP: connect, EHLO, STARTTLS, AUTH, QUIT; never MAIL)
 
 Each step's failure is a finding, not an exception, so one broken part does not hide the next.
+A warning is something that works but is likely not what the operator meant.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
 import socket
 import sqlite3
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlsplit
 
 from digest import cards, feeds, lock, scheduling, subscribers
 from digest.compose import Composer, Letter
@@ -23,10 +27,16 @@ from digest.records import Card, Delivery, Edition
 from digest.store import Store, now
 
 
+class Level(StrEnum):
+    OK = "ok"
+    WARNING = "warning"  # works, but mail would not do what the operator means
+    PROBLEM = "problem"  # a send would fail or lose something: `digest check` exits 1
+
+
 @dataclass(frozen=True)
 class Finding:
-    part: str  # schedule, templates, subscribers, state, smtp, maildir
-    ok: bool
+    part: str  # schedule, templates, subscribers, state, links, smtp, maildir
+    level: Level
     detail: str
 
 
@@ -35,6 +45,7 @@ def run(config: Config) -> list[Finding]:
     for part, probe in (("schedule", _schedule), ("templates", _templates),
                         ("subscribers", _subscribers), ("state", _state)):
         findings += _findings(part, probe, config)
+    findings += _links(config)
     if config.delivery.transport == "smtp":
         findings += _findings("smtp", lambda c: [smtp(c.smtp)], config)
     else:
@@ -45,11 +56,11 @@ def run(config: Config) -> list[Finding]:
 def _findings(part: str, probe: Callable[[Config], list[str]], config: Config) -> list[Finding]:
     """A probe returns what it verified and raises DigestError for what it could not."""
     try:
-        return [Finding(part, True, detail) for detail in probe(config)]
+        return [Finding(part, Level.OK, detail) for detail in probe(config)]
     except _Problems as problems:
-        return [Finding(part, False, detail) for detail in problems.details]
+        return [Finding(part, Level.PROBLEM, detail) for detail in problems.details]
     except DigestError as error:
-        return [Finding(part, False, str(error))]
+        return [Finding(part, Level.PROBLEM, str(error))]
 
 
 class _Problems(Exception):
@@ -100,7 +111,9 @@ def _templates(config: Config) -> list[str]:
 
 
 def _subscribers(config: Config) -> list[str]:
-    listed = subscribers.read(config.paths.subscribers)
+    # With the configured sections, so that a row naming no feed is reported here as a send
+    # would report it.
+    listed = subscribers.read(config.paths.subscribers, [feed.title for feed in config.feeds])
     problems = [f"{config.paths.subscribers}:{p.line}: {p.reason}" for p in listed.problems]
     if not listed.subscribers:
         problems.append(f"{config.paths.subscribers}: no valid subscribers")
@@ -118,6 +131,27 @@ def _state(config: Config) -> list[str]:
     holder = lock.holder(config.paths.state)
     running = f"; a scheduler runs (PID {holder})" if holder else ""
     return [f"{config.paths.database}: {editions} editions{running}"]
+
+
+def _links(config: Config) -> list[Finding]:
+    """Mailed links start with newsletter.public_url: pointing at this machine, they work in
+    the maildir outbox and a local sink, not in a subscriber's mailbox."""
+    url = config.newsletter.public_url
+    if config.delivery.transport != "smtp" or not _loopback(urlsplit(url).hostname or ""):
+        return []
+    return [Finding("links", Level.WARNING,
+                    f"newsletter.public_url = {url!r} is this machine (loopback): the "
+                    "unsubscribe, archive and view-in-browser links in mail sent over SMTP "
+                    "would point nowhere; set it to where `digest serve` is reached")]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _maildir(config: Config) -> list[str]:

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 from email_validator import EmailNotValidError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -36,8 +39,8 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import check as checks
-from digest import compose, deliver, jobs, lock, scheduling, web
 from digest import config as configuration
+from digest import deliver, jobs, lock, logs, scheduling, web
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
@@ -49,34 +52,83 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+PORT = click.IntRange(1, 65535)
+CONFIG_KEY = "digest.config"  # ctx.meta: --config as given, before or after the command
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[CONFIG_KEY] = value
+
+
+def _log_level(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Log lines in the scheduler's format (time, level, job, message, facts) on stderr."""
+    if value is not None:
+        logs.setup(value.upper(), "text")
+
+
+def _common(default_level: str | None = None) -> Callable[[Any], Any]:
+    """--config and --log-level, accepted before the command name and after it alike (the
+    one after it wins). Only `digest` itself has a default level, set before any command."""
+    def add(command: Any) -> Any:
+        command = click.option(
+            "--config", type=click.Path(dir_okay=False), expose_value=False,
+            callback=_remember_config,
+            help="digest.toml to use (default: $DIGEST_CONFIG, else ./digest.toml, else "
+                 "built-in defaults)")(command)
+        return click.option(
+            "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            expose_value=False, default=default_level, callback=_log_level,
+            help="how much to log on stderr  [default: WARNING]")(command)
+    return add
+
+
 class Command(click.Group):
-    """Turns a DigestError anywhere below into its message and exit status."""
+    """Turns a DigestError anywhere below into its message and exit status, and gives every
+    command (and sub-group) the common options."""
+
+    group_class = type  # sub-groups are Commands too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DigestError as error:
-            console.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
             ctx.exit(error.status)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        make = super().command(*args, **kwargs)
+        return lambda function: make(_common()(function))
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:
+        make = super().group(*args, **kwargs)
+        return lambda function: make(_common()(function))
 
 
 @click.group(cls=Command)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="digest.toml to use (default: $DIGEST_CONFIG, else ./digest.toml, else "
-                   "built-in defaults)")
-@click.option("--log-level", default="WARNING", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@_common(default_level="WARNING")
 @click.version_option(package_name="newsletter-digest")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, log_level: str) -> None:
-    """Newsletter digests from RSS/Atom feeds, composed once and mailed to every subscriber."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", force=True)
-    ctx.obj = config_path
+def main(ctx: click.Context) -> None:
+    """Newsletter digests from RSS/Atom feeds, composed once and mailed to every subscriber.
+
+    --config and --log-level go before or after the command: `digest status --config F`.
+    """
+    # Log lines name the command where the scheduler's name their job.
+    logs.JOB.set(ctx.invoked_subcommand or "-")
 
 
 def _config(ctx: click.Context) -> Config:
-    return configuration.load(ctx.obj)
+    """The configuration, saying once where the state is when no file was found."""
+    config = configuration.load(ctx.meta.get(CONFIG_KEY))
+    if config.source is None:
+        console.print(f"no configuration file (--config, $DIGEST_CONFIG or "
+                      f"./{configuration.CONFIG_NAME}): built-in defaults, the bundled sample "
+                      f"feed, subscribers {config.paths.subscribers}, mail into the Maildir "
+                      f"{config.paths.outbox}; state in {config.paths.state}",
+                      markup=False)
+    return config
 
 
 @contextmanager
@@ -135,6 +187,10 @@ def _report_collect(collected: jobs.Collected) -> None:
 
 def _report_send(sent: jobs.Sent) -> None:
     console.print(sent.note)
+    _report_deliveries(sent)
+
+
+def _report_deliveries(sent: jobs.Sent) -> None:
     for tally in sent.tallies:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(tally.counts.items()))
         console.print(f"edition {tally.edition_id}: {counts or 'nothing due'} "
@@ -227,8 +283,9 @@ def _summarise(sent: jobs.Sent, seconds: float) -> None:
 
 
 @main.command()
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="file to write")
+@click.option("--out", "out_path", required=True,
+              type=click.Path(dir_okay=False, allow_dash=True),
+              help="file to write, - for standard output")
 @click.option("--text", is_flag=True, help="write the plain-text part instead of the HTML")
 @click.pass_context
 def render(ctx: click.Context, out_path: str, text: bool) -> None:
@@ -239,47 +296,60 @@ def render(ctx: click.Context, out_path: str, text: bool) -> None:
     if rendered is None:
         console.print("no new articles: there is no edition to render (run `digest collect`)")
         return
-    path = Path(out_path)
-    path.write_text(_as_anyone(config, rendered.text if text else rendered.html,
-                               rendered.marker), encoding="utf-8")
-    console.print(f"wrote {path} ({path.stat().st_size:,} bytes): {rendered.subject}")
+    page = jobs.as_anyone(config, rendered.text if text else rendered.html,
+                          rendered.marker)
+    with _output(out_path) as (handle, where):
+        handle.write(page)
+    console.print(f"wrote {where} ({len(page.encode()):,} bytes): {rendered.subject}",
+                  markup=False)
 
 
-def _as_anyone(config: Config, page: str, marker: str) -> str:
-    """A rendering for a person to open, not a subscriber: no placeholders left in it."""
-    return compose.anonymous(page, marker,
-                             f"{config.newsletter.public_url.rstrip('/')}/subscribe")
+@contextmanager
+def _output(path: str) -> Iterator[tuple[IO[str], str]]:
+    """The file a command writes (`-`: standard output) and its name in words; a file that
+    cannot be made is one line naming it."""
+    if path == "-":
+        yield sys.stdout, "standard output"
+        return
+    try:
+        handle = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise DigestError(f"{path}: cannot write: {error.strerror or error}") from None
+    with handle:
+        yield handle, path
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Feeds' health, the last editions with their delivery counts, subscribers."""
+    """Feeds' health, the last editions with their delivery counts, subscribers, the next
+    runs; exit status 1 when something needs attention."""
     config = _config(ctx)
+    moment = now()
     with _store(config) as store:
-        feeds, editions = store.feeds(), store.editions()
+        feeds, editions = _feeds(config, store), store.editions()
         listed, roster = jobs.roster(config, store)
         suppressed = len(store.suppressed())
-    report = {
+    report: dict[str, Any] = {
         "feeds": [{"url": f.url, "name": f.name, "articles": f.articles,
                    "last_ok": f.last_ok and f.last_ok.isoformat(), "last_error": f.last_error,
                    "error_count": f.error_count,
                    "error_since": f.error_since and f.error_since.isoformat(),
-                   **_feed_health(f)} for f in feeds],
+                   "state": _feed_state(f, moment), **_feed_health(f)} for f in feeds],
         "editions": [{"id": e.id, "period": e.period, "created_at": e.created_at.isoformat(),
                       "subject": e.subject, "articles": e.articles, "deliveries": e.counts}
                      for e in editions],
         "subscribers": {"active": len(listed), "suppressed": suppressed,
                         "rejected_rows": len(roster.problems)},
     }
-    moment = now()
     runs = scheduling.next_runs(config, moment)
     holder = lock.holder(config.paths.state)
     report["scheduler"] = {"pid": holder,
                            "next": [{"job": run.job, "schedule": run.schedule,
-                                     "at": run.at and run.at.isoformat()} for run in runs]}
-    report["attention"] = attention(feeds, editions, moment, busy=holder is not None)
+                                     "at": run.at and run.at.isoformat(),
+                                     "problem": run.problem} for run in runs]}
+    report["attention"] = attention(feeds, editions, moment, runs, busy=holder is not None)
     if as_json:
         out.print_json(json.dumps(report))
         ctx.exit(1 if report["attention"] else 0)
@@ -290,12 +360,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for f in feeds:
         table.add_row(f.name, str(f.articles), _when(f.last_ok), f.last_error or "",
                       str(f.error_count) if f.error_count else "",
-                      _when(f.error_since) if f.error_count else "",
-                      "; ".join(word for word, _ in _feed_notes(f)) or "ok")
+                      _when(f.error_since) if f.error_count else "", _feed_state(f, moment))
     out.print(table)
     for f in feeds:
-        for _, note in _feed_notes(f):
-            out.print(f"{f.name} ({f.url}): {note}")
+        for _, note in _feed_notes(f, moment):
+            if note:
+                out.print(f"{f.name} ({f.url}): {note}", markup=False)
     table = Table(title="Editions", title_justify="left")
     for column in ("id", "created", "articles", "deliveries", "subject"):
         table.add_column(column)
@@ -311,18 +381,45 @@ def status(ctx: click.Context, as_json: bool) -> None:
     ctx.exit(1 if report["attention"] else 0)
 
 
+def _feeds(config: Config, store: Store) -> list[FeedState]:
+    """Every feed the state knows, then each configured feed it has not seen yet (`new`)."""
+    known = store.feeds()
+    seen = {feed.url for feed in known}
+    # id 0: no row yet; the first collect makes one.
+    return known + [FeedState(0, feed.url, feed.title, None, None, None, None, 0, None, 0)
+                    for feed in config.feeds if feed.url not in seen]
+
+
 # A feed failing this long is down, not having a bad moment.
 FEED_DOWN = timedelta(hours=24)
 
 
-def attention(feeds: list[FeedState], editions: list[EditionSummary],
-              moment: datetime, busy: bool = False) -> list[str]:
-    """What an operator must look at: feeds failing for a day, editions whose last run
-    stopped on an error, with deliveries that failed or are in doubt (`sending` while no
-    process is at work on the state folder, `busy`). `digest status` exits 1 while this is
-    not empty."""
-    problems = [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
-                for f in feeds if f.error_since and moment - f.error_since >= FEED_DOWN]
+def _failing(feed: FeedState, moment: datetime) -> bool:
+    """Down for a day, or never fetched successfully at all: a feed that has never worked (a
+    wrong URL, a page that is no feed) is not having a bad moment either."""
+    if not feed.error_count or feed.error_since is None:
+        return False
+    return feed.last_ok is None or moment - feed.error_since >= FEED_DOWN
+
+
+def attention(feeds: list[FeedState], editions: list[EditionSummary], moment: datetime,
+              runs: Sequence[scheduling.NextRun] = (), busy: bool = False) -> list[str]:
+    """What an operator must look at; `digest status` exits 1 while this is not empty. Each
+    kind of trouble is one of the lists added up here. `busy`: a process is at work on the
+    state folder, so rows `sending` are in flight, not in doubt."""
+    return (_feed_problems(feeds, moment) + _edition_problems(editions, busy)
+            + [run.problem for run in runs if run.problem])
+
+
+def _feed_problems(feeds: list[FeedState], moment: datetime) -> list[str]:
+    return [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
+            for f in feeds if _failing(f, moment)]
+
+
+def _edition_problems(editions: list[EditionSummary], busy: bool) -> list[str]:
+    """Editions whose last run stopped on an error, with deliveries that failed or are in
+    doubt (`sending` while no process is at work): the operator decides."""
+    problems = []
     for e in editions:
         if e.fault:
             problems.append(f"edition {e.id}: its last run stopped on an error: {e.fault}")
@@ -342,8 +439,9 @@ def _print_schedule(config: Config, pid: int | None, runs: list[scheduling.NextR
     for column in ("job", "schedule", f"next run ({config.newsletter.timezone})"):
         table.add_column(column)
     for run in runs:
-        table.add_row(run.job, run.schedule,
-                      run.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if run.at else "never")
+        when = run.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if run.at else "never"
+        table.add_row(run.job, run.schedule, "not a schedule (see below)" if run.problem
+                      else when)
     out.print(table)
     out.print(f"Scheduler: running, PID {pid}" if pid else
               "Scheduler: not running on this state folder")
@@ -355,19 +453,32 @@ def _feed_health(feed: FeedState) -> dict[str, Any]:
             "retry_after": feed.retry_after and feed.retry_after.isoformat()}
 
 
-def _feed_notes(feed: FeedState) -> list[tuple[str, str]]:
-    """What an operator should know beyond the counts, as (word for the table, sentence)."""
-    notes = []
+def _feed_state(feed: FeedState, moment: datetime) -> str:
+    return "; ".join(word for word, _ in _feed_notes(feed, moment)) or "ok"
+
+
+def _feed_notes(feed: FeedState, moment: datetime) -> list[tuple[str, str | None]]:
+    """What an operator should know beyond the counts, as (word for the state column, sentence
+    or None when the table and the attention list say it all)."""
+    notes: list[tuple[str, str | None]] = []
+    if feed.last_ok is None and not feed.error_count:
+        notes.append(("new", "not collected yet"))
+    if _failing(feed, moment):
+        notes.append(("failing", None))
     if feed.disabled_at:
         notes.append(("disabled", f"disabled: gone since {_when(feed.disabled_at)} "
                                   f"(`digest enable {feed.url}` once it is back)"))
-    if feed.retry_after and feed.retry_after > now():
+    if feed.retry_after and feed.retry_after > moment:
         notes.append(("waiting", f"waiting until {_when(feed.retry_after)}, as its server "
                                  "asked"))
     if feed.moved_to:
         notes.append(("moved", f"moved to {feed.moved_to} (fetched from there; update the "
                                "configuration)"))
     return notes
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def _when(moment: Any) -> str:
@@ -389,7 +500,7 @@ def enable(ctx: click.Context, url: str) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=2525, show_default=True, type=int)
+@click.option("--port", default=2525, show_default=True, type=PORT)
 @click.option("--maildir", type=click.Path(file_okay=False), help="default: paths.outbox")
 @click.pass_context
 def sink(ctx: click.Context, host: str, port: int, maildir: str | None) -> None:
@@ -415,35 +526,28 @@ def sink(ctx: click.Context, host: str, port: int, maildir: str | None) -> None:
 @main.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """One whole cycle on embedded defaults: collect, compose, send through a local SMTP sink."""
-    config = _config(ctx)
-    with lock.held(config.paths.state), _store(config) as store:
-        collected = jobs.collect(config, store)
-        _report_collect(collected)
-        with Sink(config.paths.outbox) as server:
-            local = jobs.with_transport(config, host=server.host, port=server.port,
-                                        security="none", username="")
-            with _progress("sending") as progress:
-                sent = jobs.send(local, store, deliver.transport(local), progress=progress,
-                                 expect=progress.expect)
-        _report_send(sent)
-        latest = store.editions(1)
-        page = None
-        if latest:
-            page = config.paths.state / f"edition-{latest[0].id}.html"
-            shown = store.web_page(latest[0].id)
-            page.write_text(_as_anyone(config, shown.html, shown.marker), encoding="utf-8")
-    console.print(f"\n[bold]Demo done.[/bold] {collected.new} articles collected; "
-                  f"{sent.count(Outcome.SENT)} messages delivered over SMTP to the sink")
-    console.print(f"  Maildir:  {config.paths.outbox}/new")
-    if page:
-        console.print(f"  Edition:  {page.resolve().as_uri()}  (open in a browser)")
-    ctx.exit(1 if sent.troubled else 0)
+    """One whole cycle on the embedded defaults: the bundled sample feed and list, a local
+    SMTP sink, and a folder of its own, ./digest-demo, made afresh at each run. It reads no
+    configuration file and never touches a newsletter's state or list."""
+    folder = Path.cwd() / jobs.DEMO_FOLDER
+    console.print(f"demo: the bundled sample feed and subscriber list; state, mail and page "
+                  f"in {folder} (made afresh; no configuration is read)", markup=False)
+    with _progress("sending") as progress:
+        done = jobs.demo(folder, progress=progress, expect=progress.expect)
+    _report_collect(done.collected)
+    _report_send(done.sent)
+    console.print(f"\n[bold]Demo done.[/bold] {done.collected.new} articles collected; "
+                  f"{done.sent.count(Outcome.SENT)} messages delivered over SMTP to the sink")
+    console.print(f"  Maildir:  {done.maildir}/new", markup=False)
+    if done.page:
+        console.print(f"  Edition:  {done.page.resolve().as_uri()}  (open in a browser)",
+                      markup=False)
+    ctx.exit(1 if done.sent.troubled else 0)
 
 
 @main.command()
 @click.option("--host", help="address to listen on (default: web.host)")
-@click.option("--port", type=int, help="port to listen on (default: web.port)")
+@click.option("--port", type=PORT, help="port to listen on (default: web.port)")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the public web app: one-click unsubscribe, sign-up, archive of editions."""
@@ -452,15 +556,24 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     config = _config(ctx)
     host, port = host or config.web.host, port or config.web.port
     application = web.app(config)
+    listening = _listen(host, port)
     console.print(f"serving on http://{host}:{port} for {config.newsletter.public_url} "
                   "(Ctrl-C to stop)")
-    server = uvicorn.Server(uvicorn.Config(
-        application, host=host, port=port, proxy_headers=True, server_header=False,
-        forwarded_allow_ips=config.web.trusted_proxies, log_level="warning", lifespan="off"))
+    uvicorn.Server(uvicorn.Config(
+        application, proxy_headers=True, server_header=False,
+        forwarded_allow_ips=config.web.trusted_proxies, log_level="warning",
+        lifespan="off")).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The web server's socket, bound here: a port in use is one line, before anything says
+    "serving on" (uvicorn would log its own error first, then exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        server.run()
-    except SystemExit:  # uvicorn's way of saying it could not bind; it logged why
-        raise DigestError(f"cannot listen on {host}:{port}") from None
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        why = os.strerror(error.errno) if error.errno else str(error)
+        raise DigestError(f"cannot listen on {host}:{port}: {why}") from None
 
 
 @main.group(name="subscribers")
@@ -499,7 +612,7 @@ def export(ctx: click.Context, out_path: str) -> None:
     """Write the list as the next send will see it: valid, active, suppressions applied."""
     config = _config(ctx)
     listed, roster = _listed(config)
-    with click.open_file(out_path, "w", encoding="utf-8", lazy=False) as handle:
+    with _output(out_path) as (handle, _):
         count = subscriber_list.write(listed, roster.fields, handle)
     console.print(f"{count} subscribers written"
                   + (f"; {len(roster.problems)} rows rejected (see `digest subscribers check`)"
@@ -511,18 +624,23 @@ def export(ctx: click.Context, out_path: str) -> None:
 @click.pass_context
 def unsubscribe(ctx: click.Context, addresses: tuple[str, ...]) -> None:
     """Suppress addresses (e.g. from the List-Unsubscribe mailbox): never mailed again unless
-    they sign up and confirm."""
+    they sign up and confirm. One that is not an address is named and skipped; the others are
+    still suppressed (exit status 1)."""
     config = _config(ctx)
-    emails = []
-    for address in addresses:  # all checked before any is recorded
+    emails, wrong = [], 0
+    for address in addresses:
         try:
             emails.append(subscriber_list.normalise(address))
         except EmailNotValidError as error:
-            raise DigestError(f"{address}: {error}") from None
+            # The others are still suppressed: each one asked not to be mailed.
+            console.print(f"{address}: not an address, not suppressed: {error}", markup=False)
+            wrong += 1
     with _store(config) as store:
         for email in emails:
             store.suppress(email, "unsubscribed", "operator")
-    console.print(f"{len(emails)} addresses suppressed")
+    console.print(f"{len(emails)} addresses suppressed"
+                  + (f"; {wrong} not an address (see above)" if wrong else ""))
+    ctx.exit(1 if wrong else 0)
 
 
 @main.command()
@@ -561,10 +679,12 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
             console.print(f"the running scheduler (PID {holder}) delivers them at its next "
                           f"reconcile (every {config.schedule.reconcile})")
             return
+        started = time.monotonic()
         with lock.held(config.paths.state), _progress("resending") as progress:
             sent = jobs.send(config, store, deliver.transport(config), progress=progress,
-                             new_edition=False)
-    _report_send(sent)
+                             expect=progress.expect, new_edition=False)
+    _report_deliveries(sent)
+    _summarise(sent, time.monotonic() - started)
     ctx.exit(1 if sent.troubled else 0)
 
 
@@ -585,18 +705,24 @@ def _recipient(config: Config, store: Store, address: str) -> Subscriber:
 def check_command(ctx: click.Context) -> None:
     """Try config, schedule, templates, subscribers, state and the relay without sending."""
     config = _config(ctx)
-    console.print(f"configuration: {config.source or 'built-in defaults'}")
+    if config.source:
+        console.print(f"configuration: {config.source}", markup=False)
     findings = checks.run(config)
+    colours = {checks.Level.OK: "green", checks.Level.WARNING: "yellow",
+               checks.Level.PROBLEM: "red"}
     for finding in findings:
-        mark = "[green]ok[/green]     " if finding.ok else "[red]problem[/red]"
-        out.print(f"{mark} {finding.part}: {finding.detail}")
-    problems = sum(not finding.ok for finding in findings)
-    console.print(f"{problems} problems" if problems else "everything checks out")
+        level = finding.level
+        out.print(f"[{colours[level]}]{level:<7}[/{colours[level]}] {finding.part}: "
+                  f"{escape(finding.detail)}")
+    problems = sum(finding.level is checks.Level.PROBLEM for finding in findings)
+    warnings = sum(finding.level is checks.Level.WARNING for finding in findings)
+    console.print((_count(problems, "problem") if problems else "everything checks out")
+                  + (f"; {_count(warnings, 'warning')}" if warnings else ""))
     ctx.exit(1 if problems else 0)
 
 
 @main.command()
-@click.option("--port", default=8081, show_default=True, type=int)
+@click.option("--port", default=8081, show_default=True, type=PORT)
 @click.option("--feed", metavar="URL|PATH",
               help="preview this feed instead of the articles collected and not yet mailed")
 @click.pass_context
@@ -607,11 +733,9 @@ def preview(ctx: click.Context, port: int, feed: str | None) -> None:
     from digest import preview as previewing
 
     config = _config(ctx)  # a broken config stops here, with its message
-    app = previewing.app(ctx.obj, feed)
+    app = previewing.app(ctx.meta.get(CONFIG_KEY), feed)
+    listening = _listen(previewing.HOST, port)
     console.print(f"preview of {feed or 'the next edition'} at "
                   f"http://{previewing.HOST}:{port}/ (templates: {config.paths.templates}; "
-                  "Ctrl-C to stop)")
-    try:
-        uvicorn.run(app, host=previewing.HOST, port=port, log_level="warning")
-    except SystemExit:  # uvicorn's way of saying it could not bind; it logged why
-        raise DigestError(f"cannot listen on {previewing.HOST}:{port}") from None
+                  "Ctrl-C to stop)", markup=False)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])

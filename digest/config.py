@@ -15,8 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.headerregistry import HeaderRegistry
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import DigestError
 
@@ -266,11 +270,55 @@ def _check(config: Config, where: str) -> None:
                 "suppress_after_bounces"):
         if getattr(config.smtp, key) < 0:
             raise DigestError(f"{where}: smtp.{key} must not be negative")
+    for section, key in (("smtp", "port"), ("web", "port")):
+        port = getattr(getattr(config, section), key)
+        if not 1 <= port <= 65535:
+            raise DigestError(f"{where}: {section}.{key} must be a port from 1 to 65535, "
+                              f"not {port}")
+    newsletter = config.newsletter
+    if not _absolute_url(newsletter.public_url):
+        raise DigestError(f"{where}: newsletter.public_url must be an absolute http(s) URL "
+                          f"such as \"https://news.example.com\", not {newsletter.public_url!r} "
+                          "(every link in the mail starts with it)")
+    for key, value, required in (("from", newsletter.sender, True),
+                                 ("reply_to", newsletter.reply_to, False),
+                                 ("unsubscribe_mailto", newsletter.unsubscribe_mailto, False)):
+        problem = _address_problem(value) if value or required else None
+        if problem:
+            raise DigestError(f"{where}: newsletter.{key} must be an address such as "
+                              f"\"Example Digest <digest@example.com>\", not {value!r}: "
+                              f"{problem}")
     if not config.feeds:
         raise DigestError(f"{where}: no feeds configured")
     for number, feed in enumerate(config.feeds, 1):
         if not feed.url:
             raise DigestError(f"{where}: feeds[{number}].url is empty")
+
+
+def _absolute_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and text.strip() == text
+
+
+_HEADERS = HeaderRegistry()
+
+
+def _address_problem(text: str) -> str | None:
+    """Why `text` is not one address for a From-like header (display name allowed), or None.
+    The header parser finds the shape (one mailbox, no stray words), email_validator the
+    address itself, as `subscribers` checks the list's addresses."""
+    header: typing.Any = _HEADERS("From", text)  # an AddressHeader (typeshed lacks .defects)
+    if len(header.addresses) != 1 or header.defects:
+        return "not one address"
+    try:
+        validate_email(header.addresses[0].addr_spec, check_deliverability=False)
+    except EmailNotValidError as error:
+        return str(error)
+    return None
 
 
 def _build(cls: type, raw: typing.Any, where: str, trail: tuple[str, ...]) -> typing.Any:

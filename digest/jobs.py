@@ -4,6 +4,7 @@
               | store entries, then the validators
     send:     finish unfinished editions | claim unmailed articles | render once
               | store edition + ledger | deliver
+    demo:     a fresh folder | collect the sample | send through a local sink | a web page
 
 Each feed's failure is a value, recorded on the feed; the others go on. Each stage's records
 are frozen; side effects (network, SMTP, disk) happen only in the stages named for them.
@@ -12,18 +13,22 @@ are frozen; side effects (network, SMTP, disk) happen only in the stages named f
 from __future__ import annotations
 
 import logging
+import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
-from digest import cards, deliver, feeds, subscribers, tokens
+from digest import cards, compose, deliver, feeds, lock, subscribers, tokens
 from digest.compose import Composer, Letter, Rendered
-from digest.config import Config, Feed
+from digest.config import Collect, Config, Feed, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
+from digest.sink import Sink
 from digest.store import FeedState, Store, now
 
 log = logging.getLogger("digest")
@@ -387,8 +392,82 @@ def plan(config: Config, store: Store) -> Plan:
     return Plan(queued, _audience(config, store, present)[0], len(chosen), seconds)
 
 
-def with_transport(config: Config, **smtp: object) -> Config:
-    """The configuration with SMTP delivery pointed elsewhere (the demo's embedded sink)."""
+def through_sink(config: Config, sink: Sink) -> Config:
+    """The configuration with delivery over plain SMTP to a local sink (the demo's)."""
     return replace(config, delivery=replace(config.delivery, transport="smtp"),
-                   smtp=replace(config.smtp, **smtp))
+                   smtp=replace(config.smtp, host=sink.host, port=sink.port, security="none",
+                                username=""))
+
+
+def as_anyone(config: Config, page: str, marker: str) -> str:
+    """A rendering for a person to open, not a subscriber: no placeholders left in it."""
+    return compose.anonymous(page, marker,
+                             f"{config.newsletter.public_url.rstrip('/')}/subscribe")
+
+
+# -- the demo: one whole cycle on the embedded defaults, in a folder of its own ----------------
+
+DEMO_FOLDER = "digest-demo"
+# Only a folder carrying this file is replaced: the demo never deletes anything else.
+DEMO_MARK = "made-by-digest-demo.txt"
+
+
+@dataclass(frozen=True)
+class Demo:
+    collected: Collected
+    sent: Sent
+    maildir: Path  # where the sink wrote the messages
+    page: Path | None  # the edition as a browser opens it, when one was made
+
+
+def demo_config(folder: Path) -> Config:
+    """The embedded defaults with everything written under `folder`. Built without reading
+    any configuration file, so the demo never touches a real state or list, and never
+    mails anyone but the sample list through its own sink."""
+    return Config(
+        # Every bundled story: the first-run guard is for real feeds' back catalogues.
+        collect=Collect(first_run=0),
+        paths=Paths(subscribers=bundled("subscribers.csv"), state=folder / "state",
+                    templates=bundled("templates"), outbox=folder / "outbox"),
+        # Its links are the demo's own: no secret of the installation's signs them.
+        secret=secrets.token_hex(32))
+
+
+def demo(folder: Path, progress: Callable[[Outcome], None] = lambda outcome: None,
+         expect: Callable[[int], None] = lambda count: None) -> Demo:
+    """fresh folder | collect the sample feed | send to the sample list through a local SMTP
+    sink | write the edition's web page. Each run starts afresh, so its counts are its own."""
+    _fresh(folder)
+    config = demo_config(folder)
+    with lock.held(config.paths.state), Store(config.paths.database) as store:
+        collected = collect(config, store)
+        with Sink(config.paths.outbox) as server:
+            local = through_sink(config, server)
+            sent = send(local, store, deliver.transport(local), progress=progress,
+                        expect=expect)
+        page = None
+        if sent.edition is not None:
+            page = folder / f"edition-{sent.edition.id}.html"
+            shown = store.web_page(sent.edition.id)
+            page.write_text(as_anyone(config, shown.html, shown.marker), encoding="utf-8")
+    return Demo(collected, sent, config.paths.outbox, page)
+
+
+def _fresh(folder: Path) -> None:
+    """An empty demo folder: what an earlier demo left there is replaced; a folder the demo
+    did not make is refused, never deleted."""
+    try:
+        if folder.exists():
+            if not (folder / DEMO_MARK).is_file():
+                raise DigestError(f"{folder} exists and was not made by `digest demo`, which "
+                                  "replaces its folder at each run: move it away, or run the "
+                                  "demo from another folder")
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        (folder / DEMO_MARK).write_text(
+            "`digest demo` made this folder and replaces it at each run. Its state, outbox "
+            "and edition page belong to the demo, never to a newsletter.\n", encoding="utf-8")
+    except OSError as error:
+        raise DigestError(f"{folder}: cannot make the demo's folder: "
+                          f"{error.strerror or error}") from None
 

@@ -21,7 +21,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -148,17 +148,25 @@ def due_period(trigger: BaseTrigger, zone: ZoneInfo, moment: datetime,
 @dataclass(frozen=True)
 class NextRun:
     job: str
-    at: datetime | None
+    at: datetime | None  # None: never, or the schedule is wrong (see `problem`)
     schedule: str
+    problem: str | None = None  # why `schedule` is not a schedule
 
 
 def next_runs(config: Config, moment: datetime) -> list[NextRun]:
-    """When each scheduled job fires next after `moment`, from the config alone."""
-    schedule = config.schedule
-    return [NextRun("collect", collect_trigger(config, moment, jittered=False)
-                    .get_next_fire_time(None, moment), schedule.collect),
-            NextRun("send", send_trigger(config).get_next_fire_time(None, moment),
-                    schedule.send)]
+    """When each scheduled job fires next after `moment`, from the config alone. A wrong
+    schedule is a run's problem, not an error: status still shows everything else."""
+    triggers: dict[str, Callable[[], BaseTrigger]] = {
+        "collect": lambda: collect_trigger(config, moment, jittered=False),
+        "send": lambda: send_trigger(config)}
+    runs = []
+    for job, trigger in triggers.items():
+        schedule = getattr(config.schedule, job)
+        try:
+            runs.append(NextRun(job, trigger().get_next_fire_time(None, moment), schedule))
+        except DigestError as error:
+            runs.append(NextRun(job, None, schedule, str(error)))
+    return runs
 
 
 # -- the jobs ----------------------------------------------------------------------------------
@@ -273,6 +281,14 @@ def _listen(scheduler: BlockingScheduler) -> None:
     """Job errors and missed runs, logged in our format: APScheduler's own lines are muted."""
     def report(happened: JobExecutionEvent | JobSubmissionEvent) -> None:
         job = happened.job_id
+        # Called after the job has left its thread (or from the scheduler's): name it again.
+        token = logs.JOB.set(job)
+        try:
+            _report(happened, job)
+        finally:
+            logs.JOB.reset(token)
+
+    def _report(happened: JobExecutionEvent | JobSubmissionEvent, job: str) -> None:
         if happened.code == EVENT_JOB_ERROR:
             assert isinstance(happened, JobExecutionEvent)
             log.error("job failed", exc_info=(type(happened.exception), happened.exception,
@@ -384,14 +400,14 @@ def once(config: Config) -> int:
     stop = threading.Event()
     with lock.held(config.paths.state), stopped_by_signals(stop):
         Runner(config, stop).collect()
-        token = logs.JOB.set("send")
+        token = logs.JOB.set("send")  # its report too is the send job's
         try:
             with Store(config.paths.database) as store:
                 sent = jobs.send(config, store, deliver.transport(config), stop=stop)
+            event(log, logging.INFO, sent.note)
+            for tally in sent.tallies:
+                event(log, logging.INFO, "delivered", edition=tally.edition_id,
+                      **{status: tally.counts[status] for status in sorted(tally.counts)})
         finally:
             logs.JOB.reset(token)
-        event(log, logging.INFO, sent.note)
-        for tally in sent.tallies:
-            event(log, logging.INFO, "delivered", edition=tally.edition_id,
-                  **{status: tally.counts[status] for status in sorted(tally.counts)})
         return 1 if sent.troubled else 0

@@ -20,6 +20,22 @@ from digest import config
     ("[[feeds]]\nname = 'x'\n", "feeds[1].url is required"),
     ("feeds = 'x'\n", "feeds must be a list"),
     ("[newsletter\n", "not valid TOML"),
+    # Every link in the mail starts with it: href="news.example.com/…" leads nowhere.
+    ("[newsletter]\npublic_url = 'news.example.com'\n",
+     "newsletter.public_url must be an absolute http(s) URL such as \"https://news.example.com\""
+     ", not 'news.example.com'"),
+    ("[newsletter]\npublic_url = 'ftp://news.example.com'\n", "newsletter.public_url must be"),
+    ("[newsletter]\npublic_url = 'https://news.example.com:99999'\n",
+     "newsletter.public_url must be"),
+    # It names Message-IDs (<…@not an address>) and the envelope sender.
+    ("[newsletter]\nfrom = 'not an address'\n",
+     "newsletter.from must be an address such as \"Example Digest <digest@example.com>\", "
+     "not 'not an address'"),
+    ("[newsletter]\nfrom = 'Digest <digest@example>'\n", "newsletter.from must be an address"),
+    ("[newsletter]\nfrom = 'a@example.com, b@example.com'\n", "not one address"),
+    ("[newsletter]\nreply_to = 'desk'\n", "newsletter.reply_to must be an address"),
+    ("[web]\nport = 99999\n", "web.port must be a port from 1 to 65535, not 99999"),
+    ("[smtp]\nport = 0\n", "smtp.port must be a port from 1 to 65535, not 0"),
 ])
 def test_malformed_config_is_one_line_naming_key_and_file(site: Site, text: str,
                                                            says: str) -> None:
@@ -28,7 +44,19 @@ def test_malformed_config_is_one_line_naming_key_and_file(site: Site, text: str,
     assert result.exit_code == 2
     assert says in result.output
     assert "digest.toml" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text", [
+    "[newsletter]\npublic_url = 'https://news.example.com/digest'\n"
+    "from = '\"Desk, News\" <desk@news.example.com>'\nreply_to = 'desk@example.com'\n",
+    "[newsletter]\npublic_url = 'http://127.0.0.1:8080'\nfrom = 'digest@example.com'\n"
+    "[web]\nport = 65535\n",
+])
+def test_well_formed_urls_addresses_and_ports_load(site: Site, text: str) -> None:
+    site.config.write_text(text)
+    assert config.load().source == site.config
 
 
 def test_missing_config_file_named_on_the_command_line(site: Site) -> None:

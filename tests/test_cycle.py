@@ -3,16 +3,20 @@ SMTP to a real aiosmtpd server."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import mailbox
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import feedparser
+import pytest
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
 
-from digest.config import bundled
+from digest.config import SAMPLE_FEED, bundled
 
 FIRST = (
     Item("Harbour opens", "https://example.com/harbour", "h1", "<p>Boats <b>return</b>.</p>"),
@@ -174,14 +178,64 @@ def test_status_shows_feeds_editions_and_delivery_counts(
     assert "Subscribers: 2 active" in result.output
 
 
-def test_demo_runs_the_whole_cycle_on_embedded_defaults(site: Site) -> None:
+def demo_mail(folder: Path) -> dict[str, str]:
+    """The demo's Maildir: each recipient's plain-text part."""
+    box = mailbox.Maildir(folder / "outbox", factory=None, create=False)
+    found = {}
+    for raw in box:
+        message = email.message_from_bytes(raw.as_bytes(), policy=email.policy.default)
+        found[message["To"].addresses[0].addr_spec] = message.get_body(("plain",)).get_content()
+    return found
+
+
+def test_demo_runs_the_whole_cycle_and_shows_every_bundled_story(site: Site) -> None:
     result = digest("demo")
     assert result.exit_code == 0, result.output
-    sample = bundled("subscribers.csv").read_text(encoding="utf-8").strip().splitlines()[1:]
-    box = mailbox.Maildir(site.root / "outbox", create=False)
-    assert len(box) == len(sample) > 0
-    assert "Demo done" in result.output and "edition-1.html" in result.output
-    assert "DIGEST-PERSONAL" not in (site.root / "state" / "edition-1.html").read_text()
+    stories = [entry.title for entry in feedparser.parse(SAMPLE_FEED.read_bytes()).entries]
+    sample = [line.split(",")[0] for line in
+              bundled("subscribers.csv").read_text(encoding="utf-8").strip().splitlines()[1:]]
+    folder = site.root / "digest-demo"
+    mail = demo_mail(folder)
+    assert sorted(mail) == sorted(sample)
+    for text in mail.values():  # the right-to-left story too: no first-run guard in a demo
+        assert [title for title in stories if title not in text] == []
+    assert (f"Demo done. {len(stories)} articles collected; {len(sample)} messages delivered"
+            in result.output)
+    assert "edition-1.html" in result.output
+    assert "DIGEST-PERSONAL" not in (folder / "edition-1.html").read_text()
+    assert [path.name for path in site.root.iterdir()] == ["digest-demo"]  # nothing elsewhere
+
+
+def test_demo_never_reads_or_writes_a_configured_state_or_list(
+        site: Site, web: FeedServer, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(site, web, smtp, *FIRST)
+    assert digest("collect").exit_code == 0
+    monkeypatch.setenv("DIGEST_CONFIG", str(site.config))
+    for args in (("demo",), ("--config", str(site.config), "demo"),
+                 ("demo", "--config", str(site.config))):
+        result = digest(*args)
+        assert result.exit_code == 0, result.output
+        # Every run starts afresh: its counts are its own, whatever ran before.
+        assert "Demo done. 6 articles collected; 4 messages delivered" in result.output
+        assert "ann@example.com" not in demo_mail(site.root / "digest-demo")
+        assert len(demo_mail(site.root / "digest-demo")) == 4
+    assert smtp.messages == []
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(2,)]
+    assert rows(site.database, "SELECT count(*) FROM editions") == [(0,)]
+    assert not (site.root / "outbox").exists()
+    # The real edition is still to be made, for the real list.
+    assert digest("send").exit_code == 0
+    assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+
+
+def test_demo_refuses_a_folder_it_did_not_make(site: Site) -> None:
+    mine = site.root / "digest-demo" / "notes.txt"
+    mine.parent.mkdir()
+    mine.write_text("mine")
+    result = digest("demo")
+    assert result.exit_code == 2
+    assert f"{mine.parent} exists and was not made by `digest demo`" in result.output
+    assert mine.read_text() == "mine"
 
 
 def test_sink_on_a_port_already_taken_says_so_at_once(site: Site) -> None:

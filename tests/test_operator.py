@@ -5,25 +5,30 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
 
-from digest import lock
+from digest import cli, lock
 from digest.records import Delivery
-from digest.store import Store, now
+from digest.store import FeedState, Store
 
 ITEMS = (Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return."),
          Item("Bridge repaired", "https://example.com/bridge", "h2", "Traffic flows."))
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
 
 
-def setup(site: Site, web: FeedServer, smtp: SmtpServer, extra: str = "") -> None:
+def setup(site: Site, web: FeedServer, smtp: SmtpServer, extra: str = "",
+          gone: bool = False) -> None:
+    """The News feed, and with `gone` a second one whose URL answers 404 unless served."""
     web.serve("/feed.xml", rss(*ITEMS))
-    site.feeds = [("News", web.url("/feed.xml")), ("Gone", web.url("/gone.xml"))]
+    site.feeds = [("News", web.url("/feed.xml"))]
+    if gone:
+        site.feeds.append(("Gone", web.url("/gone.xml")))
     site.smtp_port = smtp.port
     site.extra = extra
     site.write()
@@ -35,35 +40,95 @@ def status() -> tuple[int, dict]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def test_status_json_reflects_a_feed_down_for_a_day_and_a_failed_delivery(
+def test_a_feed_that_never_worked_needs_attention_from_its_first_failure(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
-    setup(site, web, smtp)
+    setup(site, web, smtp, gone=True)
     digest("collect")
     smtp.reply("RCPT", 550, "no such user", match="bob@example.org")
     digest("send")
     code, report = status()
     assert code == 1
     assert report["editions"][0]["deliveries"] == {"sent": 1, "failed": 1}
-    assert report["attention"] == ["edition 1: 1 failed (see `digest resend 1 --help`)"]
     gone = next(feed for feed in report["feeds"] if feed["name"] == "Gone")
     assert gone["error_count"] == 1 and "404" in gone["last_error"]
+    assert gone["last_ok"] is None and gone["state"] == "failing"
+    assert next(f for f in report["feeds"] if f["name"] == "News")["state"] == "ok"
+    assert len(report["attention"]) == 2
+    assert report["attention"][0].startswith(f"feed {web.url('/gone.xml')} failing since ")
+    assert report["attention"][1] == "edition 1: 1 failed (see `digest resend 1 --help`)"
+    table = digest("status").output
+    assert re.search(r"│ Gone .*│ failing", table), table
 
-    # The same feed failing since yesterday is down, not having a bad moment.
-    with Store(site.database) as store:
-        state = store.feed(web.url("/gone.xml"), "Gone")
-        store.feed_ok(state.id, None, None, now() - timedelta(hours=26))
-        store.feed_failed(state.id, "HTTP 404", now() - timedelta(hours=25))
+
+MOMENT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def feed_state(last_ok: datetime | None, error_since: datetime | None) -> FeedState:
+    return FeedState(1, "https://example.com/feed.xml", "News", None, None, last_ok,
+                     "HTTP 503" if error_since else None, 1 if error_since else 0, error_since,
+                     3 if last_ok else 0)
+
+
+@pytest.mark.parametrize(("last_ok", "error_since", "failing"), [
+    (MOMENT - timedelta(hours=2), None, False),  # fine
+    (MOMENT - timedelta(hours=2), MOMENT - timedelta(hours=1), False),  # a bad moment
+    (MOMENT - timedelta(hours=26), MOMENT - timedelta(hours=24), True),  # down for a day
+    (None, MOMENT - timedelta(minutes=1), True),  # never worked: wrong from the start
+    (None, None, False),  # not collected yet: new, not failing
+])
+def test_a_feed_is_failing_when_down_for_a_day_or_never_fetched_at_all(
+        last_ok: datetime | None, error_since: datetime | None, failing: bool) -> None:
+    feed = feed_state(last_ok, error_since)
+    problems = cli.attention([feed], [], MOMENT)
+    if failing:
+        assert error_since is not None
+        assert problems == [f"feed {feed.url} failing since "
+                            f"{error_since:%Y-%m-%d %H:%M} UTC: HTTP 503"]
+    else:
+        assert problems == []
+
+
+def test_configured_feeds_not_yet_collected_are_listed_as_new(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, gone=True)
+    code, report = status()
+    assert code == 0 and report["attention"] == []
+    assert [(f["name"], f["state"], f["articles"]) for f in report["feeds"]] == [
+        ("News", "new", 0), ("Gone", "new", 0)]
+    assert "Gone (" + web.url("/gone.xml") + "): not collected yet" in digest("status").output
+
+    site.feeds = [("News", web.url("/feed.xml"))]
+    site.write()
+    digest("collect")
+    site.feeds.append(("Later", web.url("/later.xml")))  # added after the first collect
+    site.write()
+    assert [(f["name"], f["state"]) for f in status()[1]["feeds"]] == [
+        ("News", "ok"), ("Later", "new")]
+
+
+def test_a_bad_cron_line_is_reported_and_the_rest_of_status_still_shown(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, '[schedule]\nsend = "0 7 * *"\n')
     digest("collect")
     code, report = status()
     assert code == 1
-    assert report["attention"][0].startswith(f"feed {web.url('/gone.xml')} failing since")
-    assert len(report["attention"]) == 2
+    assert [(f["name"], f["state"]) for f in report["feeds"]] == [("News", "ok")]
+    runs = {run["job"]: run for run in report["scheduler"]["next"]}
+    assert runs["collect"]["at"] is not None and runs["collect"]["problem"] is None
+    assert runs["send"]["at"] is None
+    assert runs["send"]["problem"].startswith("schedule.send '0 7 * *' is not a cron line")
+    assert report["attention"] == [runs["send"]["problem"]]
+    result = digest("status")
+    assert result.exit_code == 1
+    assert "Feeds" in result.output and "Subscribers: 2 active" in result.output
+    assert "not a schedule" in result.output
+    assert "needs attention: schedule.send '0 7 * *' is not a cron line" in result.output
 
 
 def test_status_exits_0_when_all_is_well_and_shows_the_next_runs(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
     setup(site, web, smtp, '[schedule]\nsend = "0 7 * * *"\n')
-    digest("collect")  # the 404 feed failed just now: not yet a reason to wake anyone
+    digest("collect")
     digest("send")
     code, report = status()
     assert code == 0 and report["attention"] == []
@@ -226,3 +291,41 @@ def test_beside_a_running_scheduler_send_refuses_and_resend_leaves_it_the_work(
     assert smtp.recipients() == {"ann@example.com": 1}
     assert rows(site.database, "SELECT status FROM deliveries WHERE email = 'bob@example.org'"
                 ) == [("pending",)]
+
+
+def test_check_reports_rows_naming_a_section_no_feed_has(site: Site, web: FeedServer,
+                                                         smtp: SmtpServer) -> None:
+    setup(site, web, smtp)
+    site.subscribers("email,name,sections\nann@example.com,Ann,News\n"
+                     "bob@example.org,Bob,Sport\n")
+    result = digest("check")
+    assert result.exit_code == 1
+    problems = [line for line in result.output.splitlines() if line.startswith("problem")]
+    assert problems == [f"problem subscribers: {site.root / 'subscribers.csv'}:3: "
+                        "bob@example.org: unknown section 'Sport' (the feeds are News)"]
+
+
+@pytest.mark.parametrize(("public_url", "transport", "warned"), [
+    ("http://127.0.0.1:8080", "smtp", True),
+    ("http://localhost:8080/news", "smtp", True),
+    ("http://[::1]:8080", "smtp", True),
+    ("https://news.example.com", "smtp", False),
+    ("http://127.0.0.1:8080", "maildir", False),  # the outbox is for looking, not for readers
+])
+def test_check_warns_when_mailed_links_would_point_at_this_machine(
+        site: Site, smtp: SmtpServer, public_url: str, transport: str, warned: bool) -> None:
+    site.config.write_text(
+        f'[newsletter]\npublic_url = "{public_url}"\n[delivery]\ntransport = "{transport}"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n')
+    site.subscribers(SUBSCRIBERS)
+    result = digest("check")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
+    if warned:
+        assert warnings == [f"warning links: newsletter.public_url = {public_url!r} is this "
+                            "machine (loopback): the unsubscribe, archive and view-in-browser "
+                            "links in mail sent over SMTP would point nowhere; set it to where "
+                            "`digest serve` is reached"]
+        assert result.output.rstrip().endswith("everything checks out; 1 warning")
+    else:
+        assert warnings == []
