@@ -36,7 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import check as checks
-from digest import compose, deliver, jobs, lock, scheduling, web
+from digest import compose, deliver, jobs, lock, scheduling
 from digest import config as configuration
 from digest import subscribers as subscriber_list
 from digest.config import Config
@@ -44,6 +44,7 @@ from digest.errors import DigestError
 from digest.records import Outcome, Subscriber
 from digest.sink import Sink
 from digest.store import EditionSummary, FeedState, Store, now
+from digest.web import public
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -451,7 +452,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     config = _config(ctx)
     host, port = host or config.web.host, port or config.web.port
-    application = web.app(config)
+    application = public.app(config)
     console.print(f"serving on http://{host}:{port} for {config.newsletter.public_url} "
                   "(Ctrl-C to stop)")
     server = uvicorn.Server(uvicorn.Config(
@@ -604,7 +605,7 @@ def preview(ctx: click.Context, port: int, feed: str | None) -> None:
     """The editors' live preview of the next edition, on 127.0.0.1 only."""
     import uvicorn
 
-    from digest import preview as previewing
+    from digest.web import preview as previewing
 
     config = _config(ctx)  # a broken config stops here, with its message
     app = previewing.app(ctx.obj, feed)
