@@ -21,7 +21,6 @@ works under any prefix a reverse proxy gives it.
 
 from __future__ import annotations
 
-import html
 import logging
 import time
 from collections import deque
@@ -31,8 +30,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from http import HTTPStatus
-from typing import Literal
-from xml.sax.saxutils import escape, quoteattr
+from typing import Any, Literal
 
 from email_validator import EmailNotValidError
 from starlette.applications import Starlette
@@ -48,6 +46,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Result, Subscriber
 from digest.store import Store, now
+from digest.web import templates
 
 log = logging.getLogger("digest.web")
 
@@ -66,16 +65,6 @@ PRIVATE = {**HEADERS, "Cache-Control": "no-store"}  # pages reached through a pe
 # form must not be a way to flood a stranger's inbox.
 CONFIRMATIONS_PER_ADDRESS = 3
 CONFIRMATION_WINDOW = timedelta(days=1)
-
-STYLE = ("body{font:17px/1.5 system-ui,-apple-system,'Segoe UI',Arial,sans-serif;max-width:34em;"
-         "margin:3em auto;padding:0 1em;color:#1f2937;background:#fff}"
-         "h1{font-size:1.6em;line-height:1.25}button{font:inherit;padding:.5em 1.2em;"
-         "border:0;border-radius:6px;background:#1d4ed8;color:#fff;cursor:pointer}"
-         "input[type=email],input[type=text]{font:inherit;width:100%;padding:.4em;"
-         "box-sizing:border-box}label{display:block;margin:.8em 0 .2em}"
-         ".error{color:#b91c1c}a{color:#1d4ed8}"
-         "@media (prefers-color-scheme:dark){body{background:#111827;color:#e5e7eb}"
-         "a{color:#93c5fd}}")
 
 
 class Limiter:
@@ -103,25 +92,9 @@ class Limiter:
         return True
 
 
-def page(title: str, body: str, status: int = 200, private: bool = False,
-         extra: Mapping[str, str] | None = None) -> HTMLResponse:
-    """`body` is HTML: every value in it escaped by the caller."""
-    text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-            f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>")
-    return HTMLResponse(text, status, {**(PRIVATE if private else HEADERS), **(extra or {})})
-
-
-def refused() -> HTMLResponse:
-    # One answer for forged, altered, other-list and expired alike: nothing to learn from it.
-    return page("This link does not work", "<p>The link is not valid or no longer valid. If "
-                "you copied it from an email, make sure you copied all of it.</p>", 400, True)
-
-
 class Site:
-    """The app's state: configuration, signing secret, rate limiter. The database is opened
-    per request in a worker thread (a Store serves one thread at a time)."""
+    """The app's state (`app.state.site`): configuration, signing secret, rate limiter. The
+    database is opened per request in a worker thread (a Store serves one thread at a time)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -236,162 +209,148 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _site(request: Request) -> Site:
+    site: Site = request.app.state.site
+    return site
+
+
+def render(request: Request, template: str, status: int = 200, *, private: bool = False,
+           headers: Mapping[str, str] | None = None, media_type: str | None = None,
+           **context: Any) -> Response:
+    """One of our templates with the newsletter's name, under the security headers."""
+    return templates.TemplateResponse(
+        request, template, {"name": _site(request).name, **context}, status,
+        {**(PRIVATE if private else HEADERS), **(headers or {})}, media_type)
+
+
+def message(request: Request, title: str, text: str, status: int, private: bool = True,
+            headers: Mapping[str, str] | None = None) -> Response:
+    """A page that only says something: a refusal, a limit, a failure."""
+    return render(request, "message.html", status, private=private, headers=headers,
+                  title=title, text=text)
+
+
+def refused(request: Request) -> Response:
+    # One answer for forged, altered, other-list and expired alike: nothing to learn from it.
+    return message(request, "This link does not work", "The link is not valid or no longer "
+                   "valid. If you copied it from an email, make sure you copied all of it.", 400)
+
+
+async def welcome(request: Request) -> Response:
+    return render(request, "home.html")
+
+
+async def unsubscribe(request: Request) -> Response:
+    token = request.path_params["token"]
+    email = await run_in_threadpool(_site(request).address, token)
+    if email is None:
+        return refused(request)
+    if request.method == "GET":
+        return render(request, "unsubscribe.html", private=True, email=email)
+    form = await _form(request)
+    if form.get("via") == "page":
+        source = "web page"
+    elif form.get("List-Unsubscribe") == "One-Click":
+        source = "one-click"
+    else:
+        # RFC 8058: a one-click POST says so in its body. Anything else posting to the
+        # link (a scanner, a bare request) changes nothing and gets the page to decide.
+        return render(request, "unsubscribe.html", 400, private=True, email=email)
+    await run_in_threadpool(_site(request).suppress, email, source)
+    return render(request, "unsubscribed.html", private=True, email=email, token=token)
+
+
+async def resubscribe(request: Request) -> Response:
+    email = await run_in_threadpool(_site(request).address, request.path_params["token"])
+    if email is None:
+        return refused(request)
+    return await _signup(request, Subscriber(email))
+
+
+async def _signup(request: Request, signup: Subscriber) -> Response:
+    site = _site(request)
+    if not site.limiter.allow(_client(request)):
+        return message(request, "Too many sign-ups", "Too many requests from your address. "
+                       "Please try again in an hour.", 429)
+    sent = await run_in_threadpool(site.send_confirmation, signup)
+    if sent == "failed":
+        return message(request, "Please try again later", "We could not send the confirmation "
+                       "mail just now. Please try again in a few minutes.", 503)
+    return render(request, "check_inbox.html", 429 if sent == "limited" else 200, private=True,
+                  limited=sent == "limited", email=signup.email,
+                  hours=site.config.web.confirm_hours)
+
+
+async def subscribe(request: Request) -> Response:
+    sections = await run_in_threadpool(_site(request).sections)
+    if request.method == "GET":
+        return render(request, "subscribe.html", sections=sections, error="", email="",
+                      person="")
+    form = await _form(request)
+    address = str(form.get("email") or "").strip()
+    # A stranger's name lands in a CSV the operator may open in a spreadsheet: a leading
+    # =, +, - or @ would make it a formula there (CSV injection).
+    person = compose.one_line(str(form.get("name") or "")).lstrip("=+-@ \t")[:200]
+    try:
+        email = subscribers.normalise(address)
+    except EmailNotValidError as error:
+        return render(request, "subscribe.html", 400, sections=sections, email=address,
+                      person=person, error=f"That address does not work: {error}")
+    chosen = tuple(s for s in sections if s in form.getlist("section"))
+    return await _signup(request, Subscriber(email, person, {}, chosen))
+
+
+async def confirm(request: Request) -> Response:
+    signup = await run_in_threadpool(_site(request).signup, request.path_params["token"])
+    if signup is None:
+        return refused(request)
+    try:
+        await run_in_threadpool(_site(request).confirm, signup)
+    except (DigestError, OSError) as error:  # the list is unreadable: the operator's to fix
+        log.error("confirmed sign-up of %s not recorded: %s", signup.email, error)
+        return message(request, "Please try again later", "We could not record your "
+                       "subscription just now. Please open the link again later.", 503)
+    return render(request, "subscribed.html", private=True, email=signup.email)
+
+
+async def archive(request: Request) -> Response:
+    editions = await run_in_threadpool(_site(request).archived, 100)
+    return render(request, "archive.html", editions=editions)
+
+
+async def edition(request: Request) -> Response:
+    body = await run_in_threadpool(_site(request).edition, request.path_params["number"])
+    if body is None:
+        return render(request, "no_edition.html", 404)
+    # The edition as we composed and stored it (feed text sanitised and escaped when it was
+    # rendered): sent as it is, so no template has to mark it safe.
+    return HTMLResponse(body, headers=HEADERS)
+
+
+async def feed(request: Request) -> Response:
+    editions = await run_in_threadpool(_site(request).archived, 50)
+    return render(request, "feed.xml", media_type="application/atom+xml", editions=editions,
+                  home=f"{_site(request).public}/archive/",
+                  updated=editions[0][1] if editions else now())
+
+
+async def framework_error(request: Request, error: Exception) -> Response:
+    # No route, a method the route does not take: the router's own answers, made pages.
+    assert isinstance(error, HTTPException)
+    return message(request, HTTPStatus(error.status_code).phrase,
+                   "Check the address you followed.", error.status_code, private=False,
+                   headers=error.headers)
+
+
+async def server_error(request: Request, error: Exception) -> Response:
+    # Starlette logs the traceback after this answer; the visitor sees no detail of it.
+    return message(request, "Something went wrong", "Please try again later.", 500,
+                   private=False)
+
+
 def app(config: Config) -> Starlette:
-    site = Site(config)
-    name = html.escape(site.name)
-
-    async def welcome(request: Request) -> Response:
-        return page(site.name, (
-            f"<p>{name} by email: the latest stories, picked for you.</p>"
-            '<p><a href="subscribe">Subscribe</a> · <a href="archive/">Past editions</a></p>'))
-
-    def unsubscribe_form(email: str, status: int = 200) -> HTMLResponse:
-        return page(f"Unsubscribe from {site.name}?", (
-            f"<p>Stop sending {name} to <strong>{html.escape(email)}</strong>?</p>"
-            '<form method="post" action="">'
-            '<input type="hidden" name="via" value="page">'
-            "<button type=\"submit\">Unsubscribe</button></form>"), status, private=True)
-
-    async def unsubscribe(request: Request) -> Response:
-        token = request.path_params["token"]
-        email = await run_in_threadpool(site.address, token)
-        if email is None:
-            return refused()
-        if request.method == "GET":
-            return unsubscribe_form(email)
-        form = await _form(request)
-        if form.get("via") == "page":
-            source = "web page"
-        elif form.get("List-Unsubscribe") == "One-Click":
-            source = "one-click"
-        else:
-            # RFC 8058: a one-click POST says so in its body. Anything else posting to the
-            # link (a scanner, a bare request) changes nothing and gets the page to decide.
-            return unsubscribe_form(email, 400)
-        await run_in_threadpool(site.suppress, email, source)
-        return page("You are unsubscribed", (
-            f"<p>{html.escape(email)} will get no more mail from {name}.</p>"
-            "<p>Clicked by mistake?</p>"
-            f'<form method="post" action="../resubscribe/{html.escape(token)}">'
-            "<button type=\"submit\">Resubscribe</button></form>"), private=True)
-
-    async def resubscribe(request: Request) -> Response:
-        email = await run_in_threadpool(site.address, request.path_params["token"])
-        if email is None:
-            return refused()
-        return await _signup(request, Subscriber(email))
-
-    async def _signup(request: Request, signup: Subscriber) -> Response:
-        if not site.limiter.allow(_client(request)):
-            return page("Too many sign-ups", "<p>Too many requests from your address. Please "
-                        "try again in an hour.</p>", 429, True)
-        sent = await run_in_threadpool(site.send_confirmation, signup)
-        if sent == "limited":
-            return page("Check your inbox", (
-                f"<p>A confirmation link was sent to <strong>{html.escape(signup.email)}"
-                "</strong> several times lately; no more are sent today. Open the latest one "
-                "(it may be in a spam folder), or try again tomorrow.</p>"), 429, True)
-        if sent == "failed":
-            return page("Please try again later", "<p>We could not send the confirmation mail "
-                        "just now. Please try again in a few minutes.</p>", 503, True)
-        return page("Check your inbox", (
-            f"<p>We sent a link to <strong>{html.escape(signup.email)}</strong>. Open it "
-            f"within {config.web.confirm_hours} hours to confirm: until then, nothing "
-            "changes.</p>"), private=True)
-
-    def form_page(sections: list[str], error: str = "", email: str = "", person: str = "",
-                  status: int = 200) -> HTMLResponse:
-        boxes = "".join(
-            f'<label><input type="checkbox" name="section" value={quoteattr(section)}> '
-            f"{html.escape(section)}</label>" for section in sections)
-        choice = (f"<fieldset><legend>Sections (none ticked: all of them)</legend>{boxes}"
-                  "</fieldset>") if sections else ""
-        problem = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-        return page(f"Subscribe to {site.name}", (
-            f"<p>Receive {name} by email.</p>{problem}"
-            '<form method="post" action="">'
-            '<label for="email">Email address</label>'
-            f'<input id="email" type="email" name="email" required value={quoteattr(email)}>'
-            '<label for="name">Name (optional)</label>'
-            f'<input id="name" type="text" name="name" maxlength="200" value={quoteattr(person)}>'
-            f'{choice}<p><button type="submit">Subscribe</button></p></form>'
-            "<p><small>To unsubscribe, use the link at the foot of any digest you "
-            "received.</small></p>"), status)
-
-    async def subscribe(request: Request) -> Response:
-        sections = await run_in_threadpool(site.sections)
-        if request.method == "GET":
-            return form_page(sections)
-        form = await _form(request)
-        address = str(form.get("email") or "").strip()
-        # A stranger's name lands in a CSV the operator may open in a spreadsheet: a leading
-        # =, +, - or @ would make it a formula there (CSV injection).
-        person = compose.one_line(str(form.get("name") or "")).lstrip("=+-@ \t")[:200]
-        try:
-            email = subscribers.normalise(address)
-        except EmailNotValidError as error:
-            return form_page(sections, f"That address does not work: {error}", address, person,
-                             400)
-        chosen = tuple(s for s in sections if s in form.getlist("section"))
-        return await _signup(request, Subscriber(email, person, {}, chosen))
-
-    async def confirm(request: Request) -> Response:
-        signup = await run_in_threadpool(site.signup, request.path_params["token"])
-        if signup is None:
-            return refused()
-        try:
-            await run_in_threadpool(site.confirm, signup)
-        except (DigestError, OSError) as error:  # the list is unreadable: the operator's to fix
-            log.error("confirmed sign-up of %s not recorded: %s", signup.email, error)
-            return page("Please try again later", "<p>We could not record your subscription "
-                        "just now. Please open the link again later.</p>", 503, True)
-        return page("You are subscribed", f"<p>{html.escape(signup.email)} will receive "
-                    f"{name} from the next edition on.</p>", private=True)
-
-    async def archive(request: Request) -> Response:
-        editions = await run_in_threadpool(site.archived, 100)
-        items = "".join(
-            f'<li><a href="{number}">{html.escape(subject)}</a> '
-            f"<small>{when:%Y-%m-%d}</small></li>" for number, when, subject in editions)
-        return page(f"{site.name}: past editions",
-                    (f"<ul>{items}</ul>" if items else "<p>No editions yet.</p>")
-                    + '<p><a href="feed.xml">Atom feed</a> · <a href="../subscribe">'
-                    "Subscribe</a></p>")
-
-    async def edition(request: Request) -> Response:
-        body = await run_in_threadpool(site.edition, request.path_params["number"])
-        if body is None:
-            return page("No such edition", '<p><a href="./">All editions</a></p>', 404)
-        return HTMLResponse(body, headers=HEADERS)
-
-    async def feed(request: Request) -> Response:
-        editions = await run_in_threadpool(site.archived, 50)
-        home = f"{site.public}/archive/"
-        updated = (editions[0][1] if editions else now()).isoformat()
-        entries = "".join(
-            f"<entry><title>{escape(subject)}</title><id>{home}{number}</id>"
-            f'<link href="{home}{number}"/><updated>{when.isoformat()}</updated></entry>'
-            for number, when, subject in editions)
-        text = ('<?xml version="1.0" encoding="utf-8"?>'
-                f'<feed xmlns="http://www.w3.org/2005/Atom"><title>{escape(site.name)}</title>'
-                f"<id>{home}</id><updated>{updated}</updated>"
-                f"<author><name>{escape(site.name)}</name></author>"
-                f'<link rel="self" href="{home}feed.xml"/><link href="{home}"/>{entries}</feed>')
-        return Response(text, media_type="application/atom+xml", headers=HEADERS)
-
-    async def framework_error(request: Request, error: Exception) -> Response:
-        # No route, a method the route does not take: the router's own answers, made pages.
-        assert isinstance(error, HTTPException)
-        title = HTTPStatus(error.status_code).phrase
-        return page(title, "<p>Check the address you followed.</p>", error.status_code,
-                    extra=error.headers)
-
-    async def server_error(request: Request, error: Exception) -> Response:
-        # Starlette logs the traceback after this answer; the visitor sees no detail of it.
-        return page("Something went wrong", "<p>Please try again later.</p>", 500)
-
-    return Starlette(exception_handlers={HTTPException: framework_error,
-                                         Exception: server_error}, routes=[
+    application = Starlette(exception_handlers={HTTPException: framework_error,
+                                                Exception: server_error}, routes=[
         Route("/", welcome, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
@@ -401,3 +360,5 @@ def app(config: Config) -> Starlette:
         Route("/archive/feed.xml", feed, methods=["GET"]),
         Route("/archive/{number:int}", edition, methods=["GET"]),
     ])
+    application.state.site = Site(config)
+    return application
