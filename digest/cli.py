@@ -40,13 +40,14 @@ from rich.text import Text
 
 from digest import check as checks
 from digest import config as configuration
-from digest import deliver, jobs, lock, logs, scheduling, web
+from digest import deliver, jobs, lock, logs, scheduling
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Subscriber
 from digest.sink import Sink
 from digest.store import EditionSummary, FeedState, Store, now
+from digest.web import public
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -555,7 +556,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     config = _config(ctx)
     host, port = host or config.web.host, port or config.web.port
-    application = web.app(config)
+    application = public.app(config)
     listening = _listen(host, port)
     console.print(f"serving on http://{host}:{port} for {config.newsletter.public_url} "
                   "(Ctrl-C to stop)")
@@ -730,7 +731,7 @@ def preview(ctx: click.Context, port: int, feed: str | None) -> None:
     """The editors' live preview of the next edition, on 127.0.0.1 only."""
     import uvicorn
 
-    from digest import preview as previewing
+    from digest.web import preview as previewing
 
     config = _config(ctx)  # a broken config stops here, with its message
     app = previewing.app(ctx.meta.get(CONFIG_KEY), feed)

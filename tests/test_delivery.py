@@ -21,10 +21,10 @@ from support import Item, Site, digest, rows, rss, serving
 
 from digest import config as configuration
 from digest import deliver, jobs, tokens
-from digest import web as public_web
 from digest.errors import DigestError
 from digest.records import Outcome
 from digest.store import Store
+from digest.web import public as public_web
 
 ANN, BOB = "ann@example.com", "bob@example.org"
 # In-run retries come quickly in tests; the policy is the same.

@@ -15,8 +15,8 @@ from playwright.sync_api import Page
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss, serving
 
-from digest import preview
 from digest.config import bundled
+from digest.web import preview
 
 STORIES = (
     Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.",

@@ -26,7 +26,8 @@ from playwright.sync_api import Page
 from servers import FeedServer, SmtpServer, free_port
 from support import Item, Site, digest, rows, rss, serving
 
-from digest import config, tokens, web
+from digest import config, tokens
+from digest.web import public as web
 
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
 PUBLIC = "https://news.example.com"

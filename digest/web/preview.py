@@ -11,8 +11,6 @@ only: served on 127.0.0.1, apart from the public web app.
 from __future__ import annotations
 
 import hashlib
-import html
-import json
 import re
 from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
@@ -26,7 +24,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from digest import cards, deliver, feeds, jobs, tokens
@@ -36,6 +40,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Card, Delivery, Edition, Outcome
 from digest.store import Store, now
+from digest.web import templates
 
 HOST = "127.0.0.1"
 # The stand-in subscriber whose copy the preview shows.
@@ -175,79 +180,6 @@ def images_off(page: str) -> str:
     return re.sub(r"(<img\b[^>]*?)\ssrc=", r"\1 data-blocked-src=", page)
 
 
-def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
-    """The preview app. The configuration is read again whenever it changes, so an editor's
-    edit shows up without a restart; a mistake in it shows on the page, not as a crash."""
-    cache: dict[str, object] = {}
-
-    def current() -> tuple[Config, str]:
-        config = configuration.load(config_path)
-        return config, version(config)
-
-    def made() -> tuple[Config, Proof, Edition]:
-        config, stamp = current()
-        if cache.get("version") != stamp:
-            cache.update(version=stamp, made=proof(config, feed))
-        return config, *cache["made"]  # type: ignore[misc]
-
-    def stamp_now() -> str:
-        try:
-            return current()[1]
-        except DigestError as error:
-            return f"error: {error}"
-
-    async def index(request: Request) -> HTMLResponse:
-        # Taken before rendering: a change made meanwhile still triggers a reload.
-        stamp = stamp_now()
-        try:
-            _, shown, _ = made()
-        except DigestError as error:
-            return HTMLResponse(_shell(request, stamp, None, str(error)), status_code=500)
-        return HTMLResponse(_shell(request, stamp, shown, None))
-
-    async def edition(request: Request) -> HTMLResponse:
-        _, shown, _ = made()
-        page = shown.html
-        if request.query_params.get("dark") == "1":
-            page = dark(page)
-        if request.query_params.get("images") == "off":
-            page = images_off(page)
-        return HTMLResponse(page)
-
-    async def text(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(made()[1].text)
-
-    async def source(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(made()[1].message.decode("ascii", "replace"))
-
-    async def stamp(request: Request) -> JSONResponse:
-        return JSONResponse({"version": stamp_now()})
-
-    async def send_test(request: Request) -> RedirectResponse:
-        # A page elsewhere in the editor's browser must not mail through this form: only a
-        # post from this very page counts, and browsers always say where a post comes from.
-        if request.headers.get("origin") != f"{request.url.scheme}://{request.url.netloc}":
-            return RedirectResponse("/?" + urlencode({"notice": "refused: not sent from this "
-                                                                "page (foreign origin)"}), 303)
-        form = await request.form()
-        address = str(form.get("address", "")).strip()
-        try:
-            config, _, shown = made()
-            notice = send(config, shown, address)
-        except DigestError as error:
-            notice = f"not sent: {error}"
-        return RedirectResponse("/?" + urlencode({"notice": notice}), status_code=303)
-
-    # Only requests made to the address the preview listens on: a web page whose host name
-    # an attacker re-points at 127.0.0.1 (DNS rebinding) names its own host, and is refused.
-    return Starlette(middleware=[Middleware(TrustedHostMiddleware,
-                                            allowed_hosts=[HOST, "localhost"])], routes=[
-        Route("/", index), Route("/edition", edition), Route("/edition.txt", text),
-        Route("/source", source), Route("/version", stamp),
-        Route("/send-test", send_test, methods=["POST"]),
-    ])
-
-
 def send(config: Config, edition: Edition, address: str) -> str:
     """The previewed edition to one address through the configured transport, subject marked
     [TEST]. No ledger row: a test is not a delivery."""
@@ -268,75 +200,127 @@ def send(config: Config, edition: Edition, address: str) -> str:
     return f"test sent to {email} via {deliver.where(config)}"
 
 
-def _shell(request: Request, stamp: str, shown: Proof | None, error: str | None) -> str:
-    """The page around the edition: switches, sizes, warnings, the test form."""
+class Preview:
+    """The app's state (`app.state.preview`): the configuration it follows, read again
+    whenever it changes so that an editor's edit shows up without a restart; the feed shown
+    (None: the next edition); and the proof last made, with the version it was made from."""
+
+    def __init__(self, config_path: str | Path | None, feed: str | None) -> None:
+        self.config_path = config_path
+        self.feed = feed
+        self.last: tuple[str, Proof, Edition] | None = None
+
+    def current(self) -> tuple[Config, str]:
+        config = configuration.load(self.config_path)
+        return config, version(config)
+
+    def made(self) -> tuple[Config, Proof, Edition]:
+        config, stamp = self.current()
+        if self.last is None or self.last[0] != stamp:
+            self.last = (stamp, *proof(config, self.feed))
+        return config, self.last[1], self.last[2]
+
+    def stamp(self) -> str:
+        try:
+            return self.current()[1]
+        except DigestError as error:
+            return f"error: {error}"
+
+
+def _preview(request: Request) -> Preview:
+    preview: Preview = request.app.state.preview
+    return preview
+
+
+def _shell(request: Request, stamp: str, shown: Proof | None, error: str = "") -> Response:
+    """The page around the edition (or the error that stopped it), as the query asks."""
     query = request.query_params
-    view = query.get("view") if query.get("view") in VIEWS else "desktop"
-    is_dark, no_images = query.get("dark") == "1", query.get("images") == "off"
+    view = query.get("view", "")
+    view = view if view in VIEWS else "desktop"
+    looks = {"dark": "1" if query.get("dark") == "1" else "",
+             "images": "off" if query.get("images") == "off" else ""}
 
-    def link(label: str, pressed: bool, **change: str) -> str:
-        params = {"view": view, "dark": "1" if is_dark else "", "images": (
-            "off" if no_images else ""), **change}
-        href = "/?" + urlencode({k: v for k, v in params.items() if v})
-        return (f'<a class="switch" href="{html.escape(href)}" aria-pressed="'
-                f'{"true" if pressed else "false"}">{label}</a>')
+    def switch(label: str, pressed: bool, **change: str) -> tuple[str, bool, str]:
+        params = {"view": view, **looks, **change}
+        return label, pressed, "/?" + urlencode({k: v for k, v in params.items() if v})
 
-    switches = " ".join([
-        link("Desktop 600", view == "desktop", view="desktop"),
-        link("Phone 375", view == "phone", view="phone"),
-        link("Phone 320", view == "small", view="small"),
-        link("Dark", is_dark, dark="" if is_dark else "1"),
-        link("Images off", no_images, images="" if no_images else "off"),
-        link("Plain text", view == "text", view="text"),
-        link("Raw source", view == "source", view="source"),
+    is_dark, no_images = bool(looks["dark"]), bool(looks["images"])
+    switches = [
+        switch("Desktop 600", view == "desktop", view="desktop"),
+        switch("Phone 375", view == "phone", view="phone"),
+        switch("Phone 320", view == "small", view="small"),
+        switch("Dark", is_dark, dark="" if is_dark else "1"),
+        switch("Images off", no_images, images="" if no_images else "off"),
+        switch("Plain text", view == "text", view="text"),
+        switch("Raw source", view == "source", view="source"),
+    ]
+    shown_looks = urlencode({k: v for k, v in looks.items() if v})
+    frame = {"text": "/edition.txt", "source": "/source"}.get(view) or (
+        f"/edition?{shown_looks}" if shown_looks else "/edition")
+    return templates.TemplateResponse(request, "preview.html", {
+        "stamp": stamp, "switches": switches, "notice": query.get("notice"), "shown": shown,
+        "error": error, "frame": frame, "width": WIDTHS.get(view), "limit": MAX_ENCODED,
+    }, 500 if shown is None else 200)
+
+
+async def index(request: Request) -> Response:
+    # Taken before rendering: a change made meanwhile still triggers a reload.
+    stamp = _preview(request).stamp()
+    try:
+        _, shown, _ = _preview(request).made()
+    except DigestError as error:  # a mistake in a template or the config shows on the page
+        return _shell(request, stamp, None, str(error))
+    return _shell(request, stamp, shown)
+
+
+async def edition(request: Request) -> Response:
+    page = _preview(request).made()[1].html
+    if request.query_params.get("dark") == "1":
+        page = dark(page)
+    if request.query_params.get("images") == "off":
+        page = images_off(page)
+    # The HTML part of the message we composed, as mailed: sent as it is, not through a
+    # template, where it would have to be marked safe.
+    return HTMLResponse(page)
+
+
+async def plain_text(request: Request) -> Response:
+    return PlainTextResponse(_preview(request).made()[1].text)
+
+
+async def raw_source(request: Request) -> Response:
+    return PlainTextResponse(_preview(request).made()[1].message.decode("ascii", "replace"))
+
+
+async def changes(request: Request) -> Response:
+    return JSONResponse({"version": _preview(request).stamp()})
+
+
+async def send_test(request: Request) -> Response:
+    # A page elsewhere in the editor's browser must not mail through this form: only a
+    # post from this very page counts, and browsers always say where a post comes from.
+    if request.headers.get("origin") != f"{request.url.scheme}://{request.url.netloc}":
+        return RedirectResponse("/?" + urlencode({"notice": "refused: not sent from this "
+                                                            "page (foreign origin)"}), 303)
+    form = await request.form()
+    address = str(form.get("address", "")).strip()
+    try:
+        config, _, shown = _preview(request).made()
+        notice = send(config, shown, address)
+    except DigestError as error:
+        notice = f"not sent: {error}"
+    return RedirectResponse("/?" + urlencode({"notice": notice}), status_code=303)
+
+
+def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
+    """The preview app; a mistake in the configuration shows on the page, not as a crash."""
+    # Only requests made to the address the preview listens on: a web page whose host name
+    # an attacker re-points at 127.0.0.1 (DNS rebinding) names its own host, and is refused.
+    application = Starlette(middleware=[Middleware(TrustedHostMiddleware,
+                                                   allowed_hosts=[HOST, "localhost"])], routes=[
+        Route("/", index), Route("/edition", edition), Route("/edition.txt", plain_text),
+        Route("/source", raw_source), Route("/version", changes),
+        Route("/send-test", send_test, methods=["POST"]),
     ])
-    notice = query.get("notice")
-    parts = [f"<h1>Preview</h1><nav>{switches}</nav>"]
-    if notice:
-        parts.append(f'<p id="notice" role="status">{html.escape(notice)}</p>')
-    if error is not None or shown is None:
-        parts.append(f'<p id="error" role="alert">{html.escape(error or "")}</p>')
-    else:
-        share = shown.encoded_bytes / MAX_ENCODED
-        parts.append(
-            f'<p id="subject">Subject: <b>{html.escape(shown.subject)}</b></p>'
-            f'<p id="size">HTML {shown.html_bytes:,} bytes, {shown.encoded_bytes:,} encoded: '
-            f'{share:.0%} of the {MAX_ENCODED:,}-byte clipping limit</p>')
-        items = "".join(f"<li>{html.escape(w)}</li>" for w in shown.warnings)
-        parts.append(f'<ul id="warnings">{items}</ul>' if items else
-                     '<p id="warnings">No warnings.</p>')
-        looks = urlencode({k: v for k, v in (("dark", "1" if is_dark else ""),
-                                             ("images", "off" if no_images else "")) if v})
-        frame = {"text": "/edition.txt", "source": "/source"}.get(view) or (
-            f"/edition?{looks}" if looks else "/edition")
-        width = WIDTHS.get(view)
-        style = f"width:{width}px" if width else "width:100%"
-        parts.append(
-            '<form id="test" method="post" action="/send-test"><label>Send a test to '
-            '<input name="address" type="email" required></label> '
-            '<button type="submit">Send a test</button></form>'
-            f'<iframe id="edition" title="The edition" src="{html.escape(frame)}" '
-            f'style="{style}" sandbox="allow-same-origin allow-popups"></iframe>')
-    # The version the page was made from, as a script literal that cannot close the tag.
-    seen = json.dumps(stamp).replace("<", "\\u003c")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>digest preview</title>
-<style>
-body{{font:15px/1.4 system-ui,sans-serif;margin:16px;background:#f3f4f6;color:#111}}
-nav{{margin:8px 0}} .switch{{margin-right:6px;padding:4px 8px;border:1px solid #888;
-border-radius:4px;color:#111;text-decoration:none}} .switch[aria-pressed=true]{{background:#1d4ed8;
-color:#fff}} #warnings li{{color:#92400e}} #error{{color:#b91c1c}}
-iframe{{display:block;height:80vh;border:1px solid #888;background:#fff;margin-top:12px}}
-</style></head><body>
-{"".join(parts)}
-<script>
-// Reload when a template, the stylesheet or the config changes.
-const seen = {seen};
-setInterval(async () => {{
-  try {{
-    const now = (await (await fetch("/version")).json()).version;
-    if (now !== seen) location.reload();
-  }} catch (e) {{}}
-}}, 1000);
-</script>
-</body></html>"""
+    application.state.preview = Preview(config_path, feed)
+    return application
