@@ -12,9 +12,12 @@ over.
 
 from __future__ import annotations
 
+import codecs
 import io
+import re
 import threading
 import time
+import xml.sax
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -229,6 +232,16 @@ def _read_file(path: Path, max_bytes: int) -> Fetched:
         raise FeedError(error.strerror or str(error)) from None
 
 
+# -- parsing -------------------------------------------------------------------------------
+
+_XML_ENCODING = re.compile(rb"""(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?\bencoding\s*=\s*["']([\w.:-]+)""")
+_CHARSET = re.compile(r"""\bcharset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+# The byte order marks feedparser reads and strips, UTF-32's before UTF-16's (FF FE 00 00).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"))
+
+
 @dataclass(frozen=True)
 class Parsed:
     entries: list[Any]
@@ -237,11 +250,13 @@ class Parsed:
 
 def parse(fetched: Fetched) -> Parsed:
     assert fetched.body is not None
-    if jsonfeed.looks_like(fetched.body, fetched.headers.get("content-type", "")):
+    content_type = fetched.headers.get("content-type", "")
+    if jsonfeed.looks_like(fetched.body, content_type):
         try:
             return Parsed(jsonfeed.entries(fetched.body), None)
         except jsonfeed.NotJsonFeed as error:
             raise FeedError(f"not a feed: {error}") from None
+    body, repaired = _utf8(fetched.body, content_type)
     # No Content-Location: feedparser would resolve relative guids against it, and an entry's
     # key would change whenever the feed moves. cards.py resolves links and images against
     # the final URL itself; xml:base, part of the feed, still applies.
@@ -249,9 +264,48 @@ def parse(fetched: Fetched) -> Parsed:
                if key.lower() != "content-location"}
     # sanitize_html off: cards.py turns every piece of feed HTML into plain text with nh3;
     # feedparser's own sanitiser would be a second, slower pass (most of the parse time).
-    result = feedparser.parse(io.BytesIO(fetched.body), response_headers=headers,
-                              sanitize_html=False)
-    problem = str(result.get("bozo_exception", "")) if result.get("bozo") else None
+    result = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
+    problem = _words(result["bozo_exception"], body) if result.get("bozo") else None
+    problem = "; ".join(filter(None, (problem, repaired))) or None
     if not result.get("version") and not result.entries:
-        raise FeedError(f"not a feed: {problem or 'no entries'}")
+        raise FeedError(f"not a feed: {problem or 'no RSS, Atom or JSON Feed in it'}")
     return Parsed(list(result.entries), problem)
+
+
+def _words(error: Exception, body: bytes) -> str:
+    """feedparser's complaint for the operator: an XML error by its line in the feed, not in
+    expat's shorthand ("<unknown>:7:2: mismatched tag")."""
+    if not isinstance(error, xml.sax.SAXParseException):
+        return str(error)
+    # Before a document without an XML declaration, feedparser puts one on a line of its own.
+    added = next((not body[len(bom):len(bom) + 40].decode(codec, "ignore").startswith("<?xml")
+                  for bom, codec in _BOMS if body.startswith(bom)),
+                 not body.startswith(b"<?xml"))
+    return f"XML error at line {max(1, (error.getLineNumber() or 1) - added)}"
+
+
+def _utf8(body: bytes, content_type: str) -> tuple[bytes, str | None]:
+    """The body, its invalid UTF-8 replaced by U+FFFD when UTF-8 is what it should be: what it
+    declares, or XML's default when it declares nothing else. Left to itself, feedparser
+    would guess another encoding for the whole document, and every letter beyond ASCII
+    would turn into mojibake."""
+    try:
+        body.decode("utf-8")
+        return body, None
+    except UnicodeDecodeError:
+        pass
+    if body[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in body[:4]:
+        return body, None  # UTF-16 or -32, which feedparser tells by the first bytes
+    declared = [_CHARSET.search(content_type), _XML_ENCODING.match(body[:1024])]
+    names = [match[1] if isinstance(match[1], str) else match[1].decode("ascii")
+             for match in declared if match]
+    if any(_codec(name) not in (None, "utf-8", "ascii") for name in names):
+        return body, None  # declared as another encoding: feedparser reads it as that
+    return body.decode("utf-8", "replace").encode("utf-8"), "invalid UTF-8 replaced"
+
+
+def _codec(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None

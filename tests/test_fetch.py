@@ -335,3 +335,16 @@ def test_a_tls_failure_is_recorded_on_the_feed(site: Site, web: FeedServer) -> N
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"feed failed: {url}: " in result.output
     assert status("Secure")["error_count"] == 1
+
+
+def test_invalid_utf8_reads_as_replacement_characters(site: Site, web: FeedServer) -> None:
+    xml = rss(Item("Bad XX utf8 YY(", "https://example.com/bad"),
+              Item("Café crème", "https://example.com/cafe")).encode()
+    web.serve("/feed.xml", xml.replace(b"XX", b"\xff\xfe").replace(b"YY", b"\xc3"))
+    web.serve("/feed.json", b'{"version": "https://jsonfeed.org/version/1.1", "items": '
+              b'[{"id": "j", "url": "https://example.com/j", "title": "Na\xefve caf\xc3\xa9"}]}',
+              content_type="application/feed+json")
+    configure(site, ("Xml", web.url("/feed.xml")), ("Json", web.url("/feed.json")))
+    assert digest("collect").exit_code == 0
+    assert sorted(rows(site.database, "SELECT title FROM articles")) == [
+        ("Bad \ufffd\ufffd utf8 \ufffd(",), ("Café crème",), ("Na\ufffdve café",)]
