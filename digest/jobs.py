@@ -56,22 +56,23 @@ class Collected:
         return [feed for feed in self.feeds if feed.skipped]
 
 
-def collect(config: Config, store: Store, stop: threading.Event | None = None) -> Collected:
+def collect(config: Config, store: Store, stop: threading.Event | None = None,
+            clock: Callable[[], datetime] = now) -> Collected:
     """feeds due | fetch (threads, bounded per host) | parse, one at a time | cards | store
     entries, then the feed's validators. SQLite is written from this thread only; `stop` is
     checked between feeds."""
-    seen = now()
+    seen = clock()
     states = {feed.url: (feed, store.feed(feed.url, feed.title)) for feed in config.feeds}
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
     requests = [feeds.Request(state.fetch_url, state.etag, state.last_modified, url)
                 for url, (_, state) in states.items() if reports[url] is None]
     unchanged: list[int] = []
     with feeds.client(config.newsletter.public_url, config.collect) as http:
-        for request, outcome in feeds.fetch_all(http, requests, config.collect):
+        for request, outcome in feeds.fetch_all(http, requests, config.collect, seen):
             if stop is not None and stop.is_set():
                 break  # what was not stored is fetched again next time: nothing is lost
             feed, state = states[request.feed]
-            reports[feed.url] = _take(config, store, feed, state, outcome, unchanged)
+            reports[feed.url] = _take(config, store, feed, state, outcome, unchanged, clock())
     # One commit for every feed that answered 304: a commit each costs more than the request.
     store.feeds_unchanged(unchanged, seen)
     return Collected(tuple(report for report in reports.values() if report is not None))
@@ -92,10 +93,11 @@ def _not_due(feed: Feed, state: FeedState, at: datetime) -> FeedReport | None:
 
 
 def _take(config: Config, store: Store, feed: Feed, state: FeedState,
-          outcome: feeds.Fetched | feeds.FeedError, unchanged: list[int]) -> FeedReport:
-    """Record one feed's fetch: its entries, then its health (or, for a feed that has not
-    changed, add it to `unchanged` for the caller to record with the others)."""
-    url, name, seen = feed.url, feed.title, now()
+          outcome: feeds.Fetched | feeds.FeedError, unchanged: list[int],
+          seen: datetime) -> FeedReport:
+    """Record one feed's fetch, `seen` now: its entries, then its health (or, for a feed that
+    has not changed, add it to `unchanged` for the caller to record with the others)."""
+    url, name = feed.url, feed.title
     if isinstance(outcome, feeds.Gone):
         store.feed_disabled(state.id, str(outcome), seen)
         log.warning("feed %s: %s: the feed is gone and will not be fetched again", url, outcome)
