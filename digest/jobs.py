@@ -60,7 +60,10 @@ def collect(config: Config, store: Store, stop: threading.Event | None = None,
             clock: Callable[[], datetime] = now) -> Collected:
     """feeds due | fetch (threads, bounded per host) | parse, one at a time | cards | store
     entries, then the feed's validators. SQLite is written from this thread only; `stop` is
-    checked between feeds."""
+    checked between feeds.
+
+    Each feed's outcome is in the result, for the caller to report (the command line prints
+    it, the scheduler logs it): said here as well, it would be said twice."""
     seen = clock()
     states = {feed.url: (feed, store.feed(feed.url, feed.title)) for feed in config.feeds}
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
@@ -83,11 +86,9 @@ def _not_due(feed: Feed, state: FeedState, at: datetime) -> FeedReport | None:
     if state.disabled_at:
         why = (f"gone (HTTP 410) since {state.disabled_at:%Y-%m-%d}; remove it from the "
                f"configuration, or `digest enable {feed.url}` if it is back")
-        log.warning("feed %s skipped: %s", feed.url, why)
         return FeedReport(feed.url, feed.title, skipped=why)
     if state.retry_after and state.retry_after > at:
         why = f"its server asked us to wait until {state.retry_after:%Y-%m-%d %H:%M} UTC"
-        log.info("feed %s skipped: %s", feed.url, why)
         return FeedReport(feed.url, feed.title, skipped=why)
     return None
 
@@ -100,11 +101,9 @@ def _take(config: Config, store: Store, feed: Feed, state: FeedState,
     url, name = feed.url, feed.title
     if isinstance(outcome, feeds.Gone):
         store.feed_disabled(state.id, str(outcome), seen)
-        log.warning("feed %s: %s: the feed is gone and will not be fetched again", url, outcome)
-        return FeedReport(url, name, error=f"{outcome}: disabled")
+        return FeedReport(url, name, error=f"{outcome}: disabled, not fetched again")
     if isinstance(outcome, feeds.FeedError):
         store.feed_failed(state.id, str(outcome), seen, outcome.retry_after)
-        log.warning("feed %s: %s", url, outcome)
         return FeedReport(url, name, error=str(outcome))
     fetched = outcome
     if fetched.moved and fetched.moved != state.moved_to:
@@ -124,7 +123,6 @@ def _take(config: Config, store: Store, feed: Feed, state: FeedState,
         parsed = feeds.parse(fetched)
     except feeds.FeedError as error:
         store.feed_failed(state.id, str(error), seen)
-        log.warning("feed %s: %s", url, error)
         return FeedReport(url, name, error=str(error))
     if parsed.problem:
         log.info("feed %s is not well-formed, kept what could be read: %s", url, parsed.problem)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import brotli
 import pytest
-from servers import FeedServer
+from servers import FeedServer, free_port
 from support import Item, Site, digest, rows, rss
 
 from digest import __version__, jobs
@@ -523,6 +523,24 @@ def test_an_error_status_is_told_in_our_words_not_the_servers(site: Site,
     result = digest("collect")
     assert f"{web.url('/feed.xml')}: HTTP 503 Service Unavailable" in result.output
     assert "password" not in result.output and "password" not in status("News")["last_error"]
+
+
+def test_bad_feeds_are_reported_once_each_in_plain_words(site: Site, web: FeedServer) -> None:
+    web.serve("/page.html", "<html>\n<head>\n<title>Shop</title>\n</head>\n<body>\n"
+              "<p>Sale</p>\n<div></p>\n</body>\n</html>\n", content_type="text/html")
+    port = free_port()  # nobody listens there
+    expected = {"http://example.invalid/feed.xml": "cannot resolve host example.invalid",
+                web.url("/page.html"): "not a feed: XML error at line 7",
+                "ftp://example.com/feed.xml": "unsupported scheme 'ftp'",
+                f"http://127.0.0.1:{port}/feed.xml":
+                    f"cannot connect to 127.0.0.1 port {port}: connection refused"}
+    configure(site, *((f"Feed {n}", url) for n, url in enumerate(expected)))
+    result = digest("collect")
+    assert result.exit_code == 1
+    for url, words in expected.items():
+        said = [line for line in result.output.splitlines() if url in line]
+        assert len(said) == 1 and said[0].startswith(f"feed failed: {url}: {words}"), said
+    assert "Errno" not in result.output
 
 
 def test_invalid_utf8_reads_as_replacement_characters(site: Site, web: FeedServer) -> None:
