@@ -29,7 +29,12 @@ _WORDPRESS = re.compile(r"\s*The post .{1,300}? appeared first on .{1,200}?\.?\s
 # ... and ends excerpts with "[…]" (the_excerpt's excerpt_more), which reads as junk in a card.
 _MORE = re.compile(r"\s*\[(?:…|\.\.\.)\]\s*$")
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_ATTR = re.compile(r"""\b(src|alt|width|height)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
+_ATTR = re.compile(r"""\b(src|alt|width|height|style)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""",
+                   re.IGNORECASE)
+# A width or height in an inline style: it wins over the attributes, as in a browser.
+_STYLE_SIZE = re.compile(r"(?:^|;)\s*(width|height)\s*:\s*([^;!]*)", re.IGNORECASE)
+# A length in CSS pixels: "1", "1.0", "1px" (percentages and other units say nothing of size).
+_PIXELS = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:px)?\s*", re.IGNORECASE)
 # Query parameters that say how a reader arrived, not what they read: Google Analytics (utm_*),
 # Facebook, Google Ads, Mailchimp, Microsoft, HubSpot and the RSS plugins of WordPress/Feedburner.
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hs\w+|"
@@ -165,12 +170,9 @@ def title(entry: Any, teaser_text: str) -> str:
     return cut(teaser_text.rstrip(ELLIPSIS), 80) if teaser_text else "Untitled"
 
 
-def _dimension(value: Any) -> int | None:
-    try:
-        number = int(str(value).strip().removesuffix("px"))
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
+def _pixels(value: Any) -> float | None:
+    match = _PIXELS.fullmatch(value) if isinstance(value, str) else None
+    return float(match[1]) if match else None
 
 
 def _candidates(entry: Any) -> list[tuple[str, Any, Any, str]]:
@@ -190,18 +192,22 @@ def _candidates(entry: Any) -> list[tuple[str, Any, Any, str]]:
         for tag in _IMG.findall(body or ""):
             attrs = {name.lower(): html.unescape(value.strip("'\"")) for name, value
                      in _ATTR.findall(tag)}
+            attrs |= {name.lower(): value for name, value
+                      in _STYLE_SIZE.findall(attrs.get("style", ""))}
             found.append((attrs.get("src"), attrs.get("width"), attrs.get("height"),
                           attrs.get("alt", "")))
     return found
 
 
 def image(entry: Any, base: str | None, alt: str) -> Image | None:
-    """The first usable image: http(s) only; tracking pixels (1×1) and data: URLs skipped."""
+    """The first usable image: http(s) only; data: URLs and tracking pixels skipped (a side
+    of at most one pixel, however given: width="0", height="1.0", style="width:1px")."""
     for url, width, height, alt_text in _candidates(entry):
         safe = safe_url(url, base)
-        width, height = _dimension(width), _dimension(height)
-        if safe is None or (width == 1 or height == 1):
+        sides = _pixels(width), _pixels(height)
+        if safe is None or any(side is not None and side <= 1 for side in sides):
             continue
+        width, height = (round(side) if side else None for side in sides)
         return Image(safe, width, height, text(alt_text) or alt)
     return None
 

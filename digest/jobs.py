@@ -61,22 +61,26 @@ class Collected:
         return [feed for feed in self.feeds if feed.skipped]
 
 
-def collect(config: Config, store: Store, stop: threading.Event | None = None) -> Collected:
+def collect(config: Config, store: Store, stop: threading.Event | None = None,
+            clock: Callable[[], datetime] = now) -> Collected:
     """feeds due | fetch (threads, bounded per host) | parse, one at a time | cards | store
     entries, then the feed's validators. SQLite is written from this thread only; `stop` is
-    checked between feeds."""
-    seen = now()
+    checked between feeds.
+
+    Each feed's outcome is in the result, for the caller to report (the command line prints
+    it, the scheduler logs it): said here as well, it would be said twice."""
+    seen = clock()
     states = {feed.url: (feed, store.feed(feed.url, feed.title)) for feed in config.feeds}
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
     requests = [feeds.Request(state.fetch_url, state.etag, state.last_modified, url)
                 for url, (_, state) in states.items() if reports[url] is None]
     unchanged: list[int] = []
     with feeds.client(config.newsletter.public_url, config.collect) as http:
-        for request, outcome in feeds.fetch_all(http, requests, config.collect):
+        for request, outcome in feeds.fetch_all(http, requests, config.collect, seen):
             if stop is not None and stop.is_set():
                 break  # what was not stored is fetched again next time: nothing is lost
             feed, state = states[request.feed]
-            reports[feed.url] = _take(config, store, feed, state, outcome, unchanged)
+            reports[feed.url] = _take(config, store, feed, state, outcome, unchanged, clock())
     # One commit for every feed that answered 304: a commit each costs more than the request.
     store.feeds_unchanged(unchanged, seen)
     return Collected(tuple(report for report in reports.values() if report is not None))
@@ -87,27 +91,24 @@ def _not_due(feed: Feed, state: FeedState, at: datetime) -> FeedReport | None:
     if state.disabled_at:
         why = (f"gone (HTTP 410) since {state.disabled_at:%Y-%m-%d}; remove it from the "
                f"configuration, or `digest enable {feed.url}` if it is back")
-        log.warning("feed %s skipped: %s", feed.url, why)
         return FeedReport(feed.url, feed.title, skipped=why)
     if state.retry_after and state.retry_after > at:
         why = f"its server asked us to wait until {state.retry_after:%Y-%m-%d %H:%M} UTC"
-        log.info("feed %s skipped: %s", feed.url, why)
         return FeedReport(feed.url, feed.title, skipped=why)
     return None
 
 
 def _take(config: Config, store: Store, feed: Feed, state: FeedState,
-          outcome: feeds.Fetched | feeds.FeedError, unchanged: list[int]) -> FeedReport:
-    """Record one feed's fetch: its entries, then its health (or, for a feed that has not
-    changed, add it to `unchanged` for the caller to record with the others)."""
-    url, name, seen = feed.url, feed.title, now()
+          outcome: feeds.Fetched | feeds.FeedError, unchanged: list[int],
+          seen: datetime) -> FeedReport:
+    """Record one feed's fetch, `seen` now: its entries, then its health (or, for a feed that
+    has not changed, add it to `unchanged` for the caller to record with the others)."""
+    url, name = feed.url, feed.title
     if isinstance(outcome, feeds.Gone):
         store.feed_disabled(state.id, str(outcome), seen)
-        log.warning("feed %s: %s: the feed is gone and will not be fetched again", url, outcome)
-        return FeedReport(url, name, error=f"{outcome}: disabled")
+        return FeedReport(url, name, error=f"{outcome}: disabled, not fetched again")
     if isinstance(outcome, feeds.FeedError):
         store.feed_failed(state.id, str(outcome), seen, outcome.retry_after)
-        log.warning("feed %s: %s", url, outcome)
         return FeedReport(url, name, error=str(outcome))
     fetched = outcome
     if fetched.moved and fetched.moved != state.moved_to:
@@ -127,7 +128,6 @@ def _take(config: Config, store: Store, feed: Feed, state: FeedState,
         parsed = feeds.parse(fetched)
     except feeds.FeedError as error:
         store.feed_failed(state.id, str(error), seen)
-        log.warning("feed %s: %s", url, error)
         return FeedReport(url, name, error=str(error))
     if parsed.problem:
         log.info("feed %s is not well-formed, kept what could be read: %s", url, parsed.problem)

@@ -26,10 +26,11 @@ def looks_like(body: bytes, content_type: str) -> bool:
 
 def entries(body: bytes) -> list[dict[str, Any]]:
     try:
-        # utf-8-sig: RFC 8259 forbids a BOM, some servers send one anyway.
-        document = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise NotJsonFeed(f"invalid JSON: {error}") from None
+        # utf-8-sig: RFC 8259 forbids a BOM, some servers send one anyway. Invalid UTF-8 reads
+        # as U+FFFD, as in an XML feed, rather than costing the whole feed.
+        document = json.loads(body.decode("utf-8-sig", "replace"))
+    except json.JSONDecodeError as error:
+        raise NotJsonFeed(f"invalid JSON at line {error.lineno}") from None
     if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
             "https://jsonfeed.org/version/"):
         raise NotJsonFeed("JSON without a JSON Feed version")

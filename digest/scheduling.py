@@ -218,6 +218,10 @@ class Runner:
                 return
             with Store(self.config.paths.database) as store:
                 collected = jobs.collect(self.config, store, self.stop)
+            for feed in collected.failed:
+                event(log, logging.WARNING, f"feed {feed.url}: {feed.error}")
+            for feed in collected.skipped:
+                event(log, logging.INFO, f"feed {feed.url} skipped: {feed.skipped}")
             event(log, logging.INFO, "collected", new=collected.new,
                   feeds=len(collected.feeds), failed=len(collected.failed))
 

@@ -8,7 +8,8 @@ is exactly what runs in production, down to the sockets.
   dropped connections, delays, mandatory AUTH, downtime) are switched on and off at
   any time from the test thread.
 * :class:`FeedServer` is a ``ThreadingHTTPServer`` serving registered routes with
-  conditional GET, gzip, redirects, slow headers and slow bodies.
+  conditional GET, gzip, redirects, slow headers, slow bodies and responses trickled a
+  byte at a time, on 127.0.0.1 or any other local address (127.0.0.2, ::1).
 * ``python tests/servers.py smtp --port P --out DIR`` runs the SMTP server as its own
   process, recording deliveries to disk, for tests that kill the mailer midway.
 """
@@ -572,6 +573,7 @@ class _Route:
     body: bytes
     content_type: str
     status: int
+    reason: str | None
     headers: dict[str, str]
     etag: str | None
     last_modified: str | None
@@ -579,6 +581,7 @@ class _Route:
     delay: float
     chunk_delay: float | None
     chunk_size: int
+    trickle: float | None
 
 
 def _accepts_gzip(accept_encoding: str | None) -> bool:
@@ -654,11 +657,14 @@ class _FeedHandler(http.server.BaseHTTPRequestHandler):
             if _accepts_gzip(headers.get("accept-encoding")):
                 body = gzip_module.compress(body, mtime=0)
                 extra["Content-Encoding"] = "gzip"
+        if route.trickle is not None:
+            self._trickle(route, body, extra)
+            return
         if route.chunk_delay is None:
-            self._send(route.status, body, extra, send_body)
+            self._send(route.status, body, extra, send_body, route.reason)
             return
 
-        self.send_response(route.status)
+        self.send_response(route.status, route.reason)
         for key, value in extra.items():
             self.send_header(key, value)
         self.send_header("Transfer-Encoding", "chunked")
@@ -672,6 +678,26 @@ class _FeedHandler(http.server.BaseHTTPRequestHandler):
             if self.server.owner._closing.wait(route.chunk_delay):
                 return
         self.wfile.write(b"0\r\n\r\n")
+
+    def _trickle(self, route: _Route, body: bytes, extra: dict[str, str]) -> None:
+        """The whole response, status line first, one byte every ``route.trickle`` seconds;
+        how many bytes went out before the client hung up is recorded."""
+        assert route.trickle is not None
+        head = [f"HTTP/1.1 {route.status} {route.reason or self.responses[route.status][0]}"]
+        head += [f"{key}: {value}" for key, value in extra.items()]
+        head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        response = "\r\n".join(head).encode("latin-1") + body
+        sent = 0
+        try:
+            for byte in range(len(response)):
+                self.wfile.write(response[byte : byte + 1])
+                self.wfile.flush()
+                sent += 1
+                if self.server.owner._closing.wait(route.trickle):
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.server.owner._trickled(self.path, sent, len(response))
 
     @staticmethod
     def _chunk(piece: bytes) -> bytes:
@@ -688,8 +714,9 @@ class _FeedHandler(http.server.BaseHTTPRequestHandler):
             return ims == route.last_modified
         return False
 
-    def _send(self, status: int, body: bytes, extra: dict[str, str], send_body: bool) -> None:
-        self.send_response(status)
+    def _send(self, status: int, body: bytes, extra: dict[str, str], send_body: bool,
+              reason: str | None = None) -> None:
+        self.send_response(status, reason)
         for key, value in extra.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
@@ -702,9 +729,11 @@ class _FeedHandler(http.server.BaseHTTPRequestHandler):
 class _FeedHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, owner: FeedServer) -> None:
+    def __init__(self, owner: FeedServer, host: str) -> None:
         self.owner = owner
-        super().__init__((LOOPBACK, 0), _FeedHandler)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, 0), _FeedHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients hanging up mid-response are expected in timeout tests; stay quiet
@@ -715,19 +744,22 @@ class _FeedHTTPServer(http.server.ThreadingHTTPServer):
 
 
 class FeedServer:
-    """HTTP server on 127.0.0.1 serving feeds registered with :meth:`serve`.
+    """HTTP server on ``host`` (127.0.0.1 unless told another local address, such as
+    127.0.0.2 or ::1) serving feeds registered with :meth:`serve`.
 
     Routes can be replaced at any time (thread-safe), so a test can change a feed
     between two runs of the fetcher and see what it does with 304s, new items, etc.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = LOOPBACK) -> None:
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
         self._requests: list[Request] = []
+        self._trickles: list[tuple[str, int, int]] = []
+        self._trickle_done = threading.Condition(self._lock)
         self._closing = threading.Event()
-        self._httpd = _FeedHTTPServer(self)
-        self.host = LOOPBACK
+        self._httpd = _FeedHTTPServer(self, host)
+        self.host = host
         self.port = int(self._httpd.server_address[1])
         self._thread: threading.Thread | None = None
 
@@ -759,7 +791,8 @@ class FeedServer:
         self._httpd.server_close()
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/{path.lstrip('/')}"
 
     @property
     def requests(self) -> list[Request]:
@@ -779,6 +812,7 @@ class FeedServer:
         *,
         content_type: str = "application/rss+xml; charset=utf-8",
         status: int = 200,
+        reason: str | None = None,
         headers: dict[str, str] | None = None,
         etag: str | None = None,
         last_modified: str | None = None,
@@ -786,6 +820,7 @@ class FeedServer:
         delay: float = 0.0,
         chunk_delay: float | None = None,
         chunk_size: int = 64,
+        trickle: float | None = None,
     ) -> Self:
         """Register (or replace) the response for ``path``.
 
@@ -795,13 +830,18 @@ class FeedServer:
         * ``delay``: seconds before the status line (to trip read timeouts).
         * ``chunk_delay``: stream the body chunked, ``chunk_size`` bytes at a time,
           sleeping between chunks (to trip total-time limits).
+        * ``trickle``: send the whole response, status line and headers included, one
+          byte every ``trickle`` seconds (each byte well within a read timeout);
+          :meth:`trickled` tells how much went out before the client hung up.
         * ``headers``: extra response headers, e.g. ``{"Retry-After": "120"}``.
+        * ``reason``: the status line's reason phrase, instead of the standard one.
         """
         data = body.encode() if isinstance(body, str) else bytes(body)
         route = _Route(
             body=data,
             content_type=content_type,
             status=status,
+            reason=reason,
             headers=dict(headers or {}),
             etag=etag,
             last_modified=last_modified,
@@ -809,6 +849,7 @@ class FeedServer:
             delay=delay,
             chunk_delay=chunk_delay,
             chunk_size=max(1, chunk_size),
+            trickle=trickle,
         )
         with self._lock:
             self._routes[_normalise(path)] = route
@@ -838,6 +879,26 @@ class FeedServer:
             if route is None:
                 route = self._routes.get(raw_path.split("?", 1)[0])
             return route
+
+    def trickled(self, path: str, timeout: float = 30) -> tuple[int, int]:
+        """For the first trickled response to ``path`` that has ended (waiting for it up
+        to ``timeout`` seconds): the bytes sent before the client hung up, of how many."""
+        wanted = _normalise(path)
+
+        def ended() -> tuple[int, int] | None:
+            return next(((sent, total) for where, sent, total in self._trickles
+                         if where.split("?", 1)[0] == wanted), None)
+
+        with self._trickle_done:
+            found = self._trickle_done.wait_for(ended, timeout)
+        if found is None:
+            raise AssertionError(f"no trickled response to {path} ended within {timeout}s")
+        return found
+
+    def _trickled(self, path: str, sent: int, total: int) -> None:
+        with self._trickle_done:
+            self._trickles.append((path, sent, total))
+            self._trickle_done.notify_all()
 
     def _log(self, request: Request) -> None:
         with self._lock:

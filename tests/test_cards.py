@@ -10,7 +10,7 @@ import pytest
 from feed_fixtures import FIXTURES, HOSTILE
 from hostile import hostile_markup_in
 from servers import FeedServer
-from support import Site, digest, rows
+from support import Item, Site, digest, rows, rss
 
 LINE = "今日は晴れです。"
 # (key, title, link, teaser, image url, width, height, alt, published); "{base}" is the server.
@@ -157,3 +157,20 @@ def test_the_hostile_fixture_is_hostile() -> None:
     for expected in ("<script>", "<iframe>", "<form>", "<svg>", "onclick=", "onload=",
                      "javascript:alert(1)", "<meta> in body", "<style> in body"):
         assert expected in problems, expected
+
+
+@pytest.mark.parametrize("pixel", [
+    'width="0" height="0"', 'width="1.0" height="1.0"', 'width="1px" height="1px"',
+    'style="width:1px;height:1px"', 'style="width: 0; height: 0 !important" width="600"',
+    'height="1"'])
+def test_a_tracking_pixel_is_never_the_cards_picture(site: Site, web: FeedServer,
+                                                     pixel: str) -> None:
+    web.serve("/feed.xml", rss(Item(
+        "Pixel", "https://example.com/p", "p",
+        f'<p><img src="https://track.example.com/open.gif" {pixel}>Story.</p>'
+        '<img src="https://img.example.com/photo.jpg" width="640.0" height="360">')))
+    site.feeds = [("News", web.url("/feed.xml"))]
+    site.write()
+    assert digest("collect").exit_code == 0
+    assert rows(site.database, "SELECT image_url, image_width, image_height FROM articles") == [
+        ("https://img.example.com/photo.jpg", 640, 360)]

@@ -4,6 +4,9 @@ feed's back catalogue; and that none of it mails anyone twice."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from servers import FeedServer
@@ -153,3 +156,19 @@ def test_collect_limits_below_one_are_refused(site: Site) -> None:
     result = digest("collect")
     assert result.exit_code == 2
     assert "collect.per_host must be at least 1" in result.output
+
+
+def test_the_scheduler_logs_a_failing_feed_once_in_plain_words(site: Site,
+                                                               web: FeedServer) -> None:
+    web.serve("/a.xml", rss(Item("Eclipse tonight", "https://example.com/eclipse", "a-1")))
+    site_with(site, ("Alpha", web.url("/a.xml")), ("Nowhere", "http://example.invalid/x.xml"))
+    scheduler = Path(__file__).resolve().parents[1] / "scheduler.py"
+    result = subprocess.run([sys.executable, str(scheduler), "--config", str(site.config),
+                             "--once", "--log-format", "json"],
+                            capture_output=True, text=True, timeout=60)
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    told = [(line["level"], line["job"], line["message"]) for line in lines
+            if "example.invalid" in json.dumps(line)]
+    assert told == [("WARNING", "collect", "feed http://example.invalid/x.xml: cannot resolve "
+                                           "host example.invalid")], result.stderr
+    assert [line["failed"] for line in lines if line["message"] == "collected"] == [1]

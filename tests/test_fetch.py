@@ -1,19 +1,31 @@
 """Fetching feeds from a real HTTP server on loopback: conditional GET, redirects, errors,
-timeouts, size caps, Retry-After, compression, and how `digest status` reports each."""
+timeouts, size caps, Retry-After, compression, and how `digest status` reports each; and the
+bounds a hostile server cannot push us past (bombs, trickles, private addresses)."""
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from servers import FeedServer
+import brotli
+import pytest
+from servers import FeedServer, free_port
 from support import Item, Site, digest, rows, rss
 
-from digest import __version__
+from digest import __version__, jobs
+from digest import config as configuration
+from digest.store import Store
 
 A = Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.")
 B = Item("Bridge closes", "https://example.com/bridge", "h2", "Cars wait.")
@@ -335,3 +347,236 @@ def test_a_tls_failure_is_recorded_on_the_feed(site: Site, web: FeedServer) -> N
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"feed failed: {url}: " in result.output
     assert status("Secure")["error_count"] == 1
+
+
+# Runs the command given, then writes the peak resident memory of that child, in KiB, to the
+# file named first. A child's peak counts the memory of the process it was started from (Linux
+# keeps it across exec): from this small one, not from pytest, it is the command's own.
+_PEAK = """
+import os, signal, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+signal.signal(signal.SIGALRM, lambda *_: child.kill())
+signal.alarm(100)
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run(*args: str, cwd: Path) -> tuple[int, str, int]:
+    """`digest ARGS` as a process of its own: its exit status, its output and its peak
+    resident memory in bytes."""
+    peak = cwd / "peak.kib"
+    result = subprocess.run([sys.executable, "-c", _PEAK, str(peak), sys.executable, "-m",
+                             "digest", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=120)
+    return result.returncode, result.stdout, int(peak.read_text()) * 1024
+
+
+@functools.cache
+def bomb(coding: str, size: int) -> bytes:
+    """`size` zero bytes compressed with `coding`, a mebibyte at a time: small on the wire,
+    huge once inflated (brotli: 1 GiB in about 1.6 KB)."""
+    zeros = bytes(1 << 20)
+    if coding == "br":
+        packer = brotli.Compressor(quality=5)
+        return b"".join([*(packer.process(zeros) for _ in range(size >> 20)), packer.finish()])
+    wrapper = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}[coding]
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, wrapper)
+    return b"".join([*(squeezer.compress(zeros) for _ in range(size >> 20)), squeezer.flush()])
+
+
+# Big enough that a decoder inflating one network read at once (64 KiB in) holds far more than
+# the bound: over a gibibyte for brotli, some 64 MiB for gzip and deflate.
+BOMBS = {"br": 1 << 30, "gzip": 128 << 20, "deflate": 128 << 20}
+MEMORY_BOUND = 150 * 1024 * 1024
+
+
+@pytest.mark.parametrize("coding", list(BOMBS))
+def test_a_compression_bomb_is_refused_before_it_fills_the_memory(
+        site: Site, web: FeedServer, coding: str) -> None:
+    web.serve("/bomb.xml", bomb(coding, BOMBS[coding]), headers={"Content-Encoding": coding})
+    web.serve("/good.xml", rss(A))
+    configure(site, ("Bomb", web.url("/bomb.xml")), ("Good", web.url("/good.xml")),
+              extra="[collect]\nfirst_run = 0\n")
+    status, output, peak = run("collect", cwd=site.root)
+    assert peak < MEMORY_BOUND, f"peak RSS {peak / 2**20:.0f} MB"
+    assert status == 1, output
+    assert (f"{web.url('/bomb.xml')}: larger than 10,485,760 bytes once decompressed"
+            in output)
+    assert rows(site.database, "SELECT title FROM articles") == [("Harbour opens",)]
+
+
+@pytest.mark.parametrize(("coding", "packed"), [
+    ("br", brotli.compress),
+    ("deflate", zlib.compress),
+    # Raw deflate, without zlib's wrapper: against RFC 9110, but some servers send it.
+    ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),
+    ("gzip, br", lambda data: brotli.compress(zlib.compress(data, wbits=zlib.MAX_WBITS | 16))),
+])
+def test_every_compression_offered_is_read(site: Site, web: FeedServer, coding: str,
+                                           packed: Callable[[bytes], bytes]) -> None:
+    web.serve("/feed.xml", packed(rss(A, B).encode()), headers={"Content-Encoding": coding})
+    configure(site, ("News", web.url("/feed.xml")))
+    assert digest("collect").exit_code == 0
+    assert sorted(rows(site.database, "SELECT title FROM articles")) == [
+        ("Bridge closes",), ("Harbour opens",)]
+
+
+def test_corrupt_compressed_data_is_an_error_of_that_feed(site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", b"\x1f\x8b not gzip at all", headers={"Content-Encoding": "gzip"})
+    configure(site, ("News", web.url("/feed.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert f"{web.url('/feed.xml')}: cannot decompress: not valid gzip data" in result.output
+
+
+def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline(
+        site: Site, web: FeedServer) -> None:
+    # A byte every 0.2 s never trips the 1 s read timeout; the headers alone would take 30 s.
+    web.serve("/trickle.xml", rss(A), trickle=0.2)
+    configure(site, ("Trickle", web.url("/trickle.xml")))
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert f"{web.url('/trickle.xml')}: too slow: not complete after 2s" in result.output
+    sent, total = web.trickled("/trickle.xml")
+    headers = total - len(rss(A).encode())
+    assert sent < headers, f"{sent} of {headers} header bytes sent before the client gave up"
+
+
+def _fifo(root: Path) -> Path:
+    os.mkfifo(root / "feed.fifo")
+    return root / "feed.fifo"
+
+
+def _folder(root: Path) -> Path:
+    (root / "feeds").mkdir()
+    return root / "feeds"
+
+
+@pytest.mark.parametrize("made", [_fifo, lambda root: Path("/dev/zero"), _folder],
+                         ids=["fifo", "device", "folder"])
+def test_a_local_feed_that_is_not_a_regular_file_is_refused(
+        site: Site, made: Callable[[Path], Path]) -> None:
+    path = made(site.root)
+    configure(site, ("Local", str(path)))
+    # A process of its own: read as a file, /dev/zero never ends and a FIFO never starts.
+    status, output, _ = run("collect", cwd=site.root)
+    assert status == 1, output
+    assert f"feed failed: {path}: not a regular file" in output
+
+
+def test_a_large_local_feed_is_capped_like_one_over_http(site: Site) -> None:
+    path = site.root / "big.xml"
+    path.write_text(rss(*(Item(f"Story {n}", f"https://example.com/{n}", summary="x" * 200)
+                          for n in range(20))))
+    configure(site, ("Big", str(path)), extra=QUICK + "max_bytes = 2000\n")
+    result = digest("collect")
+    assert result.exit_code == 1
+    assert f"{path}: larger than 2,000 bytes" in result.output
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(0,)]
+
+
+@pytest.fixture
+def inside() -> Iterator[FeedServer]:
+    """A server at another loopback address, with something a feed elsewhere must not read."""
+    with FeedServer("127.0.0.2") as server:
+        server.serve("/memo.xml", rss(Item("Internal memo", "https://intranet.example/memo")))
+        yield server
+
+
+@pytest.fixture
+def inside6() -> Iterator[FeedServer]:
+    with FeedServer("::1") as server:
+        server.serve("/memo.xml", rss(Item("Internal memo", "https://intranet.example/memo")))
+        yield server
+
+
+def test_a_redirect_to_another_private_address_is_refused_unasked(
+        site: Site, web: FeedServer, inside: FeedServer, inside6: FeedServer) -> None:
+    # The feed's own host vouches for its own address, and for no other: these servers are
+    # on loopback as well, yet nothing ever reaches them.
+    targets = {"/v4.xml": (inside.url("/memo.xml"), "127.0.0.2 is a loopback address"),
+               "/v6.xml": (inside6.url("/memo.xml"), "::1 is a loopback address"),
+               "/lan.xml": ("http://10.0.0.1/admin", "10.0.0.1 is a private address"),
+               "/cloud.xml": ("http://169.254.169.254/latest/meta-data/",
+                              "169.254.169.254 is a link-local address")}
+    for path, (target, _) in targets.items():
+        web.redirect(path, target, status=302)
+    configure(site, *((path, web.url(path)) for path in targets))
+    result = digest("collect")
+    assert result.exit_code == 1
+    for path, (target, why) in targets.items():
+        assert f"{web.url(path)}: refused a redirect to {target}: {why}" in result.output
+    assert inside.requests == [] and inside6.requests == []
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(0,)]
+    assert "Internal memo" not in result.output
+
+
+def test_a_feed_configured_at_a_private_address_is_read(
+        site: Site, web: FeedServer, inside: FeedServer) -> None:
+    inside.redirect("/feed.xml", "/memo.xml", status=302)  # within its own host: followed
+    configure(site, ("Inside", inside.url("/feed.xml")))
+    assert digest("collect").exit_code == 0
+    assert rows(site.database, "SELECT title FROM articles") == [("Internal memo",)]
+
+
+def test_an_error_status_is_told_in_our_words_not_the_servers(site: Site,
+                                                             web: FeedServer) -> None:
+    web.serve("/feed.xml", "upstream said no", status=503, content_type="text/plain",
+              reason="db.internal:5432 password authentication failed for user feeds")
+    configure(site, ("News", web.url("/feed.xml")))
+    result = digest("collect")
+    assert f"{web.url('/feed.xml')}: HTTP 503 Service Unavailable" in result.output
+    assert "password" not in result.output and "password" not in status("News")["last_error"]
+
+
+def test_bad_feeds_are_reported_once_each_in_plain_words(site: Site, web: FeedServer) -> None:
+    web.serve("/page.html", "<html>\n<head>\n<title>Shop</title>\n</head>\n<body>\n"
+              "<p>Sale</p>\n<div></p>\n</body>\n</html>\n", content_type="text/html")
+    port = free_port()  # nobody listens there
+    expected = {"http://example.invalid/feed.xml": "cannot resolve host example.invalid",
+                web.url("/page.html"): "not a feed: XML error at line 7",
+                "ftp://example.com/feed.xml": "unsupported scheme 'ftp'",
+                f"http://127.0.0.1:{port}/feed.xml":
+                    f"cannot connect to 127.0.0.1 port {port}: connection refused"}
+    configure(site, *((f"Feed {n}", url) for n, url in enumerate(expected)))
+    result = digest("collect")
+    assert result.exit_code == 1
+    for url, words in expected.items():
+        said = [line for line in result.output.splitlines() if url in line]
+        assert len(said) == 1 and said[0].startswith(f"feed failed: {url}: {words}"), said
+    assert "Errno" not in result.output
+
+
+def test_invalid_utf8_reads_as_replacement_characters(site: Site, web: FeedServer) -> None:
+    xml = rss(Item("Bad XX utf8 YY(", "https://example.com/bad"),
+              Item("Café crème", "https://example.com/cafe")).encode()
+    web.serve("/feed.xml", xml.replace(b"XX", b"\xff\xfe").replace(b"YY", b"\xc3"))
+    web.serve("/feed.json", b'{"version": "https://jsonfeed.org/version/1.1", "items": '
+              b'[{"id": "j", "url": "https://example.com/j", "title": "Na\xefve caf\xc3\xa9"}]}',
+              content_type="application/feed+json")
+    configure(site, ("Xml", web.url("/feed.xml")), ("Json", web.url("/feed.json")))
+    assert digest("collect").exit_code == 0
+    assert sorted(rows(site.database, "SELECT title FROM articles")) == [
+        ("Bad \ufffd\ufffd utf8 \ufffd(",), ("Café crème",), ("Na\ufffdve café",)]
+
+
+MOMENT = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+
+
+def test_retry_after_counts_from_the_moment_of_the_run(site: Site, web: FeedServer) -> None:
+    web.serve("/busy.xml", "slow down", status=429, content_type="text/plain",
+              headers={"Retry-After": "600"})
+    web.serve("/down.xml", "maintenance", status=503, content_type="text/plain",
+              headers={"Retry-After": "Fri, 31 Dec 2100 23:59:59 GMT"})
+    configure(site, ("Busy", web.url("/busy.xml")), ("Down", web.url("/down.xml")))
+    config = configuration.load(str(site.config))
+    with Store(config.paths.database) as store:
+        collected = jobs.collect(config, store, clock=lambda: MOMENT)
+    assert [feed.error for feed in collected.failed] == [
+        "HTTP 429 Too Many Requests, asked to wait until 2026-11-27 07:10 UTC",
+        "HTTP 503 Service Unavailable, asked to wait until 2026-11-28 07:00 UTC"]
+    assert {name: datetime.fromisoformat(status(name)["retry_after"])
+            for name in ("Busy", "Down")} == {"Busy": MOMENT + timedelta(minutes=10),
+                                             "Down": MOMENT + timedelta(days=1)}
