@@ -487,11 +487,11 @@ def _matches(config: Config, store: Store, tokened: returns.Returns,
         return list(found.values())  # a mail to the mailto speaks only through its token
     for recipient in report.recipients:
         try:
-            email = subscribers.normalise(recipient.address)
+            email = store.spelling(subscribers.normalise(recipient.address))
         except EmailNotValidError:
             continue
-        edition = _edition(config, store, email, report)
-        if edition is not None:
+        edition = _edition(config, store, email, report) if email else None
+        if email and edition is not None:
             found.setdefault(email, inboxes.Match(email, edition, recipient, "address"))
     return list(found.values())
 

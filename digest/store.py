@@ -736,6 +736,16 @@ class Store:
         return self.db.execute("SELECT 1 FROM inbound WHERE message = ?",
                                (message,)).fetchone() is not None
 
+    def spelling(self, email: str) -> str | None:
+        """How the ledger spells an address it mailed, compared as subscribers.key compares
+        (reports write local parts in any case): exact first, on the index."""
+        for sql in ("SELECT email FROM deliveries WHERE email = ? LIMIT 1",
+                    "SELECT email FROM deliveries WHERE lower(email) = lower(?) LIMIT 1"):
+            row = self.db.execute(sql, (email,)).fetchone()
+            if row is not None:
+                return str(row[0])
+        return None
+
     def mailed(self, email: str) -> list[int]:
         """The editions that went to `email`, newest first."""
         return [row[0] for row in self.db.execute(
