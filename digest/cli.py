@@ -15,10 +15,12 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import IO, Any
 
 import click
@@ -40,13 +42,14 @@ from rich.text import Text
 
 from digest import check as checks
 from digest import config as configuration
-from digest import deliver, jobs, lock, logs, scheduling
+from digest import deliver, jobs, lock, logs, mailboxes, scheduling
+from digest import inbox as inboxes
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Subscriber
 from digest.sink import Sink
-from digest.store import EditionSummary, FeedState, Store, now
+from digest.store import EditionSummary, FeedState, Refusals, Store, now
 from digest.web import public
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -332,6 +335,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         feeds, editions = _feeds(config, store), store.editions()
         listed, roster = jobs.roster(config, store)
         suppressed = len(store.suppressed())
+        by_reason = store.suppressed_by_reason()
+        returned = store.returned([e.id for e in editions])
+        refused = store.refusals([e.id for e in editions])
     report: dict[str, Any] = {
         "feeds": [{"url": f.url, "name": f.name, "articles": f.articles,
                    "last_ok": f.last_ok and f.last_ok.isoformat(), "last_error": f.last_error,
@@ -339,9 +345,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
                    "error_since": f.error_since and f.error_since.isoformat(),
                    "state": _feed_state(f, moment), **_feed_health(f)} for f in feeds],
         "editions": [{"id": e.id, "period": e.period, "created_at": e.created_at.isoformat(),
-                      "subject": e.subject, "articles": e.articles, "deliveries": e.counts}
+                      "subject": e.subject, "articles": e.articles, "deliveries": e.counts,
+                      "returns": returned[e.id]}
                      for e in editions],
         "subscribers": {"active": len(listed), "suppressed": suppressed,
+                        "suppressed_by_reason": by_reason,
                         "rejected_rows": len(roster.problems)},
     }
     runs = scheduling.next_runs(config, moment)
@@ -350,7 +358,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                            "next": [{"job": run.job, "schedule": run.schedule,
                                      "at": run.at and run.at.isoformat(),
                                      "problem": run.problem} for run in runs]}
-    report["attention"] = attention(feeds, editions, moment, runs, busy=holder is not None)
+    report["attention"] = attention(feeds, editions, moment, runs, busy=holder is not None) + \
+        returns_attention(editions, returned, refused)
     if as_json:
         out.print_json(json.dumps(report))
         ctx.exit(1 if report["attention"] else 0)
@@ -368,13 +377,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
             if note:
                 out.print(f"{f.name} ({f.url}): {note}", markup=False)
     table = Table(title="Editions", title_justify="left")
-    for column in ("id", "created", "articles", "deliveries", "subject"):
+    for column in ("id", "created", "articles", "deliveries", "came back", "subject"):
         table.add_column(column)
     for e in editions:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(e.counts.items()))
-        table.add_row(str(e.id), _when(e.created_at), str(e.articles), counts, e.subject)
+        back = ", ".join(f"{n} {word}" for word, n in returned[e.id].items() if n)
+        table.add_row(str(e.id), _when(e.created_at), str(e.articles), counts, back,
+                      e.subject)
     out.print(table)
     out.print(f"Subscribers: {len(listed)} active, {suppressed} suppressed"
+              + (f" ({_reasons(by_reason)})" if by_reason else "")
               + (f", {len(roster.problems)} rows rejected" if roster.problems else ""))
     _print_schedule(config, report["scheduler"]["pid"], runs)
     for problem in report["attention"]:
@@ -432,6 +444,44 @@ def _edition_problems(editions: list[EditionSummary], busy: bool) -> list[str]:
             counts = ", ".join(f"{n} {s}" for s, n in stuck.items())
             problems.append(f"edition {e.id}: {counts} (see `digest resend {e.id} --help`)")
     return problems
+
+
+# Gmail's and Yahoo's bulk-sender rules: complaints under 0.3%. Past 5% hard bounces a list
+# is old or bought, and providers treat its sender as such.
+COMPLAINT_RATE = 0.003
+HARD_BOUNCE_RATE = 0.05
+# This many addresses at one provider refusing an edition for reasons not theirs (spam,
+# policy, blocklist): the provider is refusing the sending.
+REFUSAL_RUN = 3
+
+
+def returns_attention(editions: list[EditionSummary], returned: dict[int, dict[str, int]],
+                      refused: list[Refusals]) -> list[str]:
+    """Editions that came back badly: complaints or hard bounces over the rates providers
+    hold senders to, or a provider refusing many of its messages."""
+    problems = []
+    for e in editions:
+        mailed = e.counts.get("sent", 0) + e.counts.get("bounced", 0)
+        back = returned[e.id]
+        if mailed and back["complaints"] / mailed > COMPLAINT_RATE:
+            problems.append(f"edition {e.id}: {back['complaints']} complaints from {mailed} "
+                            f"mailed ({back['complaints'] / mailed:.1%}, over "
+                            f"{COMPLAINT_RATE:.1%}): those who complain are suppressed; ask "
+                            "why they did not unsubscribe instead")
+        if mailed and back["hard"] / mailed > HARD_BOUNCE_RATE:
+            problems.append(f"edition {e.id}: {back['hard']} hard bounces from {mailed} "
+                            f"mailed ({back['hard'] / mailed:.1%}, over "
+                            f"{HARD_BOUNCE_RATE:.0%}): the list has dead addresses")
+    for run in refused:
+        if run.addresses >= REFUSAL_RUN:
+            problems.append(f"edition {run.edition_id}: {run.domain} refused {run.addresses} "
+                            f"messages for reasons not the addresses' (e.g. {run.status}): "
+                            "check the sending (reputation, authentication, content)")
+    return problems
+
+
+def _reasons(by_reason: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in by_reason.items())
 
 
 def _print_schedule(config: Config, pid: int | None, runs: list[scheduling.NextRun]) -> None:
@@ -615,9 +665,12 @@ def export(ctx: click.Context, out_path: str) -> None:
     listed, roster = _listed(config)
     with _output(out_path) as (handle, _):
         count = subscriber_list.write(listed, roster.fields, handle)
+    with _store(config) as store:
+        by_reason = store.suppressed_by_reason()
     console.print(f"{count} subscribers written"
                   + (f"; {len(roster.problems)} rows rejected (see `digest subscribers check`)"
-                     if roster.problems else ""))
+                     if roster.problems else "")
+                  + (f"; suppressed, not written: {_reasons(by_reason)}" if by_reason else ""))
 
 
 @subscribers_group.command()
@@ -740,3 +793,79 @@ def preview(ctx: click.Context, port: int, feed: str | None) -> None:
                   f"http://{previewing.HOST}:{port}/ (templates: {config.paths.templates}; "
                   "Ctrl-C to stop)", markup=False)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+
+
+@main.command("inbox")
+@click.argument("stdin", required=False, metavar="[-]")
+@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+              help="read every message in this Maildir's new/ and cur/")
+@click.option("--imap", is_flag=True, help="read inbox.folder on the [inbox] IMAP server "
+                                           "(password: DIGEST_INBOX_PASSWORD)")
+@click.option("--dry-run", is_flag=True, help="decide and report; change and move nothing")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per message")
+@click.pass_context
+def inbox_command(ctx: click.Context, stdin: str | None, maildir: Path | None, imap: bool,
+                  dry_run: bool, as_json: bool) -> None:
+    """Act on what came back: bounces, complaints, mailto unsubscribes.
+
+    `-` reads one message on standard input (an MTA piping to digest) and keeps it in
+    inbox.maildir. Handled messages are moved aside (the Maildir's .handled subfolder, the
+    IMAP folder inbox.handled_folder); any other mail is left exactly where it was."""
+    if stdin not in (None, "-") or (stdin == "-") + (maildir is not None) + imap != 1:
+        raise DigestError("say what to read: --maildir DIR, --imap, or - for one message on "
+                          "standard input")
+    config = _config(ctx)
+    with ExitStack() as stack:
+        if stdin == "-":
+            # A dry run keeps nothing: the message goes to a folder that is gone afterwards.
+            folder = Path(stack.enter_context(TemporaryDirectory())) if dry_run \
+                else config.inbox.maildir
+            box: mailboxes.Mailbox = mailboxes.keep(folder, sys.stdin.buffer)
+        elif maildir is not None:
+            box = mailboxes.Maildir(maildir)
+        else:
+            box = mailboxes.Imap(config.inbox)
+        stack.callback(box.close)
+        store = stack.enter_context(_store(config))
+        read = [_report_inbound(handled, as_json)
+                for handled in jobs.inbox(config, store, box, dry_run)]
+    _summarise_inbox(read, dry_run)
+    ctx.exit(1 if any(handled.report is None for handled in read) else 0)
+
+
+def _report_inbound(handled: jobs.Handled, as_json: bool) -> jobs.Handled:
+    report, decision = handled.report, handled.decision
+    note = handled.problem or (decision.note if decision else "")
+    if as_json:
+        click.echo(json.dumps({
+            "message": handled.name, "kind": report.kind.value if report else None,
+            "recipients": [{"address": r.address, "status": r.status, "hard": r.hard}
+                           for r in (report.recipients if report else ())],
+            "action": handled.action.value, "note": note,
+            "suppressed": [s.email for s in decision.suppress] if decision else [],
+            "moved": handled.set_aside}))
+        return handled
+    if report is None:
+        out.print(f"{handled.name}: skipped: {note}", markup=False)
+        return handled
+    named = ", ".join(f"{r.address} {r.status or '(no code)'} {'hard' if r.hard else 'soft'}"
+                      for r in report.recipients) if report.kind is inboxes.Kind.BOUNCE else ""
+    done = handled.action.value
+    if decision and decision.suppress:
+        done += " " + ", ".join(f"{s.email} ({s.reason})" for s in decision.suppress)
+    out.print(f"{handled.name}: {report.kind.value}{f' [{named}]' if named else ''}: {done}"
+              + (f" ({note})" if note else ""), markup=False)
+    return handled
+
+
+def _summarise_inbox(read: list[jobs.Handled], dry_run: bool) -> None:
+    kinds = Counter(h.report.kind.value for h in read if h.report)
+    actions = Counter(h.action.value for h in read if h.report and h.action.value != "ignored")
+    skipped = sum(h.report is None for h in read)
+    aside = sum(h.set_aside for h in read)
+    parts = [", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "nothing",
+             ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))
+             or "no change", f"{aside} set aside, {len(read) - aside - skipped} left in place"
+             + (f", {skipped} skipped" if skipped else "")]
+    console.print(f"read {len(read)} messages: " + "; ".join(parts)
+                  + ("; dry run: nothing changed or moved" if dry_run else ""))

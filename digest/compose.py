@@ -430,16 +430,26 @@ class _Body:
         return b"".join(out)
 
 
+def message_id(edition_id: int, email: str, domain: str) -> str:
+    """Deterministic per (edition, subscriber): a resend is recognisably the same mail, and a
+    bounce carrying the original's headers names the edition it answers."""
+    digest = hashlib.sha256(email.encode()).hexdigest()[:20]
+    return f"<{edition_id}.{digest}@{domain}>"
+
+
 class Letter:
     """An edition's message, built once; `bytes_for` makes each subscriber's copy."""
 
     def __init__(self, config: Config, edition: Edition,
-                 unsubscribe_url: Callable[[str], str]) -> None:
+                 unsubscribe_url: Callable[[str], str],
+                 mailto: Callable[[str], str] | None = None) -> None:
         newsletter = config.newsletter
         self.edition = edition
         self.domain = newsletter.domain
         self.unsubscribe_url = unsubscribe_url
-        self.mailto = newsletter.unsubscribe_mailto or f"unsubscribe@{self.domain}"
+        # Each subscriber's own mailto (see returns.py) when given, else the one address.
+        shared = newsletter.unsubscribe_mailto or f"unsubscribe@{self.domain}"
+        self.mailto = mailto or (lambda email: shared)
         boundary = f"=_digest_{uuid.uuid4().hex}"
         top = [fold("From", newsletter.sender), fold("Subject", edition.subject),
                fold("Date", format_datetime(edition.created_at))]
@@ -465,9 +475,7 @@ class Letter:
         self.fields = personal.fields_used(edition.html, edition.text)
 
     def message_id(self, email: str) -> str:
-        """Deterministic per (edition, subscriber): a resend is recognisably the same mail."""
-        digest = hashlib.sha256(email.encode()).hexdigest()[:20]
-        return f"<{self.edition.id}.{digest}@{self.domain}>"
+        return message_id(self.edition.id, email, self.domain)
 
     def bytes_for(self, delivery: Delivery, fields: dict[str, str] | None = None) -> bytes:
         """The subscriber's message; `fields` are their custom CSV columns (a missing one
@@ -484,7 +492,7 @@ class Letter:
             b"Message-ID: ", self.message_id(delivery.email).encode("ascii"), b"\r\n",
             # Folded between the two forms: a long signed link keeps the line well short of 998.
             b"List-Unsubscribe: <", url.encode("ascii"), b">,\r\n <mailto:",
-            self.mailto.encode("ascii"), b"?subject=unsubscribe>\r\n",
+            self.mailto(delivery.email).encode("ascii"), b"?subject=unsubscribe>\r\n",
             self.text_head, self.text.encode(values),
             self.html_head, self.html.encode(values),
             self.tail,

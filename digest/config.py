@@ -122,6 +122,8 @@ class Schedule:
     grace: str = "6h"
     # How often the scheduler checks for a missed slot and undelivered mail.
     reconcile: str = "5m"
+    # When `digest inbox` reads what came back (cron line or interval); empty: never.
+    inbox: str = ""
 
     def span(self, key: str) -> timedelta:
         """One of the duration keys, or a DigestError naming it."""
@@ -136,6 +138,10 @@ class Schedule:
 @dataclass(frozen=True)
 class Delivery:
     transport: str = "maildir"
+    # The envelope sender bounces go to, `local@domain`: each message gets
+    # `local+<token>@domain`, the token naming its delivery row (see returns.py). Empty: the
+    # From address, as before, and the List-Unsubscribe mailto without a token.
+    return_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,7 @@ class Config:
     smtp: Smtp = Smtp()
     paths: Paths = Paths()
     web: Web = Web()
+    inbox: Inbox = field(default_factory=lambda: Inbox())
     secret: str = field(default="", metadata={"env": "DIGEST_SECRET"})
     source: Path | None = field(default=None, metadata={"internal": True})
 
@@ -203,6 +210,8 @@ class Config:
 CHOICES = {
     ("delivery", "transport"): ("maildir", "smtp"),
     ("smtp", "security"): ("starttls", "ssl", "none"),
+    ("inbox", "security"): ("ssl", "starttls", "none"),
+    ("inbox", "source"): ("maildir", "imap"),
 }
 
 
@@ -230,7 +239,9 @@ def load(explicit: str | Path | None = None) -> Config:
     where = str(path) if path else "defaults"
     config = _build(Config, raw, where, ())
     base = path.parent if path else Path.cwd()
-    config = dataclasses.replace(config, source=path, paths=_resolve(config.paths, raw, base))
+    config = dataclasses.replace(config, source=path, paths=_resolve(config.paths, raw, base),
+                                 inbox=dataclasses.replace(
+                                     config.inbox, maildir=base / config.inbox.maildir))
     _check(config, where)
     return config
 
@@ -290,6 +301,7 @@ def _check(config: Config, where: str) -> None:
                               f"{problem}")
     if not config.feeds:
         raise DigestError(f"{where}: no feeds configured")
+    _check_inbox(config, where)
     for number, feed in enumerate(config.feeds, 1):
         if not feed.url:
             raise DigestError(f"{where}: feeds[{number}].url is empty")
@@ -370,3 +382,34 @@ def _value(hint: typing.Any, value: typing.Any, where: str, trail: tuple[str, ..
 def _describe(hint: typing.Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
             Path: "a path (string)"}.get(hint, str(hint))
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """`digest inbox`: the mailbox that bounces, complaints and mailto unsubscribes reach."""
+
+    source: str = "maildir"  # what the scheduler reads: "maildir" or "imap"
+    maildir: Path = Path("inbox")  # read by the scheduler; `digest inbox -` keeps mail here
+    host: str = ""
+    port: int = 993
+    security: str = "ssl"  # ssl | starttls | none
+    username: str = ""
+    password: str = field(default="", metadata={"env": "DIGEST_INBOX_PASSWORD"})
+    folder: str = "INBOX"
+    handled_folder: str = "digest-handled"  # where handled messages go on the IMAP server
+    timeout: float = 30
+    max_bytes: int = 10 * 1024 * 1024  # a larger message is reported and left where it is
+    # Soft bounces (mailbox full, refused by policy, ...) in this many editions suppress.
+    soft_bounce_limit: int = 3
+
+
+def _check_inbox(config: Config, where: str) -> None:
+    settings = config.inbox
+    for key in ("max_bytes", "soft_bounce_limit"):
+        if getattr(settings, key) < 1:
+            raise DigestError(f"{where}: inbox.{key} must be at least 1")
+    if config.delivery.return_path:
+        local, at, domain = config.delivery.return_path.rpartition("@")
+        if not at or not local or not domain or "+" in local or "<" in local:
+            raise DigestError(f"{where}: delivery.return_path must be a plain address "
+                              f"local@domain without '+', not {config.delivery.return_path!r}")

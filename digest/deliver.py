@@ -362,11 +362,13 @@ class _Run:
     hand-offs than they saved.)"""
 
     def __init__(self, store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
-                 pool: Pool, sender: str, progress: Callable[[Outcome], None],
-                 stop: threading.Event | None) -> None:
+                 pool: Pool, sender: str | Callable[[Delivery], str],
+                 progress: Callable[[Outcome], None], stop: threading.Event | None) -> None:
         self.store, self.edition_id, self.message_for = store, edition_id, message_for
         self.pool, self.policy = pool, pool.policy
-        self.envelope = parseaddr(sender)[1]
+        # MAIL FROM: one address for all, or each row's own return path (see returns.py).
+        address = "" if callable(sender) else parseaddr(sender)[1]
+        self.envelope = sender if callable(sender) else lambda delivery: address
         self.progress = progress
         self.stop = stop or threading.Event()
         self.halt = threading.Event()  # set by the run itself: pause, cap, relay gone
@@ -503,7 +505,7 @@ class _Run:
         attempt = 0
         while True:
             try:
-                result = carrier.send(self.envelope, delivery.email, message)
+                result = carrier.send(self.envelope(delivery), delivery.email, message)
             except TransportDown as error:
                 result = Result(Outcome.DEFERRED, f"cannot connect: {error}")
                 if attempt >= self.policy.retries:
@@ -560,7 +562,8 @@ class _Either:
 
 
 def run(store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
-        pool: Pool, sender: str, progress: Callable[[Outcome], None] = lambda outcome: None,
+        pool: Pool, sender: str | Callable[[Delivery], str],
+        progress: Callable[[Outcome], None] = lambda outcome: None,
         stop: threading.Event | None = None) -> Tally:
     """Deliver every due row of an edition through the pool (its first connection already
     open); `message_for` makes each row's bytes.

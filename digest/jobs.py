@@ -22,14 +22,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import cards, compose, deliver, feeds, lock, subscribers, tokens
-from digest.compose import Composer, Letter, Rendered
+from email_validator import EmailNotValidError
+
+from digest import cards, compose, deliver, feeds, lock, mailboxes, returns, subscribers, tokens
+from digest import inbox as inboxes
+from digest.compose import Composer, Letter, Rendered, message_id
 from digest.config import Collect, Config, Feed, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
 from digest.sink import Sink
-from digest.store import FeedState, Store, now
+from digest.store import FeedState, Inbound, Said, Store, now
 
 log = logging.getLogger("digest")
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -198,11 +201,12 @@ def view(chosen: tuple[str, ...], present: list[str]) -> str | None:
 
 
 def messages(config: Config, store: Store, edition: Edition,
-              unsubscribe_url: Callable[[str], str]) -> Callable[[Delivery], bytes]:
+              unsubscribe_url: Callable[[str], str],
+              mailto: Callable[[str], str] | None = None) -> Callable[[Delivery], bytes]:
     """Each delivery's bytes, from the Letter of its view (built once per view, on first use)
     and its own custom fields."""
     views = store.edition_views(edition.id)
-    whole = Letter(config, edition, unsubscribe_url)
+    whole = Letter(config, edition, unsubscribe_url, mailto)
     if not views and not whole.fields:
         return whole.bytes_for  # one view, no custom fields: nothing to look up per row
     letters = {"": whole}
@@ -213,7 +217,8 @@ def messages(config: Config, store: Store, edition: Edition,
         if letter is None:
             subject, html, text = views.get(key, (edition.subject, edition.html, edition.text))
             letter = letters[key] = Letter(
-                config, replace(edition, subject=subject, html=html, text=text), unsubscribe_url)
+                config, replace(edition, subject=subject, html=html, text=text), unsubscribe_url,
+                mailto)
         return letter.bytes_for(delivery, fields)
 
     return message_for
@@ -242,6 +247,9 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     progress bar)."""
     composer = Composer(config)  # fails early on a broken template folder
     unsubscribe_url, address_id = tokens.unsubscribe_links(config), tokens.ids(config)
+    # With a return path, bounces and mailto unsubscribes name the delivery they answer.
+    tokened = returns.returns(config) if config.delivery.return_path else None
+    sender = tokened.envelope if tokened else config.newsletter.sender
 
     recovered = store.recover()
     if recovered:
@@ -265,8 +273,9 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
         expect(store.due_count(edition.id))
         store.name_due(edition.id, address_id)  # before any link naming them goes out
         tally = deliver.run(store, edition.id,
-                            messages(config, store, edition, unsubscribe_url), carrier,
-                            config.newsletter.sender, progress, stop)
+                            messages(config, store, edition, unsubscribe_url,
+                                     tokened.mailto if tokened else None), carrier,
+                            sender, progress, stop)
         if tally.halted:
             log.warning("edition %d: %s", edition.id, tally.halted)
         for email in tally.suppressed:
@@ -471,3 +480,116 @@ def _fresh(folder: Path) -> None:
         raise DigestError(f"{folder}: cannot make the demo's folder: "
                           f"{error.strerror or error}") from None
 
+
+
+# -- what comes back ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Handled:
+    """One message `inbox` read, and what became of it."""
+
+    name: str  # the file name, IMAP UID or "-"
+    report: inboxes.Report | None  # None: it could not be read
+    decision: inboxes.Decision | None
+    problem: str = ""  # why it was skipped
+    repeated: bool = False  # acted on by an earlier run: nothing done again
+    set_aside: bool = False
+
+    @property
+    def action(self) -> inboxes.Action:
+        return self.decision.action if self.decision else inboxes.Action.IGNORED
+
+
+def inbox(config: Config, store: Store, mailbox: mailboxes.Mailbox,
+          dry_run: bool = False) -> Iterator[Handled]:
+    """read (bounded) | classify | match against the ledger | decide | record, then set the
+    handled aside. The record comes first: a crash before the move leaves the message to be
+    read again and found done, never acted on twice. Nothing is written or moved in a
+    dry run."""
+    tokened = returns.returns(config)
+    limit = config.inbox.max_bytes
+    for item in mailbox.items():
+        if item.size > limit:
+            yield Handled(item.name, None, None, f"{item.size:,} bytes, more than "
+                                                 f"inbox.max_bytes = {limit:,}: left where it is")
+            continue
+        data = mailbox.read(item)
+        if data is None:
+            continue
+        try:
+            report = inboxes.classify(inboxes.read(data), data, tokened.addresses)
+        except inboxes.Unreadable as error:
+            yield Handled(item.name, None, None, f"{error}: left where it is")
+            continue
+        repeated = store.inbound(report.identity)
+        if repeated:
+            decision = inboxes.Decision(inboxes.Action.IGNORED,
+                                        note="read before: nothing done again")
+        else:
+            matches = _matches(config, store, tokened, report)
+            soft = {match.email: store.soft_bounced(match.email) for match in matches}
+            decision = inboxes.decide(report, matches, soft, config.inbox.soft_bounce_limit)
+            if not dry_run:
+                store.record_inbound(_kept(report, matches, decision))
+        aside = report.kind.handled and not dry_run
+        if aside:
+            mailbox.set_aside(item)
+        yield Handled(item.name, report, decision, repeated=repeated, set_aside=aside)
+
+
+def _matches(config: Config, store: Store, tokened: returns.Returns,
+             report: inboxes.Report) -> list[inboxes.Match]:
+    """The subscribers a report is about. A return path token names the delivery row
+    exactly; the ids of a mailto or of the returned original's unsubscribe link name the
+    address; failing those, a recipient the report names is ours if this list mailed it."""
+    found: dict[str, inboxes.Match] = {}
+
+    def about(email: str) -> inboxes.Recipient | None:
+        """What the report says about `email`: its own recipient block, else its only one."""
+        named = [r for r in report.recipients if r.address.lower() == email.lower()]
+        return next(iter(named or report.recipients), None)
+
+    for token in report.returns:
+        row = tokened.delivery(token, store.named, store.mailed)
+        if row is not None:
+            found.setdefault(row[0], inboxes.Match(row[0], row[1], about(row[0]),
+                                                   "return path"))
+    if found or (report.kind is inboxes.Kind.BOUNCE and report.returns):
+        return list(found.values())  # a bounce with a token: the token alone decides
+    for ident in (*report.mailto, *report.links):
+        email = tokened.subscriber(ident, store.named)
+        if email is not None:
+            how = "mailto" if ident in report.mailto else "unsubscribe link"
+            found.setdefault(email, inboxes.Match(email, _edition(config, store, email,
+                                                                  report), about(email), how))
+    if found or report.kind is inboxes.Kind.UNSUBSCRIBE:
+        return list(found.values())  # a mail to the mailto speaks only through its token
+    for recipient in report.recipients:
+        try:
+            email = store.spelling(subscribers.normalise(recipient.address))
+        except EmailNotValidError:
+            continue
+        edition = _edition(config, store, email, report) if email else None
+        if email and edition is not None:
+            found.setdefault(email, inboxes.Match(email, edition, recipient, "address"))
+    return list(found.values())
+
+
+def _edition(config: Config, store: Store, email: str, report: inboxes.Report) -> int | None:
+    """The edition a report about `email` answers: the one whose Message-ID the returned
+    original carries, else the latest mailed to it; None if none was."""
+    mailed = store.mailed(email)
+    domain = config.newsletter.domain
+    return next((number for number in mailed
+                 if message_id(number, email, domain) == report.original),
+                mailed[0] if mailed else None)
+
+
+def _kept(report: inboxes.Report, matches: list[inboxes.Match],
+          decision: inboxes.Decision) -> Inbound:
+    said = tuple(Said(m.email, m.edition_id, m.recipient.status if m.recipient else "",
+                      bool(m.recipient and m.recipient.hard),
+                      m.recipient.diagnostic if m.recipient else report.why)
+                 for m in matches)
+    return Inbound(report.identity, report.kind.value, decision.action.value, said,
+                   tuple((s.email, s.reason, s.evidence) for s in decision.suppress))

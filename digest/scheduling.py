@@ -21,6 +21,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import deliver, jobs, lock, logs
+from digest import deliver, jobs, lock, logs, mailboxes
 from digest.config import Config, duration
 from digest.errors import DigestError
 from digest.logs import event
@@ -106,6 +107,20 @@ def collect_trigger(config: Config, start: datetime, jittered: bool = True) -> B
     return cron(schedule.collect, zone, "collect", jitter)
 
 
+def inbox_trigger(config: Config, start: datetime) -> BaseTrigger | None:
+    """`schedule.inbox`: an interval counted from `start`, or a cron line; None when empty
+    (the default: reading what came back is the operator's choice)."""
+    expression, zone = config.schedule.inbox, config.newsletter.zone
+    if not expression:
+        return None
+    every = duration(expression)
+    if every is None:
+        return cron(expression, zone, "inbox")
+    if every <= timedelta(0):
+        raise DigestError(f"schedule.inbox {expression!r} must be longer than 0")
+    return IntervalTrigger(seconds=every.total_seconds(), timezone=zone, start_date=start + every)
+
+
 def send_trigger(config: Config) -> CronTrigger:
     return cron(config.schedule.send, config.newsletter.zone, "send")
 
@@ -156,14 +171,17 @@ class NextRun:
 def next_runs(config: Config, moment: datetime) -> list[NextRun]:
     """When each scheduled job fires next after `moment`, from the config alone. A wrong
     schedule is a run's problem, not an error: status still shows everything else."""
-    triggers: dict[str, Callable[[], BaseTrigger]] = {
+    triggers: dict[str, Callable[[], BaseTrigger | None]] = {
         "collect": lambda: collect_trigger(config, moment, jittered=False),
         "send": lambda: send_trigger(config)}
+    if config.schedule.inbox:
+        triggers["inbox"] = lambda: inbox_trigger(config, moment)
     runs = []
     for job, trigger in triggers.items():
         schedule = getattr(config.schedule, job)
         try:
-            runs.append(NextRun(job, trigger().get_next_fire_time(None, moment), schedule))
+            made = trigger()
+            runs.append(NextRun(job, made and made.get_next_fire_time(None, moment), schedule))
         except DigestError as error:
             runs.append(NextRun(job, None, schedule, str(error)))
     return runs
@@ -182,6 +200,7 @@ class Runner:
         self.grace = config.schedule.span("grace")
         self._collecting = threading.Lock()
         self._sending = threading.Lock()
+        self._reading = threading.Lock()
         self._active = 0
         self._idle = threading.Condition()
 
@@ -224,6 +243,29 @@ class Runner:
                 event(log, logging.INFO, f"feed {feed.url} skipped: {feed.skipped}")
             event(log, logging.INFO, "collected", new=collected.new,
                   feeds=len(collected.feeds), failed=len(collected.failed))
+
+    def inbox(self) -> None:
+        """Read what came back from the configured mailbox and act on it."""
+        with self._job("inbox", self._reading) as go:
+            if not go:
+                return
+            try:
+                box = mailboxes.configured(self.config.inbox)
+            except DigestError as error:
+                event(log, logging.ERROR, str(error))
+                return
+            try:
+                with Store(self.config.paths.database) as store:
+                    read = list(jobs.inbox(self.config, store, box))
+            finally:
+                box.close()
+            for handled in read:
+                if handled.problem:
+                    event(log, logging.WARNING, f"message {handled.name} skipped: "
+                                                f"{handled.problem}")
+            actions = Counter(handled.action.value for handled in read)
+            event(log, logging.INFO, "inbox read", messages=len(read),
+                  set_aside=sum(handled.set_aside for handled in read), **actions)
 
     def reconcile(self, name: str = "reconcile") -> None:
         with self._job(name, self._sending) as go:
@@ -321,6 +363,9 @@ def scheduler_for(config: Config, runner: Runner) -> BlockingScheduler:
     scheduler.add_job(runner.reconcile, send_trigger(config), args=("send",), id="send")
     scheduler.add_job(runner.reconcile, IntervalTrigger(
         seconds=schedule.span("reconcile").total_seconds(), timezone=zone), id="reconcile")
+    reading = inbox_trigger(config, now())
+    if reading is not None:
+        scheduler.add_job(runner.inbox, reading, id="inbox")
     return scheduler
 
 

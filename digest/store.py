@@ -170,6 +170,32 @@ MIGRATIONS = (
     );
     CREATE INDEX signups_recipient ON signups (recipient, created_at);
     """,
+    # What came back (`digest inbox`): every message read, once, by its identity, with what
+    # was done about it; and for each subscriber it concerned, what it said (the evidence a
+    # suppression rests on, and the soft bounces counted towards one).
+    """
+    CREATE TABLE inbound (
+        message TEXT PRIMARY KEY,          -- its Message-ID, else a hash of its bytes
+        kind TEXT NOT NULL,                -- bounce|complaint|unsubscribe|auto-reply|other
+        action TEXT NOT NULL,              -- suppressed|counted|ignored
+        at TEXT NOT NULL
+    );
+    CREATE TABLE returns (
+        message TEXT NOT NULL REFERENCES inbound(message),
+        email TEXT NOT NULL,
+        edition_id INTEGER,                -- the edition it answers, when known
+        kind TEXT NOT NULL,                -- bounce|complaint|unsubscribe
+        status TEXT NOT NULL DEFAULT '',   -- the enhanced status code of a bounce
+        hard INTEGER NOT NULL DEFAULT 0,
+        evidence TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL,
+        PRIMARY KEY (message, email)
+    );
+    CREATE INDEX returns_email ON returns (email, kind);
+    CREATE INDEX returns_edition ON returns (edition_id, kind);
+    -- deliveries.status may also be 'bounced': the relay took it, the recipient's server
+    -- sent it back (last_response says how).
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -702,6 +728,120 @@ class Store:
     def drop_signup(self, signup_id: str) -> None:
         """Forget a sign-up whose confirmation mail never left: nobody holds its link."""
         self.db.execute("DELETE FROM signups WHERE id = ?", (signup_id,))
+
+    # -- what came back ------------------------------------------------------------------------
+
+    def inbound(self, message: str) -> bool:
+        """Whether a message with this identity was read and acted on before."""
+        return self.db.execute("SELECT 1 FROM inbound WHERE message = ?",
+                               (message,)).fetchone() is not None
+
+    def spelling(self, email: str) -> str | None:
+        """How the ledger spells an address it mailed, compared as subscribers.key compares
+        (reports write local parts in any case): exact first, on the index."""
+        for sql in ("SELECT email FROM deliveries WHERE email = ? LIMIT 1",
+                    "SELECT email FROM deliveries WHERE lower(email) = lower(?) LIMIT 1"):
+            row = self.db.execute(sql, (email,)).fetchone()
+            if row is not None:
+                return str(row[0])
+        return None
+
+    def mailed(self, email: str) -> list[int]:
+        """The editions that went to `email`, newest first."""
+        return [row[0] for row in self.db.execute(
+            "SELECT edition_id FROM deliveries WHERE email = ? AND status IN "
+            "('sent', 'bounced', 'unknown') ORDER BY edition_id DESC", (email,))]
+
+    def soft_bounced(self, email: str) -> set[int]:
+        """The editions in which `email` soft-bounced."""
+        return {row[0] for row in self.db.execute(
+            "SELECT DISTINCT edition_id FROM returns WHERE email = ? AND kind = 'bounce' "
+            "AND NOT hard AND edition_id IS NOT NULL", (email,))}
+
+    def record_inbound(self, inbound: Inbound) -> None:
+        """A message read, in one commit: what it said about whom, the ledger rows it answers
+        marked `bounced`, the suppressions it calls for. A second read of the same message
+        changes nothing."""
+        moment = _iso(now())
+        with self.transaction() as db:
+            if db.execute("INSERT INTO inbound (message, kind, action, at) VALUES (?, ?, ?, ?) "
+                          "ON CONFLICT DO NOTHING",
+                          (inbound.message, inbound.kind, inbound.action, moment)).rowcount == 0:
+                return
+            for said in inbound.said:
+                db.execute("INSERT INTO returns (message, email, edition_id, kind, status, "
+                           "hard, evidence, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT DO NOTHING",
+                           (inbound.message, said.email, said.edition_id, inbound.kind,
+                            said.status, said.hard, said.evidence, moment))
+                if inbound.kind == "bounce" and said.edition_id is not None:
+                    db.execute("UPDATE deliveries SET status = 'bounced', last_response = ?, "
+                               "updated_at = ? WHERE edition_id = ? AND email = ? AND status "
+                               "IN ('sent', 'unknown', 'bounced')",
+                               (f"bounced {said.status or '(no code)'} "
+                                f"{'hard' if said.hard else 'soft'}: {said.evidence}", moment,
+                                said.edition_id, said.email))
+            for email, reason, evidence in inbound.suppress:
+                db.execute("INSERT INTO suppressions (email, reason, at, source) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+                           (email, reason, moment, evidence))
+
+    def returned(self, edition_ids: list[int]) -> dict[int, dict[str, int]]:
+        """Per edition: its hard and soft bounces and its complaints, one per address."""
+        found: dict[int, dict[str, int]] = {number: {"hard": 0, "soft": 0, "complaints": 0}
+                                            for number in edition_ids}
+        marks = ", ".join("?" * len(edition_ids))
+        for edition_id, kind, hard, count in self.db.execute(
+                "SELECT edition_id, kind, max(hard), 1 FROM returns WHERE edition_id IN "
+                f"({marks}) AND kind IN ('bounce', 'complaint') GROUP BY edition_id, email, kind",
+                edition_ids):
+            key = "complaints" if kind == "complaint" else "hard" if hard else "soft"
+            found[edition_id][key] += count
+        return found
+
+    def refusals(self, edition_ids: list[int]) -> list[Refusals]:
+        """Per edition and recipient domain, the permanent failures that were not the
+        address's fault (soft bounces with a 5.x.x code): the provider refused the sending."""
+        marks = ", ".join("?" * len(edition_ids))
+        return [Refusals(*row) for row in self.db.execute(
+            "SELECT edition_id, lower(substr(email, instr(email, '@') + 1)) AS domain, "
+            "count(DISTINCT email), max(status) FROM returns WHERE edition_id IN "
+            f"({marks}) AND kind = 'bounce' AND NOT hard AND status LIKE '5.%' "
+            "GROUP BY edition_id, domain ORDER BY edition_id DESC, 3 DESC", edition_ids)]
+
+    def suppressed_by_reason(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT reason, count(*) FROM suppressions GROUP BY reason "
+                                    "ORDER BY reason").fetchall())
+
+
+@dataclass(frozen=True)
+class Said:
+    """What a message said about one subscriber."""
+
+    email: str
+    edition_id: int | None
+    status: str = ""
+    hard: bool = False
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message read by `digest inbox`, as the store keeps it."""
+
+    message: str
+    kind: str
+    action: str
+    said: tuple[Said, ...] = ()
+    suppress: tuple[tuple[str, str, str], ...] = ()  # (email, reason, evidence)
+
+
+@dataclass(frozen=True)
+class Refusals:
+    edition_id: int
+    domain: str
+    addresses: int
+    status: str  # one of the codes given
 
 
 def _storable(number: int) -> bool:
