@@ -56,6 +56,7 @@ class Postfix:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
+        _installed(POSTFIX, "postfix")
         etc, spool, data, mail = (self.root / name for name in ("etc", "spool", "data", "mail"))
         for folder in (etc, spool, data, mail):
             folder.mkdir(parents=True)
@@ -129,6 +130,7 @@ class Dovecot:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
+        _installed(DOVECOT, "dovecot-imapd")
         nobody = pwd.getpwnam("nobody")
         home = self.root / "home"
         (self.root / "run").mkdir(parents=True)
@@ -187,3 +189,9 @@ service imap-login {{
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _installed(program: Path, package: str) -> None:
+    """A missing server fails its tests, saying what to install: never a silent skip."""
+    if not program.exists():
+        raise RuntimeError(f"{program} is missing: apt-get install {package} (.ci/run does)")

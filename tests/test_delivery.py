@@ -394,6 +394,7 @@ def test_an_outbox_folder_made_beforehand_is_made_a_maildir(site: Site) -> None:
     assert len(list((site.root / "outbox" / "new").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_a_one_click_opt_out_during_a_running_edition_takes_effect_in_that_run(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
     emails = [f"reader{n:04d}@example.org" for n in range(2000)]

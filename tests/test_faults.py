@@ -14,6 +14,9 @@ import pytest
 from servers import SmtpServer
 from support import Site, digest, rows
 
+# Real processes on a disk that fills up: left out of a quick loop by -m 'not slow'.
+pytestmark = pytest.mark.slow
+
 SUBSCRIBERS = 2000
 CONNECTIONS = 4
 

@@ -6,9 +6,14 @@ real state file and mail folders afterwards."""
 from __future__ import annotations
 
 import ast
+import contextlib
+import importlib.metadata
 import json
-import os
 import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 from email.mime.base import MIMEBase
@@ -19,7 +24,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from imapclient import IMAPClient
-from mailservers import DOVECOT, POSTFIX, Dovecot, Postfix
+from mailservers import Dovecot, Postfix
 from servers import free_port
 from support import Site, digest, rows
 
@@ -192,14 +197,34 @@ def test_a_feedback_report_of_another_type_is_no_complaint() -> None:
 # -- real bounces from many servers ------------------------------------------------------------
 
 def corpus() -> Path:
+    """flufl.bounce's own test data, from the source distribution of the installed version,
+    fetched into an ignored folder the first time (the package registry is all it needs)."""
     data = CORPUS / "tests" / "data"
     if not data.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{data} is missing: .ci/run fetches flufl.bounce's source "
-                        "distribution there")
-        pytest.skip(f"flufl.bounce's test data is not in {data} (.ci/run fetches it: "
-                    "pip download --no-deps --no-binary :all: flufl.bounce)")
+        _fetch_corpus()
     return data
+
+
+def _fetch_corpus() -> None:
+    version = importlib.metadata.version("flufl.bounce")
+    with tempfile.TemporaryDirectory() as download:
+        fetched = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+             "-d", download, f"flufl.bounce=={version}"], capture_output=True, text=True)
+        archives = list(Path(download).glob("*.tar.gz"))
+        if fetched.returncode or not archives:
+            pytest.fail(f"cannot fetch flufl.bounce {version}'s source distribution into "
+                        f"{CORPUS}: {fetched.stderr.strip()[-300:]}")
+        CORPUS.parent.mkdir(exist_ok=True)
+        unpacked = Path(tempfile.mkdtemp(dir=CORPUS.parent))
+        with tarfile.open(archives[0]) as archive:
+            top = archive.getnames()[0].split("/")[0]
+            archive.extractall(unpacked, filter="data")
+        # Parallel test processes may both fetch it: the first rename wins, the other's is
+        # thrown away.
+        with contextlib.suppress(OSError):
+            (unpacked / top).rename(CORPUS)
+        shutil.rmtree(unpacked)
 
 
 def oracle() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -267,11 +292,6 @@ def test_every_real_bounce_for_an_address_on_the_list_is_matched(site: Site) -> 
 
 # -- a real MTA: Postfix bounces digest's own mail -------------------------------------------
 
-needs_postfix = pytest.mark.skipif(not POSTFIX.exists() and not os.environ.get("CI"),
-                                   reason="Debian's postfix is not installed (.ci/run does)")
-
-
-@needs_postfix
 def test_a_postfix_bounce_suppresses_exactly_the_delivery_it_answers(site: Site) -> None:
     with Postfix() as postfix:
         site.extra = ("[delivery]\ntransport = \"smtp\"\nreturn_path = "
@@ -429,18 +449,12 @@ def test_a_folder_that_is_not_a_maildir_is_one_line(site: Site) -> None:
 
 # -- IMAP: a real Dovecot ---------------------------------------------------------------------
 
-needs_dovecot = pytest.mark.skipif(not DOVECOT.exists() and not os.environ.get("CI"),
-                                   reason="Debian's dovecot-imapd is not installed (.ci/run "
-                                          "does)")
-
-
 def _imap(site: Site, port: int) -> None:
     site.extra = (RETURNS + f"[inbox]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = "
                             "\"none\"\nusername = \"reader\"\ntimeout = 5\n")
     site.write()
 
 
-@needs_dovecot
 def test_imap_moves_what_it_handled_and_leaves_the_rest_unread(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     sent = mailed(site, ["ann@example.org", "bob@example.org"])
@@ -469,7 +483,6 @@ def test_imap_moves_what_it_handled_and_leaves_the_rest_unread(
     assert suppressions(site) == {"ann@example.org": "complaint"}
 
 
-@needs_dovecot
 def test_an_imap_server_down_or_refusing_the_login_is_one_line(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     _imap(site, free_port())

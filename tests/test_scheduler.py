@@ -15,11 +15,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from servers import FeedServer, SmtpServer
 from support import Item, Site, rows, rss
 
 from digest import scheduling
 from digest.store import Store, now
+
+# Real processes, real signals and real seconds: left out of a quick loop by -m 'not slow'.
+pytestmark = pytest.mark.slow
 
 UTC = ZoneInfo("UTC")
 SCHEDULER = Path(__file__).resolve().parents[1] / "scheduler.py"
