@@ -90,35 +90,33 @@ def _weekdays(field: str) -> str:
 
 
 def collect_trigger(config: Config, start: datetime, jittered: bool = True) -> BaseTrigger:
-    """`schedule.collect` is an interval ("30m") or a cron line; either way with jitter.
+    """`schedule.collect`, with jitter (feeds' servers see no crowd on the hour)."""
+    jitter = config.schedule.span("jitter") if jittered else None
+    return _every(config, "collect", start, jitter)
+
+
+def inbox_trigger(config: Config, start: datetime) -> BaseTrigger | None:
+    """`schedule.inbox`; None when empty (the default: reading what came back is the
+    operator's choice)."""
+    return _every(config, "inbox", start) if config.schedule.inbox else None
+
+
+def _every(config: Config, key: str, start: datetime,
+           jitter: timedelta | None = None) -> BaseTrigger:
+    """A `schedule.<key>` that is an interval ("30m") or a cron line.
 
     An interval counts from `start` (first firing one interval after it): APScheduler's own
     default reads the wall clock, which would make `next_runs` depend on the day it runs.
     """
-    schedule, zone = config.schedule, config.newsletter.zone
-    jitter = schedule.span("jitter") if jittered else None
-    every = duration(schedule.collect)
-    if every is not None:
-        if every <= timedelta(0):
-            raise DigestError(f"schedule.collect {schedule.collect!r} must be longer than 0")
-        return IntervalTrigger(seconds=every.total_seconds(), timezone=zone,
-                               start_date=start + every,
-                               jitter=int(jitter.total_seconds()) if jitter else None)
-    return cron(schedule.collect, zone, "collect", jitter)
-
-
-def inbox_trigger(config: Config, start: datetime) -> BaseTrigger | None:
-    """`schedule.inbox`: an interval counted from `start`, or a cron line; None when empty
-    (the default: reading what came back is the operator's choice)."""
-    expression, zone = config.schedule.inbox, config.newsletter.zone
-    if not expression:
-        return None
+    expression, zone = getattr(config.schedule, key), config.newsletter.zone
     every = duration(expression)
     if every is None:
-        return cron(expression, zone, "inbox")
+        return cron(expression, zone, key, jitter)
     if every <= timedelta(0):
-        raise DigestError(f"schedule.inbox {expression!r} must be longer than 0")
-    return IntervalTrigger(seconds=every.total_seconds(), timezone=zone, start_date=start + every)
+        raise DigestError(f"schedule.{key} {expression!r} must be longer than 0")
+    return IntervalTrigger(seconds=every.total_seconds(), timezone=zone,
+                           start_date=start + every,
+                           jitter=int(jitter.total_seconds()) if jitter else None)
 
 
 def send_trigger(config: Config) -> CronTrigger:
