@@ -22,7 +22,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def digest(*args: str) -> Result:
-    """The command line, in process, as a user would call it."""
+    """The command line, in process, as a user would call it. Its output holds standard
+    error too, so a traceback our code logs is in it; an exception that escapes the command
+    is not printed there by click, so it is raised here: any traceback fails the test, and
+    no test needs to look for one in the output."""
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 

@@ -101,7 +101,6 @@ def test_an_outbox_disk_filling_up_stops_the_run_and_status_says_why_until_it_go
         cause = result.output.strip().splitlines()[-1]
         assert cause.startswith("error: delivery of edition 1 stopped: ")
         assert f"{outbox}: cannot write a message: No space left on device" in cause
-        assert "Traceback" not in result.output
         counts = dict(rows(site.database, "SELECT status, count(*) FROM deliveries GROUP BY 1"))
         assert counts.get("sending", 0) <= 1  # the Maildir is written by one thread
         assert counts["sent"] == len(list((outbox / "new").iterdir()))
