@@ -176,10 +176,13 @@ class Sent:
         return bool(self.recovered or self.expired) or any(tally.troubled for tally in self.tallies)
 
 
-def roster(config: Config, store: Store) -> tuple[list[Subscriber], subscribers.Roster]:
-    """Who gets the next edition: the valid rows of the CSV, less the suppressed addresses."""
+def roster(config: Config, store: Store, quiet: bool = False
+           ) -> tuple[list[Subscriber], subscribers.Roster]:
+    """Who gets the next edition: the valid rows of the CSV, less the suppressed addresses;
+    and the whole reading of the file. Rejected rows are logged unless `quiet` (for a command
+    that prints them itself)."""
     listed = subscribers.read(config.paths.subscribers, [feed.title for feed in config.feeds])
-    for problem in listed.problems:
+    for problem in () if quiet else listed.problems:
         log.warning("%s:%d: skipped: %s", config.paths.subscribers, problem.line, problem.reason)
     return subscribers.without(listed.subscribers, store.suppressed()), listed
 
