@@ -16,9 +16,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import IO, Any
@@ -42,14 +41,14 @@ from rich.text import Text
 
 from digest import check as checks
 from digest import config as configuration
-from digest import deliver, jobs, lock, logs, mailboxes, scheduling
+from digest import deliver, jobs, lock, logs, mailboxes, report, scheduling
 from digest import inbox as inboxes
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Subscriber
 from digest.sink import Sink
-from digest.store import EditionSummary, FeedState, Refusals, Store, now
+from digest.store import Store, now
 from digest.web import public
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -330,210 +329,54 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Feeds' health, the last editions with their delivery counts, subscribers, the next
     runs; exit status 1 when something needs attention."""
     config = _config(ctx)
-    moment = now()
     with _store(config) as store:
-        feeds, editions = _feeds(config, store), store.editions()
-        listed, roster = jobs.roster(config, store)
-        suppressed = len(store.suppressed())
-        by_reason = store.suppressed_by_reason()
-        returned = store.returned([e.id for e in editions])
-        refused = store.refusals([e.id for e in editions])
-    report: dict[str, Any] = {
-        "feeds": [{"url": f.url, "name": f.name, "articles": f.articles,
-                   "last_ok": f.last_ok and f.last_ok.isoformat(), "last_error": f.last_error,
-                   "error_count": f.error_count,
-                   "error_since": f.error_since and f.error_since.isoformat(),
-                   "state": _feed_state(f, moment), **_feed_health(f)} for f in feeds],
-        "editions": [{"id": e.id, "period": e.period, "created_at": e.created_at.isoformat(),
-                      "subject": e.subject, "articles": e.articles, "deliveries": e.counts,
-                      "returns": returned[e.id]}
-                     for e in editions],
-        "subscribers": {"active": len(listed), "suppressed": suppressed,
-                        "suppressed_by_reason": by_reason,
-                        "rejected_rows": len(roster.problems)},
-    }
-    runs = scheduling.next_runs(config, moment)
-    holder = lock.holder(config.paths.state)
-    report["scheduler"] = {"pid": holder,
-                           "next": [{"job": run.job, "schedule": run.schedule,
-                                     "at": run.at and run.at.isoformat(),
-                                     "problem": run.problem} for run in runs]}
-    report["attention"] = attention(feeds, editions, moment, runs, busy=holder is not None) + \
-        returns_attention(editions, returned, refused)
+        found = report.status(config, store, now())
     if as_json:
-        out.print_json(json.dumps(report))
-        ctx.exit(1 if report["attention"] else 0)
-    table = Table(title="Feeds", title_justify="left")
-    for column in ("feed", "articles", "last success", "last error", "failures", "since",
-                   "state"):
-        table.add_column(column)
-    for f in feeds:
-        table.add_row(f.name, str(f.articles), _when(f.last_ok), f.last_error or "",
+        out.print_json(json.dumps(found.as_json()))
+    else:
+        _print_status(config, found)
+    ctx.exit(1 if found.attention else 0)
+
+
+def _print_status(config: Config, found: report.StatusReport) -> None:
+    table = Table("feed", "articles", "last success", "last error", "failures", "since",
+                  "state", title="Feeds", title_justify="left")
+    for shown in found.feeds:
+        f = shown.feed
+        table.add_row(f.name, str(f.articles), report.when(f.last_ok), f.last_error or "",
                       str(f.error_count) if f.error_count else "",
-                      _when(f.error_since) if f.error_count else "", _feed_state(f, moment))
+                      report.when(f.error_since) if f.error_count else "", shown.state)
     out.print(table)
-    for f in feeds:
-        for _, note in _feed_notes(f, moment):
-            if note:
-                out.print(f"{f.name} ({f.url}): {note}", markup=False)
-    table = Table(title="Editions", title_justify="left")
-    for column in ("id", "created", "articles", "deliveries", "came back", "subject"):
-        table.add_column(column)
-    for e in editions:
+    for shown in found.feeds:
+        for note in shown.notes:
+            out.print(f"{shown.feed.name} ({shown.feed.url}): {note}", markup=False)
+    table = Table("id", "created", "articles", "deliveries", "came back", "subject",
+                  title="Editions", title_justify="left")
+    for e in found.editions:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(e.counts.items()))
-        back = ", ".join(f"{n} {word}" for word, n in returned[e.id].items() if n)
-        table.add_row(str(e.id), _when(e.created_at), str(e.articles), counts, back,
+        back = ", ".join(f"{n} {word}" for word, n in found.returned[e.id].items() if n)
+        table.add_row(str(e.id), report.when(e.created_at), str(e.articles), counts, back,
                       e.subject)
     out.print(table)
-    out.print(f"Subscribers: {len(listed)} active, {suppressed} suppressed"
-              + (f" ({_reasons(by_reason)})" if by_reason else "")
-              + (f", {len(roster.problems)} rows rejected" if roster.problems else ""))
-    _print_schedule(config, report["scheduler"]["pid"], runs)
-    for problem in report["attention"]:
-        out.print(f"[red]needs attention:[/red] {problem}")
-    ctx.exit(1 if report["attention"] else 0)
-
-
-def _feeds(config: Config, store: Store) -> list[FeedState]:
-    """Every feed the state knows, then each configured feed it has not seen yet (`new`)."""
-    known = store.feeds()
-    seen = {feed.url for feed in known}
-    # id 0: no row yet; the first collect makes one.
-    return known + [FeedState(0, feed.url, feed.title, None, None, None, None, 0, None, 0)
-                    for feed in config.feeds if feed.url not in seen]
-
-
-# A feed failing this long is down, not having a bad moment.
-FEED_DOWN = timedelta(hours=24)
-
-
-def _failing(feed: FeedState, moment: datetime) -> bool:
-    """Down for a day, or never fetched successfully at all: a feed that has never worked (a
-    wrong URL, a page that is no feed) is not having a bad moment either."""
-    if not feed.error_count or feed.error_since is None:
-        return False
-    return feed.last_ok is None or moment - feed.error_since >= FEED_DOWN
-
-
-def attention(feeds: list[FeedState], editions: list[EditionSummary], moment: datetime,
-              runs: Sequence[scheduling.NextRun] = (), busy: bool = False) -> list[str]:
-    """What an operator must look at; `digest status` exits 1 while this is not empty. Each
-    kind of trouble is one of the lists added up here. `busy`: a process is at work on the
-    state folder, so rows `sending` are in flight, not in doubt."""
-    return (_feed_problems(feeds, moment) + _edition_problems(editions, busy)
-            + [run.problem for run in runs if run.problem])
-
-
-def _feed_problems(feeds: list[FeedState], moment: datetime) -> list[str]:
-    return [f"feed {f.url} failing since {_when(f.error_since)}: {f.last_error}"
-            for f in feeds if _failing(f, moment)]
-
-
-def _edition_problems(editions: list[EditionSummary], busy: bool) -> list[str]:
-    """Editions whose last run stopped on an error, with deliveries that failed or are in
-    doubt (`sending` while no process is at work): the operator decides."""
-    problems = []
-    for e in editions:
-        if e.fault:
-            problems.append(f"edition {e.id}: its last run stopped on an error: {e.fault}")
-        stuck = {s: e.counts[s] for s in ("failed", "unknown") if e.counts.get(s)}
-        if e.counts.get("sending") and not busy:
-            # In flight when a run stopped short: the next send marks them unknown.
-            stuck["in doubt (left sending)"] = e.counts["sending"]
-        if stuck:
-            counts = ", ".join(f"{n} {s}" for s, n in stuck.items())
-            problems.append(f"edition {e.id}: {counts} (see `digest resend {e.id} --help`)")
-    return problems
-
-
-# Gmail's and Yahoo's bulk-sender rules: complaints under 0.3%. Past 5% hard bounces a list
-# is old or bought, and providers treat its sender as such.
-COMPLAINT_RATE = 0.003
-HARD_BOUNCE_RATE = 0.05
-# This many addresses at one provider refusing an edition for reasons not theirs (spam,
-# policy, blocklist): the provider is refusing the sending.
-REFUSAL_RUN = 3
-
-
-def returns_attention(editions: list[EditionSummary], returned: dict[int, dict[str, int]],
-                      refused: list[Refusals]) -> list[str]:
-    """Editions that came back badly: complaints or hard bounces over the rates providers
-    hold senders to, or a provider refusing many of its messages."""
-    problems = []
-    for e in editions:
-        mailed = e.counts.get("sent", 0) + e.counts.get("bounced", 0)
-        back = returned[e.id]
-        if mailed and back["complaints"] / mailed > COMPLAINT_RATE:
-            problems.append(f"edition {e.id}: {back['complaints']} complaints from {mailed} "
-                            f"mailed ({back['complaints'] / mailed:.1%}, over "
-                            f"{COMPLAINT_RATE:.1%}): those who complain are suppressed; ask "
-                            "why they did not unsubscribe instead")
-        if mailed and back["hard"] / mailed > HARD_BOUNCE_RATE:
-            problems.append(f"edition {e.id}: {back['hard']} hard bounces from {mailed} "
-                            f"mailed ({back['hard'] / mailed:.1%}, over "
-                            f"{HARD_BOUNCE_RATE:.0%}): the list has dead addresses")
-    for run in refused:
-        if run.addresses >= REFUSAL_RUN:
-            problems.append(f"edition {run.edition_id}: {run.domain} refused {run.addresses} "
-                            f"messages for reasons not the addresses' (e.g. {run.status}): "
-                            "check the sending (reputation, authentication, content)")
-    return problems
-
-
-def _reasons(by_reason: dict[str, int]) -> str:
-    return ", ".join(f"{n} {reason}" for reason, n in by_reason.items())
-
-
-def _print_schedule(config: Config, pid: int | None, runs: list[scheduling.NextRun]) -> None:
-    zone = config.newsletter.zone
-    table = Table(title="Schedule", title_justify="left")
-    for column in ("job", "schedule", f"next run ({config.newsletter.timezone})"):
-        table.add_column(column)
-    for run in runs:
-        when = run.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if run.at else "never"
-        table.add_row(run.job, run.schedule, "not a schedule (see below)" if run.problem
-                      else when)
+    out.print(f"Subscribers: {found.active} active, {found.suppressed} suppressed"
+              + (f" ({report.reasons(found.suppressed_by_reason)})"
+                 if found.suppressed_by_reason else "")
+              + (f", {found.rejected_rows} rows rejected" if found.rejected_rows else ""))
+    table = Table("job", "schedule", f"next run ({config.newsletter.timezone})",
+                  title="Schedule", title_justify="left")
+    for run in found.runs:
+        at = run.at and run.at.astimezone(config.newsletter.zone).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(run.job, run.schedule,
+                      "not a schedule (see below)" if run.problem else at or "never")
     out.print(table)
-    out.print(f"Scheduler: running, PID {pid}" if pid else
+    out.print(f"Scheduler: running, PID {found.pid}" if found.pid else
               "Scheduler: not running on this state folder")
-
-
-def _feed_health(feed: FeedState) -> dict[str, Any]:
-    return {"moved_to": feed.moved_to,
-            "disabled_at": feed.disabled_at and feed.disabled_at.isoformat(),
-            "retry_after": feed.retry_after and feed.retry_after.isoformat()}
-
-
-def _feed_state(feed: FeedState, moment: datetime) -> str:
-    return "; ".join(word for word, _ in _feed_notes(feed, moment)) or "ok"
-
-
-def _feed_notes(feed: FeedState, moment: datetime) -> list[tuple[str, str | None]]:
-    """What an operator should know beyond the counts, as (word for the state column, sentence
-    or None when the table and the attention list say it all)."""
-    notes: list[tuple[str, str | None]] = []
-    if feed.last_ok is None and not feed.error_count:
-        notes.append(("new", "not collected yet"))
-    if _failing(feed, moment):
-        notes.append(("failing", None))
-    if feed.disabled_at:
-        notes.append(("disabled", f"disabled: gone since {_when(feed.disabled_at)} "
-                                  f"(`digest enable {feed.url}` once it is back)"))
-    if feed.retry_after and feed.retry_after > moment:
-        notes.append(("waiting", f"waiting until {_when(feed.retry_after)}, as its server "
-                                 "asked"))
-    if feed.moved_to:
-        notes.append(("moved", f"moved to {feed.moved_to} (fetched from there; update the "
-                               "configuration)"))
-    return notes
+    for problem in found.attention:
+        out.print(f"[red]needs attention:[/red] {problem}")
 
 
 def _count(number: int, thing: str) -> str:
     return f"{number} {thing}{'' if number == 1 else 's'}"
-
-
-def _when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
 
 
 @main.command()
@@ -632,20 +475,13 @@ def subscribers_group() -> None:
     """Check the subscriber list, or write it as the next send will see it."""
 
 
-def _listed(config: Config) -> tuple[list[Subscriber], subscriber_list.Roster]:
-    """Who the next send mails, and the whole reading of the file (problems not logged: these
-    commands print them)."""
-    roster = subscriber_list.read(config.paths.subscribers, [f.title for f in config.feeds])
-    with _store(config) as store:
-        return subscriber_list.without(roster.subscribers, store.suppressed()), roster
-
-
 @subscribers_group.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Report every rejected row of subscribers.csv; exit status 1 if there is one."""
     config = _config(ctx)
-    listed, roster = _listed(config)
+    with _store(config) as store:
+        listed, roster = jobs.roster(config, store, quiet=True)
     path = config.paths.subscribers
     for problem in roster.problems:
         out.print(f"{path}:{problem.line}: {problem.reason}", markup=False)
@@ -662,15 +498,16 @@ def check(ctx: click.Context) -> None:
 def export(ctx: click.Context, out_path: str) -> None:
     """Write the list as the next send will see it: valid, active, suppressions applied."""
     config = _config(ctx)
-    listed, roster = _listed(config)
+    with _store(config) as store:
+        listed, roster = jobs.roster(config, store, quiet=True)
+        by_reason = store.suppressed_by_reason()
     with _output(out_path) as (handle, _):
         count = subscriber_list.write(listed, roster.fields, handle)
-    with _store(config) as store:
-        by_reason = store.suppressed_by_reason()
     console.print(f"{count} subscribers written"
                   + (f"; {len(roster.problems)} rows rejected (see `digest subscribers check`)"
                      if roster.problems else "")
-                  + (f"; suppressed, not written: {_reasons(by_reason)}" if by_reason else ""))
+                  + (f"; suppressed, not written: {report.reasons(by_reason)}"
+                     if by_reason else ""))
 
 
 @subscribers_group.command()

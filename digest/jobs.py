@@ -1,7 +1,7 @@
 """The two jobs, composed from the stages.
 
-    collect:  feeds due | fetch (concurrent, polite) | parse one at a time | cards
-              | store entries, then the validators
+    collect:  feeds due | fetch (concurrent, polite) | read one at a time (parse, cards)
+              | decide | store entries with the validators
     send:     finish unfinished editions | claim unmailed articles | render once
               | store edition + ledger | deliver
     demo:     a fresh folder | collect the sample | send through a local sink | a web page
@@ -17,7 +17,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from digest.deliver import Pool, Tally
 from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
 from digest.sink import Sink
-from digest.store import FeedState, Inbound, Said, Store, now
+from digest.store import FeedState, FeedUpdate, Inbound, Said, Store, now
 
 log = logging.getLogger("digest")
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,9 +66,8 @@ class Collected:
 
 def collect(config: Config, store: Store, stop: threading.Event | None = None,
             clock: Callable[[], datetime] = now) -> Collected:
-    """feeds due | fetch (threads, bounded per host) | parse, one at a time | cards | store
-    entries, then the feed's validators. SQLite is written from this thread only; `stop` is
-    checked between feeds.
+    """feeds due | fetch (threads, bounded per host) | read, one at a time | decide | store.
+    SQLite is written from this thread only; `stop` is checked between feeds.
 
     Each feed's outcome is in the result, for the caller to report (the command line prints
     it, the scheduler logs it): said here as well, it would be said twice."""
@@ -77,15 +76,21 @@ def collect(config: Config, store: Store, stop: threading.Event | None = None,
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
     requests = [feeds.Request(state.fetch_url, state.etag, state.last_modified, url)
                 for url, (_, state) in states.items() if reports[url] is None]
-    unchanged: list[int] = []
     with feeds.client(config.newsletter.public_url, config.collect) as http:
         for request, outcome in feeds.fetch_all(http, requests, config.collect, seen):
             if stop is not None and stop.is_set():
                 break  # what was not stored is fetched again next time: nothing is lost
             feed, state = states[request.feed]
-            reports[feed.url] = _take(config, store, feed, state, outcome, unchanged, clock())
-    # One commit for every feed that answered 304: a commit each costs more than the request.
-    store.feeds_unchanged(unchanged, seen)
+            at = clock()
+            answer = read(feed.url, outcome, config.newsletter.teaser_length, at)
+            update = decide(state, answer, at, config.collect)
+            if update.feed.moved_to != state.moved_to:
+                log.warning("feed %s moved permanently to %s: fetching it from there from now "
+                            "on (update the configuration)", feed.url, update.feed.moved_to)
+            new = store.apply(update)
+            error = None if answer.error is None else str(answer.error) + (
+                ": disabled, not fetched again" if isinstance(answer.error, feeds.Gone) else "")
+            reports[feed.url] = FeedReport(feed.url, feed.title, new, error)
     return Collected(tuple(report for report in reports.values() if report is not None))
 
 
@@ -101,47 +106,62 @@ def _not_due(feed: Feed, state: FeedState, at: datetime) -> FeedReport | None:
     return None
 
 
-def _take(config: Config, store: Store, feed: Feed, state: FeedState,
-          outcome: feeds.Fetched | feeds.FeedError, unchanged: list[int],
-          seen: datetime) -> FeedReport:
-    """Record one feed's fetch, `seen` now: its entries, then its health (or, for a feed that
-    has not changed, add it to `unchanged` for the caller to record with the others)."""
-    url, name = feed.url, feed.title
-    if isinstance(outcome, feeds.Gone):
-        store.feed_disabled(state.id, str(outcome), seen)
-        return FeedReport(url, name, error=f"{outcome}: disabled, not fetched again")
+@dataclass(frozen=True)
+class Answer:
+    """One fetch of a feed with its entries read: what `decide` weighs."""
+
+    articles: tuple[Article, ...] | None = None  # None: 304 Not Modified, or none read
+    etag: str | None = None
+    last_modified: str | None = None
+    moved: str | None = None  # the new URL, when every redirect on the way was permanent
+    error: feeds.FeedError | None = None  # why the fetch failed, or its body could not be read
+
+
+def read(url: str, outcome: feeds.Fetched | feeds.FeedError, teaser_length: int,
+         seen: datetime) -> Answer:
+    """The fetch of the feed configured at `url`, its body parsed into articles (one per
+    key); a body that is no feed is that feed's error."""
     if isinstance(outcome, feeds.FeedError):
-        store.feed_failed(state.id, str(outcome), seen, outcome.retry_after)
-        return FeedReport(url, name, error=str(outcome))
-    fetched = outcome
-    if fetched.moved and fetched.moved != state.moved_to:
-        store.feed_moved(state.id, fetched.moved)
-        log.warning("feed %s moved permanently to %s: fetching it from there from now on "
-                    "(update the configuration)", url, fetched.moved)
-    if fetched.body is None:
-        # A 304 need not repeat the validators; the stored ones still hold.
-        etag = fetched.etag or state.etag
-        last_modified = fetched.last_modified or state.last_modified
-        if (etag, last_modified) == (state.etag, state.last_modified):
-            unchanged.append(state.id)
-        else:
-            store.feed_ok(state.id, etag, last_modified, seen)
-        return FeedReport(url, name)
+        return Answer(error=outcome)
+    if outcome.body is None:
+        return Answer(None, outcome.etag, outcome.last_modified, outcome.moved)
     try:
-        parsed = feeds.parse(fetched)
+        parsed = feeds.parse(outcome)
     except feeds.FeedError as error:
-        store.feed_failed(state.id, str(error), seen)
-        return FeedReport(url, name, error=str(error))
+        return Answer(moved=outcome.moved, error=error)
     if parsed.problem:
         log.info("feed %s is not well-formed, kept what could be read: %s", url, parsed.problem)
-    articles = unique([cards.article(entry, fetched.url, config.newsletter.teaser_length, seen)
+    articles = unique([cards.article(entry, outcome.url, teaser_length, seen)
                        for entry in parsed.entries])
+    return Answer(tuple(articles), outcome.etag, outcome.last_modified, outcome.moved)
+
+
+def decide(state: FeedState, answer: Answer, now: datetime, settings: Collect) -> FeedUpdate:
+    """What to record of one fetch of the feed in `state`, read at `now`: pure (no network,
+    no database), so its rules are tested directly (tests/test_decide.py).
+
+    An error counts against the feed's health and changes nothing else: its entries and
+    validators stand, as a failed fetch never deletes anything; a 410 also disables it. A
+    success clears the errors and brings its validators and entries, a new feed's back
+    catalogue muted. A permanent move is kept whatever came from the new URL (the configured
+    one stays the feed's identity, so its articles and history stay with it)."""
+    moved, error = answer.moved or state.moved_to, answer.error
+    if error is not None:
+        gone = isinstance(error, feeds.Gone)
+        return FeedUpdate(replace(
+            state, moved_to=moved, last_error=str(error), error_count=state.error_count + 1,
+            error_since=state.error_since or now, disabled_at=now if gone else state.disabled_at,
+            retry_after=state.retry_after if gone else error.retry_after))
+    healthy = replace(state, moved_to=moved, last_ok=now, last_error=None, error_count=0,
+                      error_since=None, retry_after=None)
+    if answer.articles is None:
+        # A 304 need not repeat the validators; the stored ones still hold.
+        return FeedUpdate(replace(healthy, etag=answer.etag or state.etag,
+                                  last_modified=answer.last_modified or state.last_modified))
     first_run = state.last_ok is None and state.articles == 0
-    muted = back_catalogue(articles, config.collect.first_run) if first_run else frozenset()
-    new = store.save_articles(state.id, articles, seen, muted)
-    # Only now that the entries are committed: a crash before this costs a refetch, not mail.
-    store.feed_ok(state.id, fetched.etag, fetched.last_modified, seen)
-    return FeedReport(url, name, new)
+    muted = back_catalogue(answer.articles, settings.first_run) if first_run else frozenset()
+    return FeedUpdate(replace(healthy, etag=answer.etag, last_modified=answer.last_modified),
+                      answer.articles, muted)
 
 
 def unique(articles: list[Article]) -> list[Article]:
@@ -153,7 +173,7 @@ def unique(articles: list[Article]) -> list[Article]:
     return list(found.values())
 
 
-def back_catalogue(articles: list[Article], newest: int) -> frozenset[str]:
+def back_catalogue(articles: Iterable[Article], newest: int) -> frozenset[str]:
     """The keys of a new feed's entries beyond its `newest` latest (0: mute none): stored as
     seen, never mailed, so adding a feed with 500 old entries does not flood anyone. Undated
     entries rank after dated ones; entries dated alike keep the feed's order, latest first."""
@@ -179,10 +199,13 @@ class Sent:
         return bool(self.recovered or self.expired) or any(tally.troubled for tally in self.tallies)
 
 
-def roster(config: Config, store: Store) -> tuple[list[Subscriber], subscribers.Roster]:
-    """Who gets the next edition: the valid rows of the CSV, less the suppressed addresses."""
+def roster(config: Config, store: Store, quiet: bool = False
+           ) -> tuple[list[Subscriber], subscribers.Roster]:
+    """Who gets the next edition: the valid rows of the CSV, less the suppressed addresses;
+    and the whole reading of the file. Rejected rows are logged unless `quiet` (for a command
+    that prints them itself)."""
     listed = subscribers.read(config.paths.subscribers, [feed.title for feed in config.feeds])
-    for problem in listed.problems:
+    for problem in () if quiet else listed.problems:
         log.warning("%s:%d: skipped: %s", config.paths.subscribers, problem.line, problem.reason)
     return subscribers.without(listed.subscribers, store.suppressed()), listed
 

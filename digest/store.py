@@ -235,6 +235,16 @@ class FeedState:
 
 
 @dataclass(frozen=True)
+class FeedUpdate:
+    """What collect decided to record of one fetch (see jobs.decide): the feed's state after
+    it, and the entries to save, those in `muted` as seen but never to be mailed."""
+
+    feed: FeedState
+    articles: tuple[Article, ...] = ()
+    muted: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class EditionSummary:
     id: int
     period: str
@@ -310,69 +320,44 @@ class Store:
                           _moment(row["disabled_at"]), _moment(row["retry_after"]))
                 for row in rows]
 
-    def save_articles(self, feed_id: int, articles: Iterable[Article], seen: datetime,
-                      muted: frozenset[str] = frozenset()) -> int:
-        """Store new entries and refresh changed ones that no edition has carried yet.
+    def apply(self, update: FeedUpdate) -> int:
+        """Record what collect decided for one feed (see jobs.decide), in one transaction;
+        returns how many entries were new.
 
-        Returns how many were new. An entry that was already mailed keeps its row untouched:
-        an edit must never make it go out twice. New entries whose key is in `muted` are
-        stored as seen but never to be mailed (a new feed's back catalogue).
+        Entries are written before their feed's validators, in the same commit: a crash costs
+        a refetch, never an article. An entry that was already mailed keeps its row untouched:
+        an edit must never make it go out twice.
         """
-        new = 0
+        # Entries come only with a successful read: collected when it was.
+        new, feed, seen = 0, update.feed, _iso(update.feed.last_ok)
         with self.transaction() as db:
-            for article in articles:
+            for article in update.articles:
                 image = article.image
                 values = (article.title, article.link, article.teaser,
                           image.url if image else None, image.width if image else None,
                           image.height if image else None, image.alt if image else None,
                           _iso(article.published), article.canonical)
-                cursor = db.execute(
-                    "UPDATE articles SET title = ?, link = ?, teaser = ?, image_url = ?, "
-                    "image_width = ?, image_height = ?, image_alt = ?, published = ?, "
-                    "canonical = ? WHERE feed_id = ? AND key = ? AND id NOT IN "
-                    "(SELECT article_id FROM edition_articles)",
-                    (*values, feed_id, article.key))
-                if cursor.rowcount:
+                if db.execute(
+                        "UPDATE articles SET title = ?, link = ?, teaser = ?, image_url = ?, "
+                        "image_width = ?, image_height = ?, image_alt = ?, published = ?, "
+                        "canonical = ? WHERE feed_id = ? AND key = ? AND id NOT IN "
+                        "(SELECT article_id FROM edition_articles)",
+                        (*values, feed.id, article.key)).rowcount:
                     continue
-                cursor = db.execute(
+                new += db.execute(
                     "INSERT INTO articles (title, link, teaser, image_url, image_width, "
                     "image_height, image_alt, published, canonical, feed_id, key, collected_at, "
                     "eligible) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT DO NOTHING",
-                    (*values, feed_id, article.key, _iso(seen), article.key not in muted))
-                new += cursor.rowcount
+                    (*values, feed.id, article.key, seen, article.key not in update.muted)
+                ).rowcount
+            db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_ok = ?, last_error = ?, "
+                       "error_count = ?, error_since = ?, moved_to = ?, disabled_at = ?, "
+                       "retry_after = ? WHERE id = ?",
+                       (feed.etag, feed.last_modified, _iso(feed.last_ok), feed.last_error,
+                        feed.error_count, _iso(feed.error_since), feed.moved_to,
+                        _iso(feed.disabled_at), _iso(feed.retry_after), feed.id))
         return new
-
-    def feed_ok(self, feed_id: int, etag: str | None, last_modified: str | None,
-                at: datetime) -> None:
-        """Called only after the feed's entries are committed: a crash before this line costs
-        a refetch, never an article."""
-        self.db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_ok = ?, "
-                        "last_error = NULL, error_count = 0, error_since = NULL, "
-                        "retry_after = NULL WHERE id = ?", (etag, last_modified, _iso(at), feed_id))
-
-    def feeds_unchanged(self, feed_ids: list[int], at: datetime) -> None:
-        """Feeds that answered 304 are healthy; their validators stand as stored."""
-        with self.transaction() as db:
-            db.executemany("UPDATE feeds SET last_ok = ?, last_error = NULL, error_count = 0, "
-                           "error_since = NULL, retry_after = NULL WHERE id = ?",
-                           [(_iso(at), feed_id) for feed_id in feed_ids])
-
-    def feed_failed(self, feed_id: int, message: str, at: datetime,
-                    retry_after: datetime | None = None) -> None:
-        self.db.execute("UPDATE feeds SET last_error = ?, error_count = error_count + 1, "
-                        "error_since = coalesce(error_since, ?), retry_after = ? WHERE id = ?",
-                        (message, _iso(at), _iso(retry_after), feed_id))
-
-    def feed_moved(self, feed_id: int, url: str) -> None:
-        """A permanent redirect: fetch from `url` from now on (the configured URL stays the
-        feed's identity, so its articles and history stay with it)."""
-        self.db.execute("UPDATE feeds SET moved_to = ? WHERE id = ?", (url, feed_id))
-
-    def feed_disabled(self, feed_id: int, message: str, at: datetime) -> None:
-        self.db.execute("UPDATE feeds SET disabled_at = ?, last_error = ?, "
-                        "error_count = error_count + 1, error_since = coalesce(error_since, ?) "
-                        "WHERE id = ?", (_iso(at), message, _iso(at), feed_id))
 
     def feed_enabled(self, url: str) -> bool:
         """Fetch a disabled feed again, from its configured URL. False if there is no such

@@ -9,10 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from servers import FeedServer
 from support import Item, Site, digest, rows, rss
 
+from digest import config, jobs
 from digest.config import Collect
+from digest.errors import DigestError
+from digest.store import Store
 
 SUBSCRIBERS = "email,name\nann@example.com,Ann\n"
 
@@ -112,6 +116,23 @@ def test_a_changed_entry_updates_its_card_until_it_is_mailed(site: Site, web: Fe
     digest("collect")
     assert rows(site.database, "SELECT title FROM articles") == [("Final headline",)]
     assert "nothing to send" in digest("send").output
+
+
+def test_entries_that_cannot_be_stored_leave_no_validator_to_skip_them(
+        site: Site, web: FeedServer) -> None:
+    web.serve("/feed.xml", rss(*(Item(f"Story {n}", f"https://example.com/{n}", f"s{n}",
+                                      "Words on the harbour. " * 10) for n in range(40))),
+              etag='"v1"')
+    site_with(site, ("News", web.url("/feed.xml")), extra="[collect]\nfirst_run = 0\n")
+    with Store(site.database) as store:
+        pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+        store.db.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk fills up
+        with pytest.raises(DigestError, match="cannot write"):
+            jobs.collect(config.load(site.config), store)
+    assert rows(site.database, "SELECT count(*) FROM articles") == [(0,)]
+    assert rows(site.database, "SELECT etag FROM feeds") == [(None,)]
+    assert "collected 40 new articles" in digest("collect").output
+    assert "if-none-match" not in web.requests_to("/feed.xml")[-1].headers
 
 
 def test_a_json_feed_served_as_text_is_still_read(site: Site, web: FeedServer) -> None:

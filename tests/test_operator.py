@@ -13,7 +13,7 @@ import pytest
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
 
-from digest import cli, lock
+from digest import config, jobs, lock, report
 from digest.records import Delivery
 from digest.store import FeedState, Store
 
@@ -79,13 +79,38 @@ def feed_state(last_ok: datetime | None, error_since: datetime | None) -> FeedSt
 def test_a_feed_is_failing_when_down_for_a_day_or_never_fetched_at_all(
         last_ok: datetime | None, error_since: datetime | None, failing: bool) -> None:
     feed = feed_state(last_ok, error_since)
-    problems = cli.attention([feed], [], MOMENT)
+    problems = report.attention([feed], [], MOMENT)
     if failing:
         assert error_since is not None
         assert problems == [f"feed {feed.url} failing since "
                             f"{error_since:%Y-%m-%d %H:%M} UTC: HTTP 503"]
     else:
         assert problems == []
+
+
+def test_the_status_report_says_what_needs_attention_as_of_its_moment(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, gone=True)
+    settings = config.load(site.config)
+    with Store(site.database) as store:
+        jobs.collect(settings, store, clock=lambda: MOMENT)  # Gone answers 404: never worked
+    digest("send")
+    later = MOMENT + timedelta(minutes=30)
+    gone = (f"feed {web.url('/gone.xml')} failing since 2026-11-27 12:00 UTC: "
+            "HTTP 404 Not Found")
+    fault = "edition 1: its last run stopped on an error: disk full"
+    with Store(site.database) as store:
+        store.note_fault(1, "disk full")
+        store.step(None, Delivery(1, "ann@example.com", "Ann", "sent", 1))  # left `sending`
+        found = report.status(settings, store, later)
+        assert found.attention == (
+            gone, fault, "edition 1: 1 in doubt (left sending) (see `digest resend 1 --help`)")
+        assert [(f.feed.name, f.state) for f in found.feeds] == [("News", "ok"),
+                                                                 ("Gone", "failing")]
+        assert found.pid is None
+        with lock.held(site.root / "state"):  # a process at work: the row is in flight
+            busy = report.status(settings, store, later)
+        assert busy.attention == (gone, fault) and busy.pid == os.getpid()
 
 
 def test_configured_feeds_not_yet_collected_are_listed_as_new(
