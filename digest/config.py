@@ -84,6 +84,8 @@ class Newsletter:
 class Feed:
     url: str
     name: str = ""
+    # Read an entry's own page for the picture or teaser the feed left out (enrich.py).
+    enrich: bool = True
 
     @property
     def title(self) -> str:
@@ -181,6 +183,19 @@ class Web:
 
 
 @dataclass(frozen=True)
+class Images:
+    """Hosted images: collect downloads each card's picture once, cuts it for the layout and
+    keeps it in the state folder; `digest serve` serves it at /img/, so readers' clients
+    fetch pictures only from the newsletter's own host."""
+
+    host: bool | None = None  # None: hosted when newsletter.public_url is https
+    format: str = "jpeg"  # what the copies are encoded as: "jpeg" (every client) or "webp"
+    max_bytes: int = 10 * 1024 * 1024  # a picture larger than this is not downloaded
+    # Where the copies are reached, ending in "/"; empty: newsletter.public_url + "/img/".
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class Paths:
     subscribers: Path = Path("subscribers.csv")
     state: Path = Path("state")
@@ -191,11 +206,17 @@ class Paths:
     def database(self) -> Path:
         return self.state / "digest.db"
 
+    @property
+    def images(self) -> Path:
+        """The hosted copies of the cards' pictures, by content hash."""
+        return self.state / "images"
+
 
 @dataclass(frozen=True)
 class Config:
     newsletter: Newsletter = Newsletter()
-    feeds: tuple[Feed, ...] = (Feed(url=str(SAMPLE_FEED), name="Sample"),)
+    # The sample's article pages are as made up as its stories: there is nothing to read.
+    feeds: tuple[Feed, ...] = (Feed(url=str(SAMPLE_FEED), name="Sample", enrich=False),)
     schedule: Schedule = Schedule()
     collect: Collect = Collect()
     delivery: Delivery = Delivery()
@@ -203,8 +224,22 @@ class Config:
     paths: Paths = Paths()
     web: Web = Web()
     inbox: Inbox = field(default_factory=lambda: Inbox())
+    images: Images = Images()
     secret: str = field(default="", metadata={"env": "DIGEST_SECRET"})
     source: Path | None = field(default=None, metadata={"internal": True})
+
+    @property
+    def hosting(self) -> bool:
+        """Whether cards show hosted copies of their pictures. By default only behind https:
+        a mail whose pictures come over plain http shows warnings in most clients."""
+        if self.images.host is not None:
+            return self.images.host
+        return self.newsletter.public_url.startswith("https://")
+
+    @property
+    def images_url(self) -> str:
+        """Where the hosted copies are reached: the file name follows."""
+        return self.images.url or f"{self.newsletter.public_url.rstrip('/')}/img/"
 
 
 CHOICES = {
@@ -212,6 +247,7 @@ CHOICES = {
     ("smtp", "security"): ("starttls", "ssl", "none"),
     ("inbox", "security"): ("ssl", "starttls", "none"),
     ("inbox", "source"): ("maildir", "imap"),
+    ("images", "format"): ("jpeg", "webp"),
 }
 
 
@@ -274,6 +310,13 @@ def _check(config: Config, where: str) -> None:
     for key in ("concurrency", "per_host", "max_bytes"):
         if getattr(config.collect, key) < 1:
             raise DigestError(f"{where}: collect.{key} must be at least 1")
+    if config.images.max_bytes < 1:
+        raise DigestError(f"{where}: images.max_bytes must be at least 1")
+    if config.images.url and not (_absolute_url(config.images.url)
+                                  and config.images.url.endswith("/")):
+        raise DigestError(f"{where}: images.url must be an absolute http(s) URL ending in "
+                          f"\"/\", such as \"https://news.example.com/img/\", not "
+                          f"{config.images.url!r}")
     for key in ("connections", "messages_per_connection"):
         if getattr(config.smtp, key) < 1:
             raise DigestError(f"{where}: smtp.{key} must be at least 1")

@@ -305,17 +305,30 @@ def client(public_url: str, settings: Collect = DEFAULTS) -> Fetcher:
 
 # -- fetching ----------------------------------------------------------------------------------
 
+class Hosts:
+    """At most `per_host` fetches at once from any one host, counted across every thread of a
+    run that fetches: the feeds' and those reading their article pages (enrich.py)."""
+
+    def __init__(self, per_host: int) -> None:
+        self.per_host = per_host
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Semaphore] = {}
+
+    def gate(self, url: str) -> threading.Semaphore:
+        with self._lock:
+            return self._gates.setdefault(_host(url), threading.Semaphore(self.per_host))
+
+
 def fetch_all(http: Fetcher, requests: Iterable[Request], settings: Collect, at: datetime,
-              ) -> Iterator[tuple[Request, Fetched | FeedError]]:
+              hosts: Hosts | None = None) -> Iterator[tuple[Request, Fetched | FeedError]]:
     """Fetch in threads, `settings.concurrency` at once and at most `settings.per_host` per
-    host; yield each result as it arrives, so the caller parses and stores one at a time in
-    its own thread. `at` is the moment of the run, from which a Retry-After counts."""
-    hosts: dict[str, threading.Semaphore] = {}
-    for request in requests:
-        hosts.setdefault(_host(request.url), threading.Semaphore(settings.per_host))
+    host (counted in `hosts` when other fetches share them); yield each result as it arrives,
+    so the caller parses and stores one at a time in its own thread. `at` is the moment of
+    the run, from which a Retry-After counts."""
+    gates = hosts or Hosts(settings.per_host)
 
     def one(request: Request) -> Fetched | FeedError:
-        with hosts[_host(request.url)]:
+        with gates.gate(request.url):
             try:
                 return fetch(http, request.url, request.etag, request.last_modified, settings,
                              configured=request.feed or request.url, at=at)
@@ -392,8 +405,8 @@ def fetch(http: Fetcher, url: str, etag: str | None = None, last_modified: str |
                                dict(response.headers), moved)
         raise FeedError(f"more than {MAX_REDIRECTS} redirects")
     except Refused as refused:
-        raise FeedError(f"refused a redirect to {url}: {refused}" if url != first
-                        else f"refused: {refused}") from None
+        raise Refused(f"refused a redirect to {url}: {refused}" if url != first
+                      else f"refused: {refused}") from None
     except httpx.TimeoutException:
         if time.monotonic() >= bounds.until:
             raise FeedError(f"too slow: not complete after {settings.deadline:g}s") from None
@@ -411,7 +424,10 @@ def fetch(http: Fetcher, url: str, etag: str | None = None, last_modified: str |
 def _vouched(bounds: _Bounds, configured: str, url: str) -> bool:
     """Whether the configured URL's host vouches for its non-public addresses. A feed that
     moved is judged by where the operator pointed it, not where its publisher sent it; when
-    the host it left no longer resolves, it vouches for nothing."""
+    the host it left no longer resolves, it vouches for nothing. Nor does a local feed's path
+    for the pages its entries link to."""
+    if not _is_http(configured):
+        return False
     host = httpx.URL(configured).raw_host.decode("ascii")
     if not host:
         raise FeedError(f"invalid URL {configured!r}: no host")

@@ -2,6 +2,8 @@
 
     collect:  feeds due | fetch (concurrent, polite) | read one at a time (parse, cards)
               | decide | store entries with the validators
+              | beside them, for the cards that lack a picture or a teaser: read the article
+                page | host each card's picture (see enrich.py)
     send:     finish unfinished editions | claim unmailed articles | render once
               | store edition + ledger | deliver
     demo:     a fresh folder | collect the sample | send through a local sink | a web page
@@ -24,10 +26,21 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError
 
-from digest import cards, compose, deliver, feeds, lock, mailboxes, returns, subscribers, tokens
+from digest import (
+    cards,
+    compose,
+    deliver,
+    enrich,
+    feeds,
+    lock,
+    mailboxes,
+    returns,
+    subscribers,
+    tokens,
+)
 from digest import inbox as inboxes
 from digest.compose import Composer, Letter, Rendered, message_id
-from digest.config import Collect, Config, Feed, Paths, bundled
+from digest.config import Collect, Config, Feed, Images, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
@@ -76,8 +89,13 @@ def collect(config: Config, store: Store, stop: threading.Event | None = None,
     reports = {url: _not_due(feed, state, seen) for url, (feed, state) in states.items()}
     requests = [feeds.Request(state.fetch_url, state.etag, state.last_modified, url)
                 for url, (_, state) in states.items() if reports[url] is None]
-    with feeds.client(config.newsletter.public_url, config.collect) as http:
-        for request, outcome in feeds.fetch_all(http, requests, config.collect, seen):
+    hosts = feeds.Hosts(config.collect.per_host)  # one limit for feeds and pages alike
+    with (feeds.client(config.newsletter.public_url, config.collect) as http,
+          enrich.Enricher(config, hosts) as enricher):
+        for url, (feed, state) in states.items():
+            if reports[url] is not None:  # not fetched now: its cards may still want pages
+                _look_closer(config, store, enricher, feed, state.id, seen)
+        for request, outcome in feeds.fetch_all(http, requests, config.collect, seen, hosts):
             if stop is not None and stop.is_set():
                 break  # what was not stored is fetched again next time: nothing is lost
             feed, state = states[request.feed]
@@ -91,6 +109,8 @@ def collect(config: Config, store: Store, stop: threading.Event | None = None,
             error = None if answer.error is None else str(answer.error) + (
                 ": disabled, not fetched again" if isinstance(answer.error, feeds.Gone) else "")
             reports[feed.url] = FeedReport(feed.url, feed.title, new, error)
+            _look_closer(config, store, enricher, feed, state.id, seen)
+        _enrich(config, store, enricher, seen, stop)
     return Collected(tuple(report for report in reports.values() if report is not None))
 
 
@@ -162,6 +182,55 @@ def decide(state: FeedState, answer: Answer, now: datetime, settings: Collect) -
     muted = back_catalogue(answer.articles, settings.first_run) if first_run else frozenset()
     return FeedUpdate(replace(healthy, etag=answer.etag, last_modified=answer.last_modified),
                       answer.articles, muted)
+
+
+# -- enrichment: article pages and hosted pictures, beside the feed fetches ------------------
+
+def _look_closer(config: Config, store: Store, enricher: enrich.Enricher, feed: Feed,
+                 feed_id: int, at: datetime) -> None:
+    """Ask for the pages of the feed's cards that lack a picture or a teaser (unless the
+    feed says not to), and, with hosting, for their pictures."""
+    if feed.enrich:
+        for wanted in store.pages_wanted(feed_id, at, enrich.TRIES, enrich.FRESH):
+            enricher.read(feed_id, feed.url, wanted)
+    if config.hosting:
+        for url in store.pictures_wanted(feed_id, at, enrich.TRIES):
+            enricher.download(url, feed.url)
+
+
+def _enrich(config: Config, store: Store, enricher: enrich.Enricher, at: datetime,
+            stop: threading.Event | None) -> None:
+    """Store what the pages and pictures give, as it comes, for at most `collect.deadline`
+    after the feeds are done; a page with a picture asks for its download. A page that
+    fails only leaves its card as the feed made it, so it is logged, not reported."""
+    until = time.monotonic() + config.collect.deadline
+    for result in enricher.results(until, stop):
+        if isinstance(result, enrich.PageRead):
+            link = result.wanted.link
+            if result.problem:
+                log.debug("page %s: %s", link, result.problem)
+                store.page_failed(link, result.problem, at)
+                continue
+            store.page_read(link, result.facts, result.etag, result.last_modified, at)
+            if config.hosting:
+                for url in store.pictures_wanted(result.feed_id, at, enrich.TRIES):
+                    enricher.download(url, result.feed)
+        else:
+            if result.problem:
+                log.debug("picture %s: %s (%s)", result.url, result.problem, result.fate)
+            store.save_copy(result, at)
+
+
+def dressed(config: Config, store: Store, chosen: list[Card]) -> list[Card]:
+    """The cards with what collect found for them: their pages' pictures and teasers, and
+    the hosted copies of their pictures."""
+    pages = store.pages(card.link for card in chosen if card.link)
+    found = [(card, pages.get(card.link or "")) for card in chosen]
+    hosted_at = config.images_url if config.hosting else None
+    copies = store.copies(picture.url for card, page in found
+                          if (picture := enrich.picture(card, page))) if hosted_at else {}
+    return [enrich.dress(card, page, copies, hosted_at, config.newsletter.teaser_length)
+            for card, page in found]
 
 
 def unique(articles: list[Article]) -> list[Article]:
@@ -251,7 +320,7 @@ def _claim(config: Config, store: Store) -> list[Card]:
     """The next edition's articles; those past the limit roll into the one after."""
     chosen, _ = store.unmailed([feed.url for feed in config.feeds],
                                config.newsletter.max_articles)
-    return chosen
+    return dressed(config, store, chosen)
 
 
 def preview(config: Config, store: Store) -> Rendered | None:
@@ -456,11 +525,15 @@ def demo_config(folder: Path) -> Config:
     """The embedded defaults with everything written under `folder`. Built without reading
     any configuration file, so the demo never touches a real state or list, and never
     mails anyone but the sample list through its own sink."""
+    state = folder / "state"
     return Config(
         # Every bundled story: the first-run guard is for real feeds' back catalogues.
         collect=Collect(first_run=0),
-        paths=Paths(subscribers=bundled("subscribers.csv"), state=folder / "state",
+        paths=Paths(subscribers=bundled("subscribers.csv"), state=state,
                     templates=bundled("templates"), outbox=folder / "outbox"),
+        # The sample's pictures are hosted as a newsletter's are (from the package's copies),
+        # and shown from the demo's folder: its page and mail need no network, nor a server.
+        images=Images(host=True, url=(state / "images").resolve().as_uri() + "/"),
         # Its links are the demo's own: no secret of the installation's signs them.
         secret=secrets.token_hex(32))
 

@@ -14,9 +14,12 @@ from datetime import datetime
 @dataclass(frozen=True)
 class Image:
     url: str  # always http(s)
-    width: int | None = None
+    width: int | None = None  # in pixels of the file, when known
     height: int | None = None
     alt: str = ""
+    # A hosted picture (images.py) is cut twice: `url` is the wide cut (for the lead story)
+    # and this the square one (for a compact card's thumbnail). None when not hosted.
+    thumbnail: Image | None = None
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,40 @@ class Delivery:
     name: str
     status: str
     attempts: int
+
+
+# -- what collect finds beside the feeds: article pages and hosted pictures (enrich, images) --
+
+@dataclass(frozen=True)
+class PageFacts:
+    """What an article's own page says about it (og:, twitter:, JSON-LD), for a card whose
+    entry lacks a picture or a teaser."""
+
+    image: Image | None
+    description: str = ""  # plain text, not yet cut; '' when the page gives none
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One hosted cut of a picture: a file of the state folder's images/, served at /img/."""
+
+    name: str  # <content hash>.<ext>
+    width: int
+    height: int
+
+
+class Fate(enum.StrEnum):
+    HOSTED = "hosted"  # cut and re-encoded: the mail shows our copies
+    KEPT = "kept"  # the download failed: the mail keeps the original link (tried again later)
+    DROPPED = "dropped"  # not a picture, too many pixels, or where we may not go: no image
+
+
+@dataclass(frozen=True)
+class Copy:
+    """What became of one picture's download, by its original URL."""
+
+    url: str
+    fate: Fate
+    wide: Rendition | None = None
+    square: Rendition | None = None
+    problem: str = ""  # why it is not hosted, in words for the operator

@@ -18,7 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from digest.errors import DigestError
-from digest.records import Article, Card, Delivery, Edition, Image, Result, Subscriber
+from digest.records import (
+    Article,
+    Card,
+    Copy,
+    Delivery,
+    Edition,
+    Fate,
+    Image,
+    PageFacts,
+    Rendition,
+    Result,
+    Subscriber,
+)
 
 # Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
 MIGRATIONS = (
@@ -196,6 +208,40 @@ MIGRATIONS = (
     -- deliveries.status may also be 'bounced': the relay took it, the recipient's server
     -- sent it back (last_response says how).
     """,
+    # What collect finds beside the feeds (enrich.py, images.py). An article page's picture
+    # and description, by the article's link: read once, again (conditionally) only when a
+    # day old, a failed read tried again at later collects a few times. And each card's
+    # picture as downloaded, by its original URL: hosted (its two cuts, files of the state
+    # folder's images/), kept (the download failed: the mail keeps the link) or dropped.
+    """
+    CREATE TABLE pages (
+        link TEXT PRIMARY KEY,
+        tried_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,   -- failed reads since the last good one
+        problem TEXT,                          -- why the last read failed
+        read_at TEXT,                          -- the last good read; NULL: none yet
+        etag TEXT,
+        last_modified TEXT,
+        image_url TEXT,
+        image_width INTEGER,
+        image_height INTEGER,
+        image_alt TEXT,
+        description TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE images (
+        url TEXT PRIMARY KEY,
+        fate TEXT NOT NULL,                    -- hosted|kept|dropped
+        wide TEXT,                             -- the hosted cuts' file names
+        wide_width INTEGER,
+        wide_height INTEGER,
+        square TEXT,
+        square_width INTEGER,
+        square_height INTEGER,
+        problem TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 1,
+        tried_at TEXT NOT NULL
+    );
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -242,6 +288,15 @@ class FeedUpdate:
     feed: FeedState
     articles: tuple[Article, ...] = ()
     muted: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PageWanted:
+    """An article page to read, with the validators of its last good read."""
+
+    link: str
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +421,109 @@ class Store:
             "UPDATE feeds SET disabled_at = NULL, moved_to = NULL, retry_after = NULL, "
             "error_count = 0, error_since = NULL, last_error = NULL WHERE url = ?",
             (url,)).rowcount)
+
+    # -- what collect finds beside the feeds: article pages, hosted pictures ------------------
+
+    # The articles that may still be mailed, and the picture each would show: its own, else
+    # its page's.
+    _UNMAILED = ("FROM articles LEFT JOIN pages ON pages.link = articles.link WHERE "
+                 "articles.feed_id = ? AND articles.eligible AND articles.id NOT IN "
+                 "(SELECT article_id FROM edition_articles)")
+
+    def pages_wanted(self, feed_id: int, at: datetime, tries: int,
+                     fresh: timedelta) -> list[PageWanted]:
+        """The pages to read now for the feed's articles that may still be mailed and lack a
+        picture or a teaser: never read, read longer than `fresh` ago (asked again with the
+        validators of that read), or failed fewer than `tries` times and not yet this run."""
+        return [PageWanted(*row) for row in self.db.execute(
+            f"SELECT DISTINCT articles.link, pages.etag, pages.last_modified {self._UNMAILED} "
+            "AND articles.link IS NOT NULL AND (articles.image_url IS NULL OR "
+            "articles.teaser = '') AND (pages.link IS NULL OR (pages.attempts = 0 AND "
+            "pages.read_at < ?) OR (pages.attempts BETWEEN 1 AND ? - 1 AND "
+            "pages.tried_at < ?))", (feed_id, _iso(at - fresh), tries, _iso(at)))]
+
+    def page_read(self, link: str, facts: PageFacts | None, etag: str | None,
+                  last_modified: str | None, at: datetime) -> None:
+        """A good read of the page; `facts` None: it had not changed (304)."""
+        if facts is None:
+            self.db.execute("UPDATE pages SET read_at = ?, tried_at = ?, attempts = 0, "
+                            "problem = NULL WHERE link = ?", (_iso(at), _iso(at), link))
+            return
+        image = facts.image
+        self.db.execute(
+            "INSERT INTO pages (link, tried_at, read_at, etag, last_modified, image_url, "
+            "image_width, image_height, image_alt, description) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (link) DO UPDATE SET "
+            "tried_at = excluded.tried_at, attempts = 0, problem = NULL, "
+            "read_at = excluded.read_at, etag = excluded.etag, "
+            "last_modified = excluded.last_modified, image_url = excluded.image_url, "
+            "image_width = excluded.image_width, image_height = excluded.image_height, "
+            "image_alt = excluded.image_alt, description = excluded.description",
+            (link, _iso(at), _iso(at), etag, last_modified, image.url if image else None,
+             image.width if image else None, image.height if image else None,
+             image.alt if image else None, facts.description))
+
+    def page_failed(self, link: str, problem: str, at: datetime) -> None:
+        """A failed read: what an earlier good read found still stands."""
+        self.db.execute("INSERT INTO pages (link, tried_at, attempts, problem) VALUES "
+                        "(?, ?, 1, ?) ON CONFLICT (link) DO UPDATE SET tried_at = "
+                        "excluded.tried_at, attempts = attempts + 1, problem = excluded.problem",
+                        (link, _iso(at), problem))
+
+    def pictures_wanted(self, feed_id: int, at: datetime, tries: int) -> list[str]:
+        """The pictures to download now for the feed's articles that may still be mailed:
+        never tried, or kept after fewer than `tries` failed downloads, none this run."""
+        return [row[0] for row in self.db.execute(
+            "SELECT DISTINCT coalesce(articles.image_url, pages.image_url) AS picture "
+            f"{self._UNMAILED} AND picture IS NOT NULL AND picture NOT IN (SELECT url FROM "
+            "images WHERE fate != 'kept' OR attempts >= ? OR tried_at >= ?)",
+            (feed_id, tries, _iso(at)))]
+
+    def save_copy(self, copy: Copy, at: datetime) -> None:
+        wide, square = copy.wide, copy.square
+        self.db.execute(
+            "INSERT INTO images (url, fate, wide, wide_width, wide_height, square, "
+            "square_width, square_height, problem, tried_at) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO UPDATE SET "
+            "fate = excluded.fate, wide = excluded.wide, wide_width = excluded.wide_width, "
+            "wide_height = excluded.wide_height, square = excluded.square, "
+            "square_width = excluded.square_width, square_height = excluded.square_height, "
+            "problem = excluded.problem, attempts = attempts + 1, tried_at = excluded.tried_at",
+            (copy.url, copy.fate.value, wide and wide.name, wide and wide.width,
+             wide and wide.height, square and square.name, square and square.width,
+             square and square.height, copy.problem, _iso(at)))
+
+    def pages(self, links: Iterable[str]) -> dict[str, PageFacts]:
+        """What the pages at these links said, for those read well at least once."""
+        found = {}
+        for row in self._among("SELECT * FROM pages WHERE read_at IS NOT NULL AND link",
+                               links):
+            image = None
+            if row["image_url"]:
+                image = Image(row["image_url"], row["image_width"], row["image_height"],
+                              row["image_alt"] or "")
+            found[row["link"]] = PageFacts(image, row["description"])
+        return found
+
+    def copies(self, urls: Iterable[str]) -> dict[str, Copy]:
+        """What became of the downloads of these pictures, for those tried."""
+        found = {}
+        for row in self._among("SELECT * FROM images WHERE url", urls):
+            wide = square = None
+            if row["wide"]:
+                wide = Rendition(row["wide"], row["wide_width"], row["wide_height"])
+                square = Rendition(row["square"], row["square_width"], row["square_height"])
+            found[row["url"]] = Copy(row["url"], Fate(row["fate"]), wide, square,
+                                     row["problem"])
+        return found
+
+    def _among(self, sql: str, values: Iterable[str]) -> Iterator[sqlite3.Row]:
+        """`sql` ending in a column, with `IN (values)` after it, a few hundred at a time
+        (SQLite caps the number of parameters)."""
+        listed = list(dict.fromkeys(values))
+        for start in range(0, len(listed), 500):
+            part = listed[start:start + 500]
+            yield from self.db.execute(f"{sql} IN ({', '.join('?' * len(part))})", part)
 
     # -- editions ------------------------------------------------------------------------------
 

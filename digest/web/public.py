@@ -11,6 +11,8 @@
                                  (double opt-in), rate-limited per client and per recipient
     GET  /confirm/{token}        adds the subscriber to the CSV, or lifts their opt-out
     GET  /archive/, /archive/{id}, /archive/feed.xml    past editions, for anyone
+    GET  /img/{hash}.{ext}       the hosted copies of the cards' pictures (images.py); named
+                                 by a hash of their bytes, so cached for a year
 
 Every answer is the same whether an address is listed or not: nothing here tells a stranger
 who subscribes, and no token in a URL holds an address (see tokens.py). A refused token gets
@@ -38,10 +40,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import compose, deliver, subscribers, tokens
+from digest import compose, deliver, images, subscribers, tokens
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Result, Subscriber
@@ -334,6 +336,17 @@ async def feed(request: Request) -> Response:
                   updated=editions[0][1] if editions else now())
 
 
+async def picture(request: Request) -> Response:
+    name = request.path_params["name"]
+    path = images.file(_site(request).config.paths.images, name)
+    if path is None:
+        return message(request, "Not Found", "Check the address you followed.", 404,
+                       private=False)
+    # A name is a hash of the file's bytes: what it names never changes.
+    return FileResponse(path, media_type=images.MEDIA_TYPES[path.suffix[1:]], headers={
+        **HEADERS, "Cache-Control": "public, max-age=31536000, immutable"})
+
+
 async def framework_error(request: Request, error: Exception) -> Response:
     # No route, a method the route does not take: the router's own answers, made pages.
     assert isinstance(error, HTTPException)
@@ -359,6 +372,7 @@ def app(config: Config) -> Starlette:
         Route("/archive/", archive, methods=["GET"]),
         Route("/archive/feed.xml", feed, methods=["GET"]),
         Route("/archive/{number:int}", edition, methods=["GET"]),
+        Route("/img/{name}", picture, methods=["GET"]),
     ])
     application.state.site = Site(config)
     return application
