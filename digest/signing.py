@@ -33,6 +33,7 @@ from digest.errors import DigestError
 # added on the way breaks the signature instead of riding on it.
 SIGNED = ("from", "to", "subject", "date", "message-id", "list-unsubscribe",
           "list-unsubscribe-post")
+_KEYS = tuple(name.encode("ascii") for name in SIGNED)
 _NAMES = [name for name in SIGNED for _ in range(2)]
 # Folded after a colon (RFC 6376 3.5 allows folding white space there) to keep lines short.
 _H = ":\r\n  ".join(":".join(_NAMES[i:i + 4]) for i in range(0, len(_NAMES), 4))
@@ -40,8 +41,6 @@ _H = ":\r\n  ".join(":".join(_NAMES[i:i + 4]) for i in range(0, len(_NAMES), 4))
 # RFC 8301 3.2: receivers must ignore RSA keys shorter than 1024 bits.
 MIN_RSA_BITS = 1024
 
-# One header field: its name, and its value with any folded continuation lines.
-_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:(.*?)\r\n(?![ \t])", re.S)
 _SPACE = re.compile(rb"[ \t]+")
 
 
@@ -140,13 +139,18 @@ def _relaxed(head: bytes) -> bytes:
     """The SIGNED fields of a header block in relaxed form, in h= order: for each name the
     last instance first, then the one above it (RFC 6376 5.4.2); an absent one adds nothing."""
     found: dict[bytes, list[bytes]] = {}
-    for match in _FIELD.finditer(head):
-        found.setdefault(match[1].lower(), []).append(match[2])
+    values: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            values[-1] += line  # a folded line: unfolding drops only the CRLF
+        elif line:
+            name, _, value = line.partition(b":")
+            values = found.setdefault(name.rstrip(b" \t").lower(), [])
+            values.append(value)
     out = []
-    for name in SIGNED:
-        values = found.get(name.encode("ascii"), [])
-        for value in values[-1:-3:-1]:
-            out.append(name.encode("ascii") + b":" + _canonical(value) + b"\r\n")
+    for key in _KEYS:
+        for value in found.get(key, [])[-1:-3:-1]:
+            out.append(key + b":" + _canonical(value) + b"\r\n")
     return b"".join(out)
 
 
