@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dns.exception
 import dns.rdatatype
@@ -36,7 +36,7 @@ _T = TypeVar("_T")
 class Standing(StrEnum):
     PASSES = "passes"  # receivers accept what the record says of our mail
     FAILS = "fails"  # missing, broken or misaligned: mail is refused or goes to spam
-    UNKNOWN = "unknown"  # no answer from DNS, a relay behind a local address: cannot tell
+    UNKNOWN = "unknown"  # not judged: no answer from DNS, a relay behind a local address
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Resolver:
         return [rdata.exchange.to_text(omit_final_dot=True)
                 for rdata in self._ask(name, dns.rdatatype.MX)]
 
-    def _ask(self, name: str, kind: dns.rdatatype.RdataType) -> list:  # type: ignore[type-arg]
+    def _ask(self, name: str, kind: dns.rdatatype.RdataType) -> list[Any]:
         what = f"{kind.name} {name}"
         if self.silent:
             raise Unanswered(f"{what}: not looked up: {self.silent}")
@@ -142,12 +142,13 @@ def review(config: Config, resolver: Resolver | None = None) -> list[Verdict]:
                         "domain of your own (nothing looked up)")]
     resolver = resolver or Resolver(config.check)
     envelope = config.delivery.return_path or parseaddr(config.newsletter.sender)[1]
-    policy, dmarc = _dmarc(resolver, domain)
+    found = _dmarc(resolver, domain)
+    policy = found if isinstance(found, Policy) else None
     spf = _spf(resolver, config.smtp.host, envelope.rpartition("@")[2].lower(), domain,
                bool(policy and policy.strict_spf))
     keys = _dkim(config, resolver, domain, bool(policy and policy.strict_dkim))
     verdicts = [spf.verdict, *([key.verdict for key in keys] or [_UNSIGNED]),
-                policy.judge(domain, spf, keys) if policy else dmarc]
+                found.judge(domain, spf, keys) if isinstance(found, Policy) else found]
     if domain in FREE_MAIL and any(v.standing is Standing.FAILS for v in verdicts):
         # Records of a provider's domain are not the operator's to change: one verdict instead.
         verdicts = [v for v in verdicts if v.standing is not Standing.FAILS] + [Verdict(
@@ -369,37 +370,36 @@ class Policy:
                        f"passes aligned with {domain}: Gmail and Yahoo {outcome}")
 
 
-def _dmarc(resolver: Resolver, domain: str) -> tuple[Policy | None, Verdict]:
+def _dmarc(resolver: Resolver, domain: str) -> Policy | Verdict:
     """The policy for `domain`: its own record, else its organisational domain's (RFC 7489
-    6.6.3), with the verdict when there is none to be had."""
+    6.6.3); else the verdict on why there is none."""
     organisation = organisational(domain)
     for name in dict.fromkeys((domain, organisation)):
         try:
             records = [r for r in resolver.txt(f"_dmarc.{name}") if _DMARC.match(r)]
         except Unanswered as error:
-            return None, Verdict("dmarc", Standing.UNKNOWN, str(error))
+            return Verdict("dmarc", Standing.UNKNOWN, str(error))
         if len(records) > 1:
-            return None, Verdict("dmarc", Standing.FAILS, f"{len(records)} DMARC records at "
-                                 f"_dmarc.{name}: receivers apply none of them; keep one")
+            return Verdict("dmarc", Standing.FAILS, f"{len(records)} DMARC records at "
+                           f"_dmarc.{name}: receivers apply none of them; keep one")
         if records:
             tags = _tags(records[0])
             chosen = tags.get("sp") if name != domain and "sp" in tags else tags.get("p")
             if chosen is None and "rua" in tags:
                 chosen = "none"  # RFC 7489 6.6.3: a record without p= but with rua= reports
             if (chosen or "").lower() not in ("none", "quarantine", "reject"):
-                return None, Verdict("dmarc", Standing.FAILS, f"the DMARC record at "
-                                     f"_dmarc.{name} has no valid p= (none, quarantine or "
-                                     f"reject): {records[0]!r}")
+                return Verdict("dmarc", Standing.FAILS,
+                               f"the DMARC record at _dmarc.{name} has no valid p= (none, "
+                               f"quarantine or reject): {records[0]!r}")
             return Policy(f"_dmarc.{name}", (chosen or "").lower(),
                           tags.get("aspf", "r").lower() == "s",
-                          tags.get("adkim", "r").lower() == "s"), Verdict(
-                "dmarc", Standing.PASSES, "")
+                          tags.get("adkim", "r").lower() == "s")
     also = f" nor at _dmarc.{organisation}" if organisation != domain else ""
-    return None, Verdict("dmarc", Standing.FAILS,
-                         f"no DMARC record at _dmarc.{domain}{also}: Gmail and Yahoo require "
-                         f"one of bulk senders; add: {zone(f'_dmarc.{domain}', _NEW_DMARC)} "
-                         "(p=none asks nothing of receivers yet; add rua=mailto:… for their "
-                         "reports, then raise p)")
+    return Verdict("dmarc", Standing.FAILS,
+                   f"no DMARC record at _dmarc.{domain}{also}: Gmail and Yahoo require one "
+                   f"of bulk senders; add: {zone(f'_dmarc.{domain}', _NEW_DMARC)} (p=none "
+                   "asks nothing of receivers yet; add rua=mailto:… for their reports, then "
+                   "raise p)")
 
 
 _DMARC = re.compile(r"v\s*=\s*DMARC1\s*(?:;|$)")
@@ -428,7 +428,14 @@ def _spf(resolver: Resolver, host: str, domain: str, from_domain: str,
             why = next(c.why for c in checks.values() if c.result is result)
             return _Judged(Verdict("spf", standing, say.format(domain=domain, why=why)))
     mechanisms = _mechanisms(host, relay)
+    local = all(_local(address) for address in relay)
     if SpfResult.NONE in results:
+        if local:  # its own address would be the wrong advice
+            return _Judged(Verdict(
+                "spf", Standing.FAILS,
+                f"no SPF record at {domain}: add one with the address your relay sends out "
+                f"from ({host} is a local address): "
+                f"{zone(domain, 'v=spf1 ip4:ADDRESS ~all')}"))
         return _Judged(Verdict("spf", Standing.FAILS, f"no SPF record at {domain}: add "
                                f"{zone(domain, f'v=spf1 {mechanisms} ~all')}"))
     missed = [address for address, check in checks.items() if check.result is not SpfResult.PASS]
@@ -436,7 +443,7 @@ def _spf(resolver: Resolver, host: str, domain: str, from_domain: str,
         listed = ", ".join(map(str, missed))
         record = runs[missed[0]].top or ""
         miss = checks[missed[0]]
-        if all(_local(address) for address in missed):
+        if local:
             return _Judged(Verdict(
                 "spf", Standing.UNKNOWN,
                 f"the relay {host} is at a local address ({listed}): receivers see the address "

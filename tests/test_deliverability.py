@@ -217,6 +217,16 @@ def test_a_local_relay_outside_spf_is_a_warning(site: Site, names: NameServer) -
                                  "receivers see the address it sends out from")
 
 
+def test_no_spf_behind_a_local_relay_asks_for_the_address_it_sends_from(
+        site: Site, names: NameServer) -> None:
+    conf = settings(site, names, host="localhost")
+    spf = only(review(conf), "spf")
+    assert spf == Verdict("spf", Standing.FAILS, (
+        f"no SPF record at {DOMAIN}: add one with the address your relay sends out from "
+        f'(localhost is a local address): {DOMAIN}. TXT "v=spf1 ip4:ADDRESS ~all"'))
+    assert names.asked("localhost") == 0
+
+
 def test_a_dkim_key_that_is_not_ours_is_a_problem(site: Site, names: NameServer) -> None:
     conf = settings(site, names)
     good(names, conf).remove(f"s2026._domainkey.{DOMAIN}")
