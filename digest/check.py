@@ -2,6 +2,7 @@
 
     schedule | templates (render the sample feed) | subscribers | state folder | links
     | transport (SMTP: connect, EHLO, STARTTLS, AUTH, QUIT; never MAIL)
+    | deliverability (SMTP only: the From domain's SPF, DKIM and DMARC in DNS)
 
 Each step's failure is a finding, not an exception, so one broken part does not hide the next.
 A warning is something that works but is likely not what the operator meant.
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from digest import cards, feeds, lock, scheduling, subscribers
 from digest.compose import Composer, Letter
 from digest.config import SAMPLE_FEED, Config, Smtp
+from digest.deliverability import Standing, review
 from digest.errors import DigestError
 from digest.records import Card, Delivery, Edition
 from digest.store import Store, now
@@ -35,7 +37,7 @@ class Level(StrEnum):
 
 @dataclass(frozen=True)
 class Finding:
-    part: str  # schedule, templates, subscribers, state, links, smtp, maildir
+    part: str  # schedule, templates, subscribers, state, links, smtp, maildir, spf, dkim, dmarc
     level: Level
     detail: str
 
@@ -48,6 +50,7 @@ def run(config: Config) -> list[Finding]:
     findings += _links(config)
     if config.delivery.transport == "smtp":
         findings += _findings("smtp", lambda c: [smtp(c.smtp)], config)
+        findings += _deliverability(config)
     else:
         findings += _findings("maildir", _maildir, config)
     return findings
@@ -143,6 +146,17 @@ def _links(config: Config) -> list[Finding]:
                     f"newsletter.public_url = {url!r} is this machine (loopback): the "
                     "unsubscribe, archive and view-in-browser links in mail sent over SMTP "
                     "would point nowhere; set it to where `digest serve` is reached")]
+
+
+# A record that would fail our mail is a problem; a lookup that got no answer only a warning.
+_STANDINGS = {Standing.PASSES: Level.OK, Standing.FAILS: Level.PROBLEM,
+              Standing.UNKNOWN: Level.WARNING}
+
+
+def _deliverability(config: Config) -> list[Finding]:
+    """The From domain's SPF, DKIM and DMARC records, looked up in DNS (deliverability.py)."""
+    return [Finding(verdict.part, _STANDINGS[verdict.standing], verdict.detail)
+            for verdict in review(config)]
 
 
 def _loopback(host: str) -> bool:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import jinja2
 import premailer
 
+from digest import signing
 from digest.cards import cut
 from digest.config import Config
 from digest.errors import DigestError
@@ -473,6 +474,8 @@ class Letter:
         self.text = _Body(edition.text, personal, lambda value: value)
         self.html = _Body(edition.html, personal, lambda value: html.escape(value, quote=True))
         self.fields = personal.fields_used(edition.html, edition.text)
+        self.signer = (signing.Signer.load(config.dkim, self.domain) if config.dkim.selector
+                       else None)
 
     def message_id(self, email: str) -> str:
         return message_id(self.edition.id, email, self.domain)
@@ -486,7 +489,7 @@ class Letter:
                   personal.unsubscribe: url}
         for placeholder, name in self.fields.items():
             values[placeholder] = (fields or {}).get(name, "")
-        return b"".join((
+        message = b"".join((
             self.head,
             b"To: ", address(delivery.name, delivery.email).encode("ascii"), b"\r\n",
             b"Message-ID: ", self.message_id(delivery.email).encode("ascii"), b"\r\n",
@@ -497,4 +500,5 @@ class Letter:
             self.html_head, self.html.encode(values),
             self.tail,
         ))
+        return message if self.signer is None else self.signer.sign(message)
 

@@ -8,6 +8,7 @@ they come from the environment (DIGEST_SMTP_PASSWORD, DIGEST_SECRET).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -168,6 +169,8 @@ class Smtp:
     deferred_max_age: float = 72  # hours after the edition was made; then `failed`
     pause_after_failures: int = 50  # consecutive failed or deferred messages, 0 = never pause
     suppress_after_bounces: int = 3  # consecutive editions hard-failing an address, 0 = never
+    # The selector the relay signs with, when the relay signs: `digest check` looks its key up.
+    dkim_selector: str = ""
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,8 @@ class Config:
     web: Web = Web()
     inbox: Inbox = field(default_factory=lambda: Inbox())
     images: Images = Images()
+    dkim: Dkim = field(default_factory=lambda: Dkim())
+    check: Check = field(default_factory=lambda: Check())
     secret: str = field(default="", metadata={"env": "DIGEST_SECRET"})
     source: Path | None = field(default=None, metadata={"internal": True})
 
@@ -278,6 +283,9 @@ def load(explicit: str | Path | None = None) -> Config:
     config = dataclasses.replace(config, source=path, paths=_resolve(config.paths, raw, base),
                                  inbox=dataclasses.replace(
                                      config.inbox, maildir=base / config.inbox.maildir))
+    if config.dkim.private_key is not None:
+        config = dataclasses.replace(config, dkim=dataclasses.replace(
+            config.dkim, private_key=base / config.dkim.private_key))
     _check(config, where)
     return config
 
@@ -324,7 +332,7 @@ def _check(config: Config, where: str) -> None:
                 "suppress_after_bounces"):
         if getattr(config.smtp, key) < 0:
             raise DigestError(f"{where}: smtp.{key} must not be negative")
-    for section, key in (("smtp", "port"), ("web", "port")):
+    for section, key in (("smtp", "port"), ("web", "port"), ("check", "port")):
         port = getattr(getattr(config, section), key)
         if not 1 <= port <= 65535:
             raise DigestError(f"{where}: {section}.{key} must be a port from 1 to 65535, "
@@ -345,6 +353,7 @@ def _check(config: Config, where: str) -> None:
     if not config.feeds:
         raise DigestError(f"{where}: no feeds configured")
     _check_inbox(config, where)
+    _check_dkim(config, where)
     for number, feed in enumerate(config.feeds, 1):
         if not feed.url:
             raise DigestError(f"{where}: feeds[{number}].url is empty")
@@ -456,3 +465,52 @@ def _check_inbox(config: Config, where: str) -> None:
         if not at or not local or not domain or "+" in local or "<" in local:
             raise DigestError(f"{where}: delivery.return_path must be a plain address "
                               f"local@domain without '+', not {config.delivery.return_path!r}")
+
+
+@dataclass(frozen=True)
+class Dkim:
+    """DKIM signing by digest itself, for a relay that does not sign (see signing.py)."""
+
+    selector: str = ""  # empty: digest does not sign
+    domain: str = ""  # the signing domain (d=); empty: the From address's domain
+    private_key: Path | None = None  # a PEM file: RSA (2048 bits or more) or Ed25519
+
+
+@dataclass(frozen=True)
+class Check:
+    """`digest check`'s DNS lookups of SPF, DKIM and DMARC (see deliverability.py)."""
+
+    nameserver: str = ""  # an IP address; empty: the system's resolver (/etc/resolv.conf)
+    port: int = 53
+    timeout: float = 5  # seconds for each lookup
+
+
+# A DNS label as selectors and domains are spelled (RFC 6376 3.1: sub-domains of letters,
+# digits, hyphens; underscores are common in selectors).
+_DNS_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                       r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*")
+
+
+def _check_dkim(config: Config, where: str) -> None:
+    for key, value in (("smtp.dkim_selector", config.smtp.dkim_selector),
+                       ("dkim.selector", config.dkim.selector),
+                       ("dkim.domain", config.dkim.domain)):
+        if value and not _DNS_NAME.fullmatch(value):
+            raise DigestError(f"{where}: {key} must be a DNS name such as \"mail2026\", "
+                              f"not {value!r}")
+    settings = config.dkim
+    if settings.selector and settings.private_key is None:
+        raise DigestError(f"{where}: dkim.private_key is required when dkim.selector is set")
+    if settings.private_key is not None and not settings.selector:
+        raise DigestError(f"{where}: dkim.selector is required when dkim.private_key is set")
+    if settings.private_key is not None and not settings.private_key.is_file():
+        raise DigestError(f"{where}: dkim.private_key {str(settings.private_key)!r}: "
+                          "no such file")
+    if config.check.nameserver:
+        try:
+            ipaddress.ip_address(config.check.nameserver)
+        except ValueError:
+            raise DigestError(f"{where}: check.nameserver must be an IP address such as "
+                              f"\"127.0.0.1\", not {config.check.nameserver!r}") from None
+    if config.check.timeout <= 0:
+        raise DigestError(f"{where}: check.timeout must be more than 0")

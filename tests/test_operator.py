@@ -345,12 +345,13 @@ def test_check_warns_when_mailed_links_would_point_at_this_machine(
     site.subscribers(SUBSCRIBERS)
     result = digest("check")
     assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
+    # Only the links' warning: a From at example.com over SMTP draws one of its own (dmarc).
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning links")]
     if warned:
         assert warnings == [f"warning links: newsletter.public_url = {public_url!r} is this "
                             "machine (loopback): the unsubscribe, archive and view-in-browser "
                             "links in mail sent over SMTP would point nowhere; set it to where "
                             "`digest serve` is reached"]
-        assert result.output.rstrip().endswith("everything checks out; 1 warning")
+        assert result.output.splitlines()[-1].startswith("everything checks out; ")
     else:
         assert warnings == []
