@@ -356,6 +356,10 @@ _SMTP = policy.SMTP
 def fold(name: str, value: str) -> bytes:
     """One header line, RFC 2047-encoded where needed and folded under 78 columns."""
     lines = _SMTP.header_factory(name, one_line(value)).fold(policy=_SMTP).split("\r\n")
+    # Before an encoded word Python's folder ends a line with the space it also starts the
+    # next one with; unfolding drops only the CRLF, so readers showed "holding  the…".
+    lines = [line.rstrip(" ") if following.startswith(" ") else line
+             for line, following in zip(lines, [*lines[1:], ""], strict=True)]
     if lines[0] == f"{name}:" and len(lines) > 2:
         # A value too long for the first line but short enough for one of its own is moved
         # whole onto the next, leaving `Subject:` empty, which some readers show as a leading

@@ -329,3 +329,13 @@ def test_preheader_is_40_to_100_characters_whatever_the_headlines() -> None:
 
 def _card(title: str) -> Card:
     return Card(1, title, "https://example.com/", "", None, WHEN, "News")
+
+
+def test_a_folded_subject_reads_back_with_single_spaces_before_an_encoded_word() -> None:
+    from digest.compose import fold
+
+    subject = "Test Digest: Ukraine war live: Zelenskyy says troops are holding the…"
+    raw = fold("Subject", subject)
+    assert raw.count(b"\r\n") == 2 and b" \r\n" not in raw  # folded, no space left behind
+    message = message_from_bytes(raw + b"\r\n", policy=policy.default)
+    assert message["Subject"] == subject
