@@ -11,7 +11,9 @@ import hashlib
 import html
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -62,18 +64,19 @@ def cut(plain: str, limit: int) -> str:
     if len(plain) <= limit:
         return plain
     end = limit
-    while end > 0 and (_joins(plain[end]) or plain[end - 1] == "\u200d"
+    while end > 0 and (joins(plain[end]) or plain[end - 1] == "\u200d"
                        or _pairs(plain, end)):
         end -= 1
-    wide = _unspaced(plain[end - 1]) or _unspaced(plain[end])
+    wide = unspaced(plain[end - 1]) or unspaced(plain[end])
     space = plain.rfind(" ", 0, end + 1)
     if space > 0 and not wide:
         end = space
-    head = plain[:end].rstrip(" ,;:–—-")
+    # Nor does it end on a comma, a dash, or a quote or bracket it opened.
+    head = plain[:end].rstrip(" ,;:–—-([{“‘«„「『（")
     return (head or plain[:end]) + ELLIPSIS
 
 
-def _joins(char: str) -> bool:
+def joins(char: str) -> bool:
     """True for a character that belongs to the one before it (combining mark, joiner,
     variation selector, skin tone), where a cut would break a letter or an emoji."""
     return bool(unicodedata.combining(char)) or char in "\u200d\ufe0e\ufe0f" or (
@@ -89,7 +92,7 @@ def _pairs(plain: str, end: int) -> bool:
     return run % 2 == 1 and "\U0001f1e6" <= plain[end] <= "\U0001f1ff"
 
 
-def _unspaced(char: str) -> bool:
+def unspaced(char: str) -> bool:
     """A letter of a script written without spaces (Chinese, Japanese): a cut beside it falls
     between words. Fullwidth Latin letters and digits are still parts of words, and Korean
     puts spaces between its words."""
@@ -157,10 +160,140 @@ def key(entry: Any) -> str:
 
 
 def teaser(entry: Any, limit: int) -> str:
+    """The story's own opening, in the feed's structure: its first paragraph when that is
+    long enough to stand alone, else its opening paragraphs; never the lists of links, the
+    headings or the captions around them; cut at a sentence or a word."""
     markup = entry.get("summary") or ""
     if not markup and entry.get("content"):
         markup = entry["content"][0].get("value", "")
-    return cut(_MORE.sub("", _WORDPRESS.sub("", text(markup))), limit)
+    reader = _Reader()
+    # Sanitised first (script and style go with their content): only the block tags and the
+    # links are left to read.
+    clean = nh3.clean(markup, tags=_BLOCKS | {"a", "br"}, attributes={}, link_rel=None)
+    # Read until the opening is found: a whole article in content:encoded can be 100 KB.
+    for start in range(0, len(clean), _PIECE):
+        reader.feed(clean[start:start + _PIECE])
+        opening, complete = _opening(reader.blocks, limit)
+        if complete:
+            return clip(opening, limit)
+    reader.close()
+    reader.end()
+    return clip(_opening(reader.blocks, limit)[0], limit)
+
+
+def _opening(blocks: list[_Block], limit: int) -> tuple[str, bool]:
+    """The opening of these runs of text, and whether it is final: later runs of prose would
+    not change it."""
+    found = [(block.kind, block.text) for block in blocks if not block.linked]
+    # Prose when there is some; the items of a list that is not links when that is all.
+    prose = [words for kind, words in found if kind == "prose"]
+    opening = ""
+    for words in prose or [words for kind, words in found if kind == "item"]:
+        opening = _join(opening, words)
+        if len(opening) >= min(STANDALONE, limit):
+            return opening, bool(prose)
+    return opening, False
+
+
+# Sanitised feed HTML is read this many characters at a time.
+_PIECE = 4096
+# A first paragraph this long reads as a teaser alone (a standfirst is one or two sentences);
+# a shorter one (a byline, "Updated at 9:00") is joined by the next.
+STANDALONE = 80
+# Tags whose start or end ends a run of text, and the enclosing tags that say what a run is:
+# the item of a list (often links to related stories, as in The Guardian's descriptions), a
+# heading, or the caption of a picture rather than the story.
+_BLOCKS = {"p", "div", "blockquote", "section", "article", "pre", "table", "tr", "td", "th",
+           "ul", "ol", "li", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6", "figure",
+           "figcaption", "hr", "header", "footer", "aside", "nav", "main"}
+_KINDS = {"li": "item", "dt": "item", "dd": "item", "h1": "heading", "h2": "heading",
+          "h3": "heading", "h4": "heading", "h5": "heading", "h6": "heading",
+          "figure": "caption", "figcaption": "caption", "aside": "caption", "nav": "item"}
+# Punctuation a sentence or a run of text ends with: what follows it starts afresh.
+_ENDED = tuple(".!?…:;\"”’»)]」』）。！？")
+# A sentence ends at "!", "?", "…" or their CJK forms, or at a full stop after three small
+# letters (so not after "Mr.", "U.S." or "Inc."), perhaps followed by closing quotes.
+_SENTENCE = re.compile(r"(?:\.(?<=[^\W\d_A-Z]{3}\.)|[!?…])[\"'”’»)\]]*(?=\s)|[。！？][」』）]*")
+
+
+@dataclass(frozen=True)
+class _Block:
+    text: str  # plain, whitespace collapsed, WordPress's additions gone
+    kind: str  # "prose", "item", "heading" or "caption"
+    linked: bool  # mostly the text of links: a list of related stories, "Continue reading"
+
+
+class _Reader(HTMLParser):
+    """The runs of text in sanitised feed HTML, with what each is."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[_Block] = []
+        self._open: list[str] = []
+        self._parts: list[str] = []
+        self._kind = "prose"
+        self._letters = self._linked = self._links = self._breaks = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._links += 1
+        elif tag == "br":
+            # One break is a line in a paragraph; two in a row end it.
+            self._breaks += 1
+            self._parts.append(" ")
+            if self._breaks == 2:
+                self.end()
+        elif tag in _BLOCKS:
+            self.end()
+            if tag != "hr":
+                self._open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._links = max(0, self._links - 1)
+        elif tag in _BLOCKS:
+            self.end()
+            if tag in self._open:
+                del self._open[len(self._open) - 1 - self._open[::-1].index(tag):]
+
+    def handle_data(self, data: str) -> None:
+        letters = len("".join(data.split()))
+        if letters:
+            self._breaks = 0
+            if not self._letters:
+                self._kind = next((_KINDS[tag] for tag in reversed(self._open)
+                                   if tag in _KINDS), "prose")
+            self._letters += letters
+            self._linked += letters if self._links else 0
+        self._parts.append(data)
+
+    def end(self) -> None:
+        found = _SPACE.sub(" ", "".join(self._parts)).strip()
+        found = _MORE.sub("", _WORDPRESS.sub("", found)) if found else found
+        if found:
+            self.blocks.append(_Block(found, self._kind, self._linked * 2 > self._letters))
+        self._parts, self._letters, self._linked, self._breaks = [], 0, 0, 0
+
+
+def _join(opening: str, words: str) -> str:
+    """Two runs of text as one: a sentence is followed by the next, anything else (a
+    byline, an item) is set apart from it."""
+    if not opening:
+        return words
+    return f"{opening} {words}" if opening.endswith(_ENDED) else f"{opening} · {words}"
+
+
+def clip(plain: str, limit: int) -> str:
+    """At most `limit` characters: whole sentences when they fill most of it, else cut at a
+    word with "…" (see `cut`)."""
+    if len(plain) <= limit:
+        return plain
+    end = 0
+    for match in _SENTENCE.finditer(plain):
+        if match.end() > limit:
+            break
+        end = match.end()
+    return plain[:end] if end >= limit * 0.6 else cut(plain, limit)
 
 
 def title(entry: Any, teaser_text: str) -> str:
@@ -199,16 +332,18 @@ def _candidates(entry: Any) -> list[tuple[str, Any, Any, str]]:
     return found
 
 
-def image(entry: Any, base: str | None, alt: str) -> Image | None:
+def image(entry: Any, base: str | None) -> Image | None:
     """The first usable image: http(s) only; data: URLs and tracking pixels skipped (a side
-    of at most one pixel, however given: width="0", height="1.0", style="width:1px")."""
+    of at most one pixel, however given: width="0", height="1.0", style="width:1px"). Its
+    alt text is the feed's own description of it, else empty: the headline follows, and a
+    screen reader should not read it twice."""
     for url, width, height, alt_text in _candidates(entry):
         safe = safe_url(url, base)
         sides = _pixels(width), _pixels(height)
         if safe is None or any(side is not None and side <= 1 for side in sides):
             continue
         width, height = (round(side) if side else None for side in sides)
-        return Image(safe, width, height, text(alt_text) or alt)
+        return Image(safe, width, height, text(alt_text))
     return None
 
 
@@ -228,5 +363,5 @@ def article(entry: Any, base: str, teaser_length: int, seen: datetime) -> Articl
     teaser_text = teaser(entry, teaser_length)
     headline = title(entry, teaser_text)
     return Article(key=key(entry), title=headline, link=link, teaser=teaser_text,
-                   image=image(entry, link or base, headline),
+                   image=image(entry, link or base),
                    published=published(entry, seen), canonical=canonical(link))

@@ -14,8 +14,9 @@ import html
 import logging
 import re
 import secrets
+import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy, quoprimime
@@ -27,11 +28,11 @@ from urllib.parse import quote
 import jinja2
 import premailer
 
-from digest import signing
-from digest.cards import cut
+from digest import language, signing
+from digest.cards import ELLIPSIS, clip, cut, joins, unspaced
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Card, Delivery, Edition, Section
+from digest.records import Card, Delivery, Edition, Image, Section
 
 
 class Personal:
@@ -99,31 +100,17 @@ MAX_HTML = 100_000  # bytes of UTF-8, decoded
 MAX_ENCODED = 102_000  # bytes as quoted-printable in the message
 PERSONAL_ROOM = 1_500
 
-# Month and day names for dates in the mail. babel is not among our dependencies and this is
-# all we need of it: a few languages spelled out, any other falls back to English.
-_LOCALES = {
-    "en": ("January February March April May June July August September October November "
-           "December", "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",
-           "{weekday}, {day} {month} {year}", "{day} {month} {year}"),
-    "de": ("Januar Februar März April Mai Juni Juli August September Oktober November Dezember",
-           "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag",
-           "{weekday}, {day}. {month} {year}", "{day}. {month} {year}"),
-    "fr": ("janvier février mars avril mai juin juillet août septembre octobre novembre "
-           "décembre", "lundi mardi mercredi jeudi vendredi samedi dimanche",
-           "{weekday} {day} {month} {year}", "{day} {month} {year}"),
-    "es": ("enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre "
-           "diciembre", "lunes martes miércoles jueves viernes sábado domingo",
-           "{weekday}, {day} de {month} de {year}", "{day} de {month} de {year}"),
-    "it": ("gennaio febbraio marzo aprile maggio giugno luglio agosto settembre ottobre "
-           "novembre dicembre", "lunedì martedì mercoledì giovedì venerdì sabato domenica",
-           "{weekday} {day} {month} {year}", "{day} {month} {year}"),
-    "nl": ("januari februari maart april mei juni juli augustus september oktober november "
-           "december", "maandag dinsdag woensdag donderdag vrijdag zaterdag zondag",
-           "{weekday} {day} {month} {year}", "{day} {month} {year}"),
-    "pt": ("janeiro fevereiro março abril maio junho julho agosto setembro outubro novembro "
-           "dezembro", "segunda-feira terça-feira quarta-feira quinta-feira sexta-feira sábado "
-           "domingo", "{weekday}, {day} de {month} de {year}", "{day} de {month} de {year}"),
-}
+# Inboxes show about 70 characters of a subject; a longer one is cut at a word and the rest
+# opens the preheader, which the inbox shows next to it.
+SUBJECT_LIMIT = 70
+# The plain-text part's lines, in columns: a CJK character takes two (UAX 11).
+TEXT_COLUMNS = 76
+# Japanese line breaking (JIS X 4051, "kinsoku"): no line starts with closing punctuation or
+# a small kana, and none ends with an opening bracket.
+_NO_LINE_START = frozenset("、。，．・：；？！ー」』）】〕〉》〙〗〟’”｠»゛゜ぁぃぅぇぉっゃゅょゎ"
+                           "ァィゥェォッャュョヮヵヶ々〜…‥")
+_NO_LINE_END = frozenset("「『（【〔〈《〘〖〝‘“｟«")
+_SPACES = re.compile(r"[ \t]+")
 
 
 class _Fields:
@@ -167,6 +154,8 @@ class Context:
     preheader: str
     date_text: str
     web_url: str
+    number: int | None  # the issue number: the edition's id, none in a preview
+    direction: str  # "ltr" or "rtl", as the newsletter's language is written
 
 
 def one_line(value: str) -> str:
@@ -182,6 +171,9 @@ class Composer:
         self.folder = config.paths.templates
         if not (self.folder / "digest.html").is_file():
             raise DigestError(f"{self.folder}: no digest.html template there")
+        tag = config.newsletter.language
+        self.words = language.translations(tag)
+        self.direction = language.locale(tag).text_direction
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self.folder),
             autoescape=jinja2.select_autoescape(["html"]),
@@ -189,12 +181,19 @@ class Composer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            extensions=["jinja2.ext.i18n"],
         )
-        self.env.filters["date"] = self._date
+        # Added by the i18n extension; Jinja's type hints do not declare it.
+        self.env.install_gettext_translations(  # type: ignore[attr-defined]
+            self.words, newstyle=True)
+        self.env.filters.update(
+            date=self._date, number=lambda value: language.number(value, tag),
+            direction=lambda text: language.direction(text, self.direction),
+            fit=fit, wrap=wrap, clip=clip_teaser)
 
     def _date(self, moment: datetime) -> str:
-        return local_date(moment.astimezone(self.config.newsletter.zone),
-                          self.config.newsletter.language, long=False)
+        return language.local_date(moment.astimezone(self.config.newsletter.zone),
+                                   self.config.newsletter.language, long=False)
 
     def personal(self, cards: list[Card]) -> Personal:
         """Placeholders for an edition of these cards: their marker occurs nowhere in the text
@@ -216,13 +215,17 @@ class Composer:
         personal = personal or self.personal(cards)
         newsletter = self.config.newsletter
         headline = cards[0].title if cards else ""
-        date_text = local_date(when.astimezone(newsletter.zone), newsletter.language)
-        subject = one_line(self._string(newsletter.subject, newsletter=newsletter,
-                                        headline=headline, date_text=date_text,
-                                        count=len(cards)))
+        date_text = language.local_date(when.astimezone(newsletter.zone), newsletter.language)
+        whole = one_line(self._string(newsletter.subject, newsletter=newsletter,
+                                      headline=headline, date_text=date_text,
+                                      count=len(cards)))
+        subject, rest = cut_subject(whole)
+        ahead = newsletter.preheader or preheader(
+            cards, newsletter.name, rest=rest, told=headline in whole,
+            tail=self.words.gettext("The latest stories from %(name)s, picked for you"))
         kept = len(cards)
         while True:
-            rendered = self._render(cards[:kept], subject, date_text, edition_id,
+            rendered = self._render(cards[:kept], subject, ahead, date_text, edition_id,
                                     more + len(cards) - kept, personal, web)
             load = size_load(rendered.html)
             if load < 1 or kept == 0 or not fit:
@@ -231,22 +234,26 @@ class Composer:
             # (masthead, footer) makes the new count err small, so a retry rarely repeats.
             kept = min(kept - 1, int(kept / load))
 
-    def _render(self, cards: list[Card], subject: str, date_text: str, edition_id: int,
-                more: int, personal: Personal, web: bool) -> Rendered:
+    def _render(self, cards: list[Card], subject: str, ahead: str, date_text: str,
+                edition_id: int, more: int, personal: Personal, web: bool) -> Rendered:
         newsletter = self.config.newsletter
         public = newsletter.public_url.rstrip("/")
         web_url = f"{public}/archive/{edition_id}"
-        context = Context(subject, newsletter.preheader or preheader(cards, newsletter.name),
-                          date_text, web_url)
+        context = Context(subject, ahead, date_text, web_url, edition_id or None,
+                          self.direction)
+        grouped = sections(cards)
         values = {
             "newsletter": newsletter,
             "edition": context,
-            "sections": sections(cards),
+            "lead": cards[0] if cards else None,
+            "toc": grouped if len(grouped) > 1 else [],
+            "sections": grouped,
             "more": {"count": more, "url": web_url} if more else None,
             "subscriber": {"name": personal.name, "email": personal.email,
                            "fields": _Fields(personal)},
             "unsubscribe_url": personal.unsubscribe,
-            "forward_url": forward_url(subject, web_url),
+            "forward_url": forward_url(subject, self.words.gettext(
+                "I thought you might like this: %(url)s") % {"url": web_url}),
             "web_version": web,
             "subscribe_url": f"{public}/subscribe",
         }
@@ -278,16 +285,6 @@ class Composer:
         source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
         env = self.env.overlay(autoescape=False)
         return env.from_string(source)
-
-
-def local_date(moment: datetime, language: str, long: bool = True) -> str:
-    """A date in the newsletter's language ("Freitag, 27. November 2026"); English for a
-    language we have no names for."""
-    months, days, long_form, short_form = _LOCALES.get(
-        language.split("-")[0].split("_")[0].lower(), _LOCALES["en"])
-    return (long_form if long else short_form).format(
-        weekday=days.split()[moment.weekday()], day=moment.day,
-        month=months.split()[moment.month - 1], year=moment.year)
 
 
 def size_load(page: str) -> float:
@@ -326,27 +323,100 @@ def sections(cards: list[Card]) -> list[Section]:
     return [Section(name, tuple(group)) for name, group in grouped.items()]
 
 
-def preheader(cards: list[Card], name: str = "", shortest: int = 40, limit: int = 100) -> str:
+def preheader(cards: list[Card], name: str = "", shortest: int = 40, limit: int = 100,
+              rest: str = "", told: bool = False,
+              tail: str = "The latest stories from %(name)s, picked for you") -> str:
     """The inbox preview line: the top headlines, as many as fit in `limit` characters. Inbox
     previews show 40 to 100 characters; a short one is eked out with the newsletter's name,
-    since the client would otherwise fill it with whatever text follows."""
+    since the client would otherwise fill it with whatever text follows.
+
+    `rest` is the end of a subject that was cut: it opens the line, so the inbox shows the
+    subject whole; when the subject `told` the lead headline, that headline is not repeated.
+    """
+    titles = [card.title for card in cards]
+    if rest:
+        titles[: 1 if told else 0] = [ELLIPSIS + rest]
     text = ""
-    for card in cards:
-        joined = f"{text} · {card.title}" if text else card.title
+    for title in titles:
+        joined = f"{text} · {title}" if text else title
         if len(joined) > limit:
             break
         text = joined
-    if not text and cards:
-        text = cards[0].title[: limit - 1].rstrip() + "…"
+    if not text and titles:
+        text = titles[0][: limit - 1].rstrip() + ELLIPSIS
     if len(text) < shortest:
-        tail = f"The latest stories from {name or 'our feeds'}, picked for you"
-        text = f"{text} · {tail}" if text else tail
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+        words = tail % {"name": name or "our feeds"}
+        text = f"{text} · {words}" if text else words
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
 
 
-def forward_url(subject: str, web_url: str) -> str:
-    body = f"I thought you might like this: {web_url}"
+def cut_subject(whole: str) -> tuple[str, str]:
+    """The subject within what inboxes show, cut at a word with "…", and the rest of it."""
+    subject = cut(whole, SUBJECT_LIMIT - len(ELLIPSIS))
+    if subject == whole:
+        return whole, ""
+    return subject, whole[len(subject) - len(ELLIPSIS):].lstrip(" ,;:–—-")
+
+
+def forward_url(subject: str, body: str) -> str:
+    """A `mailto:` that opens a message to a friend, for the reader to address."""
     return f"mailto:?subject={quote(subject)}&body={quote(body)}"
+
+
+def fit(image: Image, width: int, height: int | None = None) -> dict[str, int | None]:
+    """The size to show a picture at: inside `width` × `height` (no height: any), its own
+    proportions kept and never larger than it is. A side the feed did not give is None (the
+    template then leaves it out and the client works it out)."""
+    own_width, own_height = image.width, image.height
+    if not own_width:
+        return {"width": width, "height": None}
+    scale = min(1.0, width / own_width, height / own_height if height and own_height else 1.0)
+    return {"width": max(1, round(own_width * scale)),
+            "height": max(1, round(own_height * scale)) if own_height else None}
+
+
+def clip_teaser(teaser: str, limit: int) -> str:
+    """A teaser shortened for a compact card, ending as cleanly as the stored one."""
+    return teaser if len(teaser) <= limit else clip(teaser.removesuffix(ELLIPSIS), limit)
+
+
+def columns(text: str) -> int:
+    """The width of `text` in a fixed-width font: two columns for a wide (CJK) character,
+    none for a combining mark or a joiner."""
+    return sum(0 if joins(char) or unicodedata.category(char) == "Cf" else
+               2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
+def wrap(text: str, width: int = TEXT_COLUMNS) -> str:
+    """Plain text in lines of at most `width` columns, broken at spaces and between the
+    characters of scripts written without them; a longer word (a URL) keeps a line of its
+    own, whole. Line breaks in `text` stay."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line, used = "", 0
+        for piece, spaced in _pieces(paragraph):
+            gap = 1 if spaced and line else 0
+            size = columns(piece)
+            if line and used + gap + size > width:
+                lines.append(line)
+                line, used, gap = "", 0, 0
+            line, used = line + " " * gap + piece, used + gap + size
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _pieces(paragraph: str) -> Iterator[tuple[str, bool]]:
+    """What a line may be broken between, each with whether a space came before it."""
+    for word in _SPACES.split(paragraph.strip(" \t")):
+        start = 0
+        for end in range(1, len(word)):
+            before, after = word[end - 1], word[end]
+            if ((unspaced(before) or unspaced(after)) and not joins(after)
+                    and after not in _NO_LINE_START and before not in _NO_LINE_END):
+                yield word[start:end], start == 0
+                start = end
+        if word:
+            yield word[start:], start == 0
 
 
 # -- the message bytes ---------------------------------------------------------------------------
@@ -357,6 +427,10 @@ _SMTP = policy.SMTP
 def fold(name: str, value: str) -> bytes:
     """One header line, RFC 2047-encoded where needed and folded under 78 columns."""
     lines = _SMTP.header_factory(name, one_line(value)).fold(policy=_SMTP).split("\r\n")
+    # Before an encoded word Python's folder ends a line with the space it also starts the
+    # next one with; unfolding drops only the CRLF, so readers showed "holding  the…".
+    lines = [line.rstrip(" ") if following.startswith(" ") else line
+             for line, following in zip(lines, [*lines[1:], ""], strict=True)]
     if lines[0] == f"{name}:" and len(lines) > 2:
         # A value too long for the first line but short enough for one of its own is moved
         # whole onto the next, leaving `Subject:` empty, which some readers show as a leading

@@ -63,6 +63,8 @@ class Newsletter:
     # Where the List-Unsubscribe mailto: points; empty means unsubscribe@<the From domain>.
     unsubscribe_mailto: str = ""
     social: tuple[Social, ...] = ()
+    # The masthead's picture: an http(s) URL, shown 40 px high beside the name; empty: none.
+    logo: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -342,6 +344,9 @@ def _check(config: Config, where: str) -> None:
         raise DigestError(f"{where}: newsletter.public_url must be an absolute http(s) URL "
                           f"such as \"https://news.example.com\", not {newsletter.public_url!r} "
                           "(every link in the mail starts with it)")
+    if newsletter.logo and not _absolute_url(newsletter.logo):
+        raise DigestError(f"{where}: newsletter.logo must be an absolute http(s) URL such as "
+                          f"\"https://news.example.com/logo.png\", not {newsletter.logo!r}")
     for key, value, required in (("from", newsletter.sender, True),
                                  ("reply_to", newsletter.reply_to, False),
                                  ("unsubscribe_mailto", newsletter.unsubscribe_mailto, False)):

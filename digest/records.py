@@ -29,7 +29,7 @@ class Article:
     key: str  # entry id, else link, else a hash of title + raw date + link: stable across runs
     title: str
     link: str | None  # None when the feed gave no safe http(s) link
-    teaser: str  # plain text, already cut, ends with "…" when cut
+    teaser: str  # plain text, already cut: after a whole sentence, or at a word with "…"
     image: Image | None
     published: datetime | None  # None when the feed gave no usable date
     # The link with case, fragment and tracking parameters normalised away: the same story

@@ -66,16 +66,24 @@ def ld_json(data: Any) -> str:
 
 
 class Images(HTMLParser):
-    """The <img> tags of a rendered edition, their attributes by name."""
+    """The <img> tags of a rendered edition, their attributes by name, and under "link" the
+    href of the link around each (a card's picture links to its story)."""
 
     def __init__(self, markup: str) -> None:
         super().__init__()
         self.found: list[dict[str, str | None]] = []
+        self.link: str | None = None
         self.feed(markup)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "img":
-            self.found.append(dict(attrs))
+        if tag == "a":
+            self.link = dict(attrs).get("href")
+        elif tag == "img":
+            self.found.append({**dict(attrs), "link": self.link})
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self.link = None
 
 
 def images_in(markup: str) -> list[dict[str, str | None]]:

@@ -115,3 +115,39 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# -- a realistic edition for the layout's measurements (tests/test_browser.py, bench/height.py) --
+
+_HEADLINES = (
+    "Harbour reopens after a winter of repairs",
+    "Council votes to keep the night ferry running until the new bridge is finished",
+    "Tram line to the market: what changes on Monday",
+    "A lantern maker's last season",
+    "Storm warning for the north coast as the first winter gale approaches",
+)
+_TEASER = ("The council met late into the evening to settle the harbour question, and by the "
+           "time the lights went out along the quay the plan had changed twice: first the "
+           "ferry schedule, then the fish market's hours, and at last the tram's route")
+SECTIONS_OF_20 = ("World", "Science", "Culture")
+
+
+def twenty_stories(image: Any) -> list[Any]:
+    """Twenty cards in three sections as a send would claim them, each with an 800×450
+    picture at `image(n)` (a URL), headlines of one to two lines and 200-character teasers."""
+    from datetime import UTC, datetime
+
+    from digest.cards import cut
+    from digest.records import Card, Image
+
+    return [Card(n, f"{_HEADLINES[n % len(_HEADLINES)]} ({n})",
+                 f"https://news.example.com/2026/11/27/story-{n}", cut(_TEASER, 200),
+                 Image(image(n), 800, 450, ""), datetime(2026, 11, 27, 6, n, tzinfo=UTC),
+                 SECTIONS_OF_20[n * len(SECTIONS_OF_20) // 20]) for n in range(20)]
+
+
+def picture(width: int, height: int) -> str:
+    """An SVG picture of that size: an image every browser loads, made without an imaging
+    library."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+            f'<rect width="{width}" height="{height}" fill="#7a8ca3"/></svg>')

@@ -17,7 +17,7 @@ LINE = "今日は晴れです。"
 EXPECTED: dict[str, list[tuple]] = {
     "rss20": [("h-1", "Harbour & quay", "https://example.com/harbour",
                "Boats return at dawn. Crowds cheer.", "https://img.example.com/h.jpg", 640, 360,
-               "Harbour & quay", "2026-11-26T08:00:00+00:00")],
+               "", "2026-11-26T08:00:00+00:00")],
     "rss091": [("https://example.com/old", "Old school", "https://example.com/old",
                 "Plain words.", None, None, None, None, None)],
     "rss10": [("https://example.com/rdf", "Resource", "https://example.com/rdf", "Described.",
@@ -28,11 +28,11 @@ EXPECTED: dict[str, list[tuple]] = {
     "atom03": [("tag:example.com,2026:a03", "Early Atom", "https://example.com/a03",
                 "Summed up.", None, None, None, None, "2026-11-20T00:00:00+00:00")],
     "json11": [("j1", "Jason", "https://example.com/j1", "Hello JSON world.",
-                "https://img.example.com/j1.png", None, None, "Jason",
+                "https://img.example.com/j1.png", None, None, "",
                 "2026-11-24T10:00:00+00:00"),
                ("2", "No title here, only some text <b>.", "{base}/j2",
                 "No title here, only some text <b>.", "https://img.example.com/j2.jpg", None,
-                None, "No title here, only some text <b>.", None)],
+                None, "", None)],
     "json10": [("k1", "Kay", "https://example.com/k1", "Short & sweet.", None, None, None, None,
                 "2026-11-23T00:00:00+00:00")],
     "bozo": [("https://example.com/salt", "Salt & pepper", "https://example.com/salt",
@@ -45,7 +45,7 @@ EXPECTED: dict[str, list[tuple]] = {
              None, None, None, None)],
     "cdata": [("https://example.com/tj", "Tom & Jerry <3", "https://example.com/tj",
                "Café & crème — 😀 done", None, None, None, None, None)],
-    "world": [("jp", "東京の天気", "https://example.jp/tenki", LINE * 25 + "…", None, None, None,
+    "world": [("jp", "東京の天気", "https://example.jp/tenki", LINE * 25, None, None, None,
                None, None),
               ("he", "שלום עולם", "https://example.il/shalom", "טקסט בעברית", None, None, None,
                None, None),
@@ -63,17 +63,17 @@ EXPECTED: dict[str, list[tuple]] = {
                  ("home-2", "Home two", "https://example.com/", "", None, None, None, None,
                   None)],
     "images": [("i1", "Content image", "https://example.com/i1", "",
-                "https://img.example.com/i1.jpg", 800, None, "Content image", None),
+                "https://img.example.com/i1.jpg", 800, None, "", None),
                ("i2", "Enclosure", "https://example.com/i2", "", "https://img.example.com/i2.png",
-                None, None, "Enclosure", None),
+                None, None, "", None),
                ("i3", "Inline", "https://example.com/i3", "Text.",
                 "https://example.com/pics/i3.webp", None, None, "Three & more", None),
                ("i4", "Script image", "https://example.com/i4", "", None, None, None, None,
                 None)],
     "hostile": [("bad-1", "Click me", None, "Read this now. vbdEnd.", "{base}/x", None, None,
-                 "Click me", None),
+                 "", None),
                 ("bad-2", "Style attack", "https://example.com/style%22onclick=%22x",
-                 "Read this now. vbdEnd.", "https://example.com/x", None, None, "Style attack",
+                 "Read this now. vbdEnd.", "https://example.com/x", None, None, "",
                  None)],
     "wordpress": [("wp", "WP post", "https://blog.example.com/wp", "Real words here.", None,
                    None, None, None, None),
@@ -174,3 +174,57 @@ def test_a_tracking_pixel_is_never_the_cards_picture(site: Site, web: FeedServer
     assert digest("collect").exit_code == 0
     assert rows(site.database, "SELECT image_url, image_width, image_height FROM articles") == [
         ("https://img.example.com/photo.jpg", 640, 360)]
+
+
+# The Guardian's descriptions: a standfirst paragraph, then a list of links to related
+# stories, then "Continue reading…". Flattened, they read "…about events of January 6
+# Ivanka Trump testified…".
+STANDFIRST = ("Former president’s daughter tells the committee she accepted the attorney "
+              "general’s view that there was no evidence of fraud, in testimony about events "
+              "of January 6")
+GUARDIAN = (f"<p>{STANDFIRST}</p><ul><li><p><a href=\"https://example.com/live\">Ivanka "
+            "Trump testified she accepted Barr’s view – live</a></p></li><li><p><a "
+            "href=\"https://example.com/ukraine\">‘Barbarians’: Russian troops accused at the "
+            "UN</a></p></li></ul> <a href=\"https://example.com/more\">Continue reading...</a>")
+
+
+@pytest.mark.parametrize(("summary", "teaser"), [
+    (GUARDIAN, STANDFIRST),
+    # A short first paragraph (a byline) is joined by the next; the links stay out.
+    ("<p>By Ann Lee</p><p>Boats return at dawn after the winter.</p><ul><li><a "
+     "href='https://example.com/r'>Related: the winter</a></li></ul>",
+     "By Ann Lee · Boats return at dawn after the winter."),
+    # Headings and captions are not the story; a list that is not links is, when it is all.
+    ("<h2>Key points</h2><figure><figcaption>Photo: the quay</figcaption></figure>"
+     "<ul><li>Ferries return</li><li>The market opens later</li></ul>",
+     "Ferries return · The market opens later"),
+    # Two breaks end a paragraph as a </p> does.
+    ("Council meets tonight.<br><br>Tram plans are on the agenda, with the ferry times.",
+     "Council meets tonight. Tram plans are on the agenda, with the ferry times."),
+])
+def test_a_teaser_keeps_the_feeds_structure(site: Site, web: FeedServer, summary: str,
+                                            teaser: str) -> None:
+    web.serve("/feed.xml", rss(Item("Story", "https://example.com/s", "s", summary)))
+    site.feeds = [("News", web.url("/feed.xml"))]
+    site.write()
+    assert digest("collect").exit_code == 0
+    assert rows(site.database, "SELECT teaser FROM articles") == [(teaser,)]
+
+
+LONG_FIRST = ("The harbour reopened on Monday after a winter of repairs. Fishing boats that "
+              "had waited in the river for months came back on the morning tide. Crowds "
+              "lined the quay, and the mayor spoke of a new start for the old town and its "
+              "market, which now opens two hours later than it used to")
+
+
+def test_a_cut_teaser_ends_at_a_sentence_when_one_ends_near_the_limit_else_at_a_word() -> None:
+    from digest.cards import clip
+
+    assert clip(LONG_FIRST, 200) == ("The harbour reopened on Monday after a winter of "
+                                     "repairs. Fishing boats that had waited in the river for "
+                                     "months came back on the morning tide.")
+    # No sentence ends late enough: a word, then "…", never an opening quote or bracket.
+    assert clip("le maire a dit « un nouveau départ » pour la ville", 16) == "le maire a dit…"
+    assert clip("今日は「東京の天気」です", 4) == "今日は…"
+    assert clip("The U.S. and Mr. Smith agreed on a plan for the harbour and its market "
+                "again", 60) == "The U.S. and Mr. Smith agreed on a plan for the harbour and…"

@@ -4,6 +4,8 @@ an editor sees when a template is broken."""
 from __future__ import annotations
 
 import re
+import unicodedata
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
@@ -16,8 +18,9 @@ from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
 
 from digest import config as configuration
-from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter, local_date
+from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter
 from digest.errors import DigestError
+from digest.language import local_date
 from digest.records import Card, Delivery, Edition, Image
 
 WHEN = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
@@ -130,7 +133,7 @@ def test_message_ids_stay_the_same_for_the_same_edition_and_subscriber(
     assert first.message_id("ann@example.com").endswith("@example.com>")
 
 
-def test_html_is_a_table_layout_with_preheader_outlook_wrapper_and_button(
+def test_html_is_a_table_layout_with_preheader_outlook_wrapper_and_linked_headlines(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
     html = mailed(site, web, smtp, *STORIES)[0].get_body(("html",)).get_content()
     assert html.lstrip().startswith("<!DOCTYPE html>")
@@ -141,9 +144,15 @@ def test_html_is_a_table_layout_with_preheader_outlook_wrapper_and_button(
     assert page.tables and all(t.get("role") == "presentation" for t in page.tables)
     container = [t for t in page.tables if t.get("width") == "600"]
     assert container and "max-width:600px" in (container[0].get("style") or "").replace(" ", "")
-    assert "<!--[if mso]><table" in html and "v:roundrect" in html
+    assert "<!--[if mso]><table" in html
+    # The headline is each story's link: no button per card.
+    assert "Read more" not in html and "v:roundrect" not in html
+    assert [href for href in page.hrefs if "example.com/" in href
+            and "news.example.com" not in href] == [item.link for item in STORIES
+                                                     for _ in range(1 + (item is STORIES[0]))]
     (image,) = page.images
-    assert image["alt"] and image["src"].startswith("https://")
+    # The feed did not describe its picture, and the headline follows: nothing to read twice.
+    assert image["alt"] == "" and image["src"].startswith("https://")
     assert image["width"] and image["height"]
     preheader = re.search(r'<div style="display:none[^>]*>([^<]*)</div>', html).group(1)
     assert 40 <= len(preheader) <= 100 and "Harbour opens" in preheader
@@ -221,7 +230,8 @@ def test_every_header_line_is_crlf_and_short_and_names_read_back_as_written(
         else:
             assert len(shown) <= 100 and shown.endswith("…")
             assert name.startswith(shown.removesuffix("…")) and len(shown) > 60
-    assert smtp.messages[0].message["Subject"] == "Test Digest: " + "y" * 3000
+    # A subject stays within what inboxes show, cut at a word; the rest opens the preheader.
+    assert smtp.messages[0].message["Subject"] == "Test Digest…"
 
 
 def test_injection_in_an_edition_subject_is_caught_by_our_own_guard(site: Site) -> None:
@@ -266,11 +276,21 @@ def test_300_long_articles_stay_under_the_clipping_size_with_footer_and_more_lin
     assert f"{300 - shown} more stories" in rendered.text
 
 
-def test_dates_speak_the_newsletter_language_with_english_for_the_rest() -> None:
-    assert local_date(WHEN, "de") == "Freitag, 27. November 2026"
-    assert local_date(WHEN, "fr-CA") == "vendredi 27 novembre 2026"
-    assert local_date(WHEN, "xx") == "Friday, 27 November 2026"
-    assert local_date(WHEN, "es", long=False) == "27 de noviembre de 2026"
+@pytest.mark.parametrize(("language", "long", "short"), [
+    ("de", "Freitag, 27. November 2026", "27. November 2026"),
+    ("fr-CA", "vendredi 27 novembre 2026", "27 novembre 2026"),
+    ("es", "viernes, 27 de noviembre de 2026", "27 de noviembre de 2026"),
+    ("ja", "2026年11月27日金曜日", "2026年11月27日"),
+    ("ar", "الجمعة، 27 نوفمبر 2026", "27 نوفمبر 2026"),
+    ("en-GB", "Friday, 27 November 2026", "27 November 2026"),
+    ("pt_BR", "sexta-feira, 27 de novembro de 2026", "27 de novembro de 2026"),
+    # A language Babel does not know gets English rather than no date.
+    ("xx", "Friday, November 27, 2026", "November 27, 2026"),
+])
+def test_dates_speak_the_newsletter_language_with_english_for_the_rest(
+        language: str, long: str, short: str) -> None:
+    assert local_date(WHEN, language) == long
+    assert local_date(WHEN, language, long=False) == short
 
 
 def test_a_broken_template_names_its_file_and_line(site: Site, tmp_path: Path) -> None:
@@ -327,3 +347,155 @@ def test_preheader_is_40_to_100_characters_whatever_the_headlines() -> None:
 
 def _card(title: str) -> Card:
     return Card(1, title, "https://example.com/", "", None, WHEN, "News")
+
+
+# A real feed's lead made this 131-character subject; inboxes show about 70.
+LONG_HEADLINE = ("Ukraine war live: Zelenskyy says troops are holding the line near the river as "
+                 "winter fighting intensifies in the east")
+
+
+def test_a_long_subject_is_cut_at_a_word_and_its_rest_opens_the_preheader(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    message = mailed(site, web, smtp, Item(LONG_HEADLINE, "https://example.com/live", "l1"),
+                     *STORIES[:2])[0]
+    whole = f"Test Digest: {LONG_HEADLINE}"
+    assert len(whole) == 131
+    subject = message["Subject"]
+    assert len(subject) <= 70 and subject.endswith("…")
+    head = subject.removesuffix("…")
+    assert whole.startswith(head) and whole[len(head)] == " "  # at a word
+    html = message.get_body(("html",)).get_content()
+    preheader = re.search(r'<div style="display:none[^>]*>([^<]*)</div>', html).group(1)
+    assert preheader.startswith("…" + whole[len(head):].strip() + " · Harbour opens")
+    assert len(preheader) <= 100
+    # The headline itself is whole in the mail.
+    assert LONG_HEADLINE in html
+    assert LONG_HEADLINE in " ".join(message.get_body(("plain",)).get_content().split())
+
+
+# A 182-column line of Japanese (91 wide characters, no spaces) was seen in a text part.
+JAPANESE = ("東京都は二十七日、湾岸地区の再開発計画について住民説明会を開き、新しい橋と路面電車の"
+            "路線図を初めて公表した。説明会には約三百人が参加し、工事中の騒音や交通規制について"
+            "質問が相次いだ。")
+
+
+def display_width(line: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in line)
+
+
+def test_text_part_wraps_wide_characters_at_76_columns_without_losing_any(site: Site) -> None:
+    assert display_width(JAPANESE) == 182
+    card = Card(1, "湾岸地区の再開発", "https://example.jp/wangan", JAPANESE, None, WHEN, "東京")
+    text = Composer(configuration.load(None)).render([card], 1, WHEN).text
+    start = text.index(JAPANESE[:10])
+    lines = text[start:].splitlines()[:4]
+    assert "".join(lines[:3]) == JAPANESE and lines[3] == "November 27, 2026"
+    assert all(display_width(line) <= 76 for line in lines)
+    # Japanese line breaking: no line opens with a comma or a full stop.
+    assert not any(line[0] in "、。" for line in lines)
+
+
+@pytest.mark.parametrize(("language", "more", "date", "words"), [
+    ("de", {1: "1 weiterer Beitrag", 3: "3 weitere Beiträge", 1234: "1.234 weitere Beiträge"},
+     "Freitag, 27. November 2026", ("In dieser Ausgabe", "Abbestellen", "Nr. 42")),
+    ("fr", {1: "1 autre article", 2: "2 autres articles"},
+     "vendredi 27 novembre 2026", ("Dans ce numéro", "Se désabonner", "N° 42")),
+    ("ja", {1: "ほか1件の記事", 5: "ほか5件の記事"},
+     "2026年11月27日金曜日", ("今号の内容", "配信停止", "第42号")),
+    # Arabic counts in six forms: one, two, 3–10, 11–99 and 100 up each read differently.
+    ("ar", {1: "قصة إضافية واحدة", 2: "قصتان إضافيتان", 3: "3 قصص إضافية",
+            11: "11 قصة إضافية", 100: "100 قصة إضافية"},
+     "الجمعة، 27 نوفمبر 2026", ("في هذا العدد", "إلغاء الاشتراك", "العدد 42")),
+])
+def test_the_mail_speaks_the_newsletter_language_in_both_parts(
+        language: str, more: dict[int, str], date: str, words: tuple[str, ...]) -> None:
+    config = configuration.load(None)
+    config = replace(config, newsletter=replace(config.newsletter, language=language))
+    cards = _long_cards(2)  # two sections: "In this issue" shows
+    composer = Composer(config)
+    for count, phrase in more.items():
+        rendered = composer.render(cards, 42, WHEN, more=count)
+        for part in (rendered.html, rendered.text):
+            assert phrase in part and date in part
+            assert all(word in part for word in words), [w for w in words if w not in part]
+        assert "more stor" not in rendered.html + rendered.text
+    assert f'lang="{language}" dir="{"rtl" if language == "ar" else "ltr"}"' in rendered.html
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def test_every_shipped_catalogue_translates_every_word_of_the_templates_and_code() -> None:
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+    from babel.messages.pofile import read_po
+
+    locale = REPOSITORY / "digest" / "locale"
+    with (locale / "babel.cfg").open() as mapping:
+        methods, options = parse_mapping_cfg(mapping)
+    found = {message[2] for message in extract_from_dir(
+        str(REPOSITORY), methods, options, callback=lambda *args: None,
+        directory_filter=lambda path: not any(part.startswith(".") or part == "tests"
+                                              for part in Path(path).parts))}
+    assert {("%(number)s more story", "%(number)s more stories"), "In this issue",
+            "Unsubscribe"} <= found
+    with (locale / "digest.pot").open("rb") as template:
+        assert {message.id for message in read_po(template) if message.id} == found
+    shipped = sorted(path.parent.parent.name for path in locale.glob("*/LC_MESSAGES/digest.po"))
+    assert shipped == ["ar", "de", "en", "es", "fr", "ja"]
+    for name in shipped:
+        with (locale / name / "LC_MESSAGES" / "digest.po").open("rb") as source:
+            catalogue = read_po(source)
+        for message in catalogue:
+            if not message.id:
+                continue
+            strings = message.string if isinstance(message.string, tuple) else (
+                message.string,)
+            assert message.id in found, (name, message.id)
+            assert not message.fuzzy and all(strings), (name, message.id)
+            assert len(strings) == (catalogue.num_plurals if message.pluralizable else 1)
+            wanted = set(re.findall(r"%\(\w+\)s", str(message.id)))
+            # Arabic's "one" and "two" spell the number out.
+            assert all(set(re.findall(r"%\(\w+\)s", s)) <= wanted for s in strings)
+        assert {message.id for message in catalogue if message.id} == found, name
+
+
+def test_masthead_has_the_logo_and_issue_number_and_cards_no_repeated_section(
+        site: Site) -> None:
+    config = configuration.load(None)
+    config = replace(config, newsletter=replace(
+        config.newsletter, logo="https://news.example.com/logo.png"))
+    cards = [replace(card, source="World") for card in _long_cards(3)]
+    rendered = Composer(config).render(cards, 42, WHEN)
+    html = rendered.html
+    page = parsed(html)
+    logo = next(image for image in page.images if image["src"].endswith("/logo.png"))
+    assert logo["alt"] == "" and logo["height"] == "40"
+    assert "No. 42 · Friday, November 27, 2026" in html.replace("&middot;", "·")
+    assert rendered.text.splitlines()[1] == "No. 42 · Friday, November 27, 2026"
+    # The section's name is its heading, once, not a kicker over every card; one section
+    # needs no table of contents.
+    assert re.findall(r">\s*World\s*<", html) == [">World<"]
+    assert "In this issue" not in html and "In this issue" not in rendered.text
+    # A preview is no issue yet.
+    assert "No. " not in Composer(config).render(cards, 0, WHEN).html
+
+
+def test_in_this_issue_links_to_every_section_of_an_edition_of_several() -> None:
+    rendered = Composer(configuration.load(None)).render(_long_cards(8), 7, WHEN)
+    links = re.findall(r'<a class="toc-a" href="#([^"]+)"[^>]*>([^<]+)</a>', rendered.html)
+    assert [name for _, name in links] == ["Section 1", "Section 2", "Section 3", "Section 0"]
+    for anchor, name in links:
+        assert re.search(rf'id="{anchor}"[^>]*>{name}</h2>', rendered.html)
+    assert ("In this issue: Section 1 · Section 2 · Section 3 · Section 0"
+            in rendered.text.splitlines())
+
+
+def test_a_folded_subject_reads_back_with_single_spaces_before_an_encoded_word() -> None:
+    from digest.compose import fold
+
+    subject = "Test Digest: Ukraine war live: Zelenskyy says troops are holding the…"
+    raw = fold("Subject", subject)
+    assert raw.count(b"\r\n") == 2 and b" \r\n" not in raw  # folded, no space left behind
+    message = message_from_bytes(raw + b"\r\n", policy=policy.default)
+    assert message["Subject"] == subject

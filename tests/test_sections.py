@@ -63,6 +63,14 @@ def test_each_subscriber_gets_their_sections_rendered_once_per_choice(
     }
     subjects = {m.rcpt_tos[0]: m.message["Subject"] for m in smtp.messages}
     assert subjects["cat@example.com"] == "Test Digest: Chip shortage ends"
+    # "In this issue" lists the sections of each one's own view, when there are several.
+    contents = {m.rcpt_tos[0]: next((line for line in m.message.get_body(("plain",))
+                                     .get_content().splitlines()
+                                     if line.startswith("In this issue")), None)
+                for m in smtp.messages}
+    assert contents == {"ann@example.com": "In this issue: World · Tech",
+                        "bob@example.org": None, "cat@example.com": None,
+                        "dan@example.com": None, "eve@example.com": "In this issue: World · Tech"}
     # Cat and Dan share one rendering; Ann and Eve get the edition itself.
     assert rows(sectioned.database, "SELECT view FROM edition_views ORDER BY view") == [
         ("Tech",), ("World",)]

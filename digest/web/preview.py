@@ -59,6 +59,7 @@ class Proof:
     text: str
     cards: int
     warnings: tuple[str, ...]
+    left_out: int = 0  # cards the clipping-size guard left for the web version
 
     @property
     def html_bytes(self) -> int:
@@ -123,7 +124,7 @@ def proof(config: Config, feed: str | None = None) -> tuple[Proof, Edition]:
     assert isinstance(parsed, EmailMessage)
     page = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
     text = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    draft = Proof(rendered.subject, message, page, text, len(chosen), ())
+    draft = Proof(rendered.subject, message, page, text, len(chosen), (), rendered.left_out)
     return replace(draft, warnings=tuple(warnings(draft, empty))), edition
 
 
@@ -144,17 +145,18 @@ def warnings(made: Proof, empty: list[str]) -> list[str]:
     links.feed(made.html)
     for tag, attrs in links.found:
         url = attrs.get("src" if tag == "img" else "href") or ""
-        if tag == "img" and not (attrs.get("alt") or "").strip():
-            said.append(f"image without alt text: {url}")
+        # An empty alt is meant (a story's picture, the headline beside it says the rest);
+        # only a missing one makes screen readers read out the file name.
+        if tag == "img" and attrs.get("alt") is None:
+            said.append(f"image without an alt attribute: {url}")
         if url.lower().startswith("http://"):
             said.append(f"{'image' if tag == 'img' else 'link'} not on https: {url}")
     if made.html_bytes >= MAX_HTML or made.encoded_bytes >= MAX_ENCODED:
         said.append(f"HTML is {made.html_bytes:,} bytes ({made.encoded_bytes:,} encoded): "
                     "Gmail clips it")
-    dropped = re.search(r"(\d+) more stories", made.text)
-    if dropped:
-        said.append(f"{dropped.group(1)} stories left out to stay under the clipping size "
-                    "or the article limit; the mail links to the web version")
+    if made.left_out:
+        said.append(f"{made.left_out} stories left out to stay under the clipping size; "
+                    "the mail links to the web version")
     said += [f"empty section: {name} has no new articles" for name in empty]
     if not made.cards:
         said.append("no articles: nothing would go out now (run `digest collect`)")
