@@ -153,7 +153,7 @@ def key(entry: Any) -> str:
     and link. Never a hash of sanitised content: sanitisers change, and so would the key."""
     identity = entry.get("id") or entry.get("link")
     if identity:
-        return identity
+        return str(identity)
     raw = "\n".join((entry.get("title", ""), _own(entry, "published") or _own(entry, "updated"),
                      entry.get("link", "")))
     return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
@@ -353,7 +353,8 @@ def published(entry: Any, seen: datetime) -> datetime | None:
     parsed = _own(entry, "published_parsed") or _own(entry, "updated_parsed")
     if not parsed:
         return None
-    moment = datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises to UTC
+    year, month, day, hour, minute, second = parsed[:6]  # feedparser normalises to UTC
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     return seen if moment > seen + FUTURE_SLACK else moment
 
 

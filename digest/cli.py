@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -71,20 +71,16 @@ def _log_level(ctx: click.Context, param: click.Parameter, value: str | None) ->
         logs.setup(value.upper(), "text")
 
 
-def _common(default_level: str | None = None) -> Callable[[Any], Any]:
+def _common(default_level: str | None = None) -> list[click.Parameter]:
     """--config and --log-level, accepted before the command name and after it alike (the
     one after it wins). Only `digest` itself has a default level, set before any command."""
-    def add(command: Any) -> Any:
-        command = click.option(
-            "--config", type=click.Path(dir_okay=False), expose_value=False,
-            callback=_remember_config,
-            help="digest.toml to use (default: $DIGEST_CONFIG, else ./digest.toml, else "
-                 "built-in defaults)")(command)
-        return click.option(
-            "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
-            expose_value=False, default=default_level, callback=_log_level,
-            help="how much to log on stderr  [default: WARNING]")(command)
-    return add
+    return [click.Option(["--config"], type=click.Path(dir_okay=False), expose_value=False,
+                         callback=_remember_config,
+                         help="digest.toml to use (default: $DIGEST_CONFIG, else "
+                              "./digest.toml, else built-in defaults)"),
+            click.Option(["--log-level"], type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                         expose_value=False, default=default_level, callback=_log_level,
+                         help="how much to log on stderr  [default: WARNING]")]
 
 
 class Command(click.Group):
@@ -100,17 +96,12 @@ class Command(click.Group):
             console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
             ctx.exit(error.status)
 
-    def command(self, *args: Any, **kwargs: Any) -> Any:
-        make = super().command(*args, **kwargs)
-        return lambda function: make(_common()(function))
-
-    def group(self, *args: Any, **kwargs: Any) -> Any:
-        make = super().group(*args, **kwargs)
-        return lambda function: make(_common()(function))
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_common())
+        super().add_command(cmd, name)
 
 
-@click.group(cls=Command)
-@_common(default_level="WARNING")
+@click.group(cls=Command, params=_common(default_level="WARNING"))
 @click.version_option(package_name="newsletter-digest")
 @click.pass_context
 def main(ctx: click.Context) -> None:

@@ -309,10 +309,11 @@ def _template_line(error: Exception, name: str) -> int | str:
 def inline(page: str) -> str:
     """CSS moved into style attributes, once per edition: many clients drop <style>. Media
     queries stay in a <style> block, as an enhancement only."""
-    return premailer.Premailer(
+    inlined: str = premailer.Premailer(
         page, allow_network=False, disable_validation=True, remove_classes=False,
         cssutils_logging_level=logging.CRITICAL, strip_important=False,
     ).transform()
+    return inlined
 
 
 def sections(cards: list[Card]) -> list[Section]:

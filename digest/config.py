@@ -280,7 +280,7 @@ def load(explicit: str | Path | None = None) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise DigestError(f"{path}: not valid TOML: {error}") from None
     where = str(path) if path else "defaults"
-    config = _build(Config, raw, where, ())
+    config: Config = _build(Config, raw, where, ())
     base = path.parent if path else Path.cwd()
     config = dataclasses.replace(config, source=path, paths=_resolve(config.paths, raw, base),
                                  inbox=dataclasses.replace(
@@ -390,7 +390,7 @@ def _address_problem(text: str) -> str | None:
     return None
 
 
-def _build(cls: type, raw: typing.Any, where: str, trail: tuple[str, ...]) -> typing.Any:
+def _build(cls: typing.Any, raw: typing.Any, where: str, trail: tuple[str, ...]) -> typing.Any:
     """Turn a TOML table into `cls`, refusing unknown keys and wrong types by their dotted name."""
     dotted = ".".join(trail) or "the top level"
     if not isinstance(raw, dict):
@@ -433,7 +433,7 @@ def _value(hint: typing.Any, value: typing.Any, where: str, trail: tuple[str, ..
     # bool is an int to Python, but `port = true` is a mistake to TOML readers.
     if not isinstance(value, expected) or (isinstance(value, bool) and hint is not bool):
         raise DigestError(f"{where}: {name} must be {_describe(hint)}, not {value!r}")
-    return Path(value) if hint is Path else value
+    return Path(str(value)) if hint is Path else value
 
 
 def _describe(hint: typing.Any) -> str:

@@ -423,7 +423,7 @@ def _explanation(message: Message) -> str:
 
 def _own_parts(message: Message) -> Iterator[Message]:
     if message.is_multipart():
-        for part in message.get_payload():  # type: ignore[union-attr]
+        for part in message.get_payload():
             if isinstance(part, Message) and part.get_content_maintype() != "message":
                 yield from _own_parts(part)
     else:
