@@ -23,10 +23,6 @@ from digest.store import Store, now
 # The newest editions whose deliveries and returns are exposed: older ones no longer change
 # much, and each edition is a set of series Prometheus keeps.
 EDITIONS = 10
-# Every status a delivery row may have, exposed even when no row has it, so that an alert on
-# one (`unknown`) has a series to look at.
-STATUSES = ("pending", "sending", "sent", "deferred", "failed", "unknown", "suppressed",
-            "bounced")
 FEED_STATES = ("ok", "new", "failing", "disabled", "waiting", "moved")
 # A run sends a message every second or so (unless smtp.rate is set far lower); a pause this
 # long between two of an edition's messages separates two runs (a later run retrying the
@@ -86,12 +82,13 @@ class StateCollector(Collector):
         moment = self.clock()
         with Store(self.config.paths.database) as store, store.snapshot():
             feeds = report.feed_statuses(self.config, store, moment)
-            editions = store.editions(EDITIONS)
-            returned = store.returned([e.id for e in editions])
+            editions = store.archived(EDITIONS)  # (id, created_at, subject), newest first
+            numbers = [number for number, _, _ in editions]
+            counts, returned = store.delivery_counts(numbers), store.returned(numbers)
             by_reason = store.suppressed_by_reason()
             in_flight = store.in_flight()
-            sending = next((e for e in editions if e.counts.get("sent")), None)
-            run = last_run(store.sent_per_second(sending.id)) if sending else None
+            sending = next((n for n in numbers if counts[n]["sent"]), None)
+            run = last_run(store.sent_per_second(sending)) if sending else None
         holder = lock.holder(self.config.paths.state)
 
         deliveries = GaugeMetricFamily(
@@ -101,12 +98,13 @@ class StateCollector(Collector):
                                     "hard or soft (digest inbox)", labels=["edition", "kind"])
         complaints = GaugeMetricFamily("digest_complaints", "Addresses that reported each "
                                        "edition as spam (digest inbox)", labels=["edition"])
-        for e in editions:
-            for status in (*STATUSES, *sorted(set(e.counts) - set(STATUSES))):
-                deliveries.add_metric([str(e.id), status], e.counts.get(status, 0))
+        # Every status, zeros too, so that an alert on one (`unknown`) has a series to watch.
+        for number in numbers:
+            for status, count in counts[number].items():
+                deliveries.add_metric([str(number), status], count)
             for kind in ("hard", "soft"):
-                bounces.add_metric([str(e.id), kind], returned[e.id][kind])
-            complaints.add_metric([str(e.id)], returned[e.id]["complaints"])
+                bounces.add_metric([str(number), kind], returned[number][kind])
+            complaints.add_metric([str(number)], returned[number]["complaints"])
         yield from (deliveries, bounces, complaints)
 
         yield GaugeMetricFamily("digest_deliveries_in_flight", "Rows `sending` in any edition: "
@@ -141,7 +139,7 @@ class StateCollector(Collector):
         yield suppressions
 
         if editions:
-            latest = editions[0].created_at
+            latest = editions[0][1]
             yield GaugeMetricFamily("digest_latest_edition_age_seconds", "Seconds since the "
                                     "newest edition was made",
                                     value=(moment - latest).total_seconds())
