@@ -23,6 +23,7 @@ from digest.store import Store, now
 # The newest editions whose deliveries and returns are exposed: older ones no longer change
 # much, and each edition is a set of series Prometheus keeps.
 EDITIONS = 10
+# The words of report.FeedStatus.state, each exposed for every feed (0 or 1).
 FEED_STATES = ("ok", "new", "failing", "disabled", "waiting", "moved")
 # A run sends a message every second or so (unless smtp.rate is set far lower); a pause this
 # long between two of an edition's messages separates two runs (a later run retrying the
@@ -113,8 +114,10 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("digest_sender_running", "1 while a process holds the state "
                                 "folder's lock (the scheduler at work); rows `sending` "
                                 "without one are in doubt", value=int(holder is not None))
+        # A bounce read later re-times its row: the run counts the rows still `sent`.
         yield GaugeMetricFamily("digest_last_run_messages", "Messages the relay took in the "
-                                "last run of the newest edition that sent any",
+                                "last run of the newest edition that sent any (not counting "
+                                "those that bounced since)",
                                 value=run.messages if run else 0)
         yield GaugeMetricFamily("digest_last_run_messages_per_second", "Their rate, from the "
                                 "first to the last of them (whole seconds of the ledger)",
