@@ -185,6 +185,13 @@ class Web:
     trusted_proxies: str = "127.0.0.1"
     signups_per_hour: int = 5  # per client address
     confirm_hours: int = 48  # how long a sign-up's confirmation link works
+    # Clients that may read /metrics: addresses and networks ("10.0.0.0/8"), compared with
+    # the client address uvicorn gives the app (behind a trusted proxy, X-Forwarded-For's).
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+
+    @property
+    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.metrics_allow)
 
 
 @dataclass(frozen=True)
@@ -357,6 +364,12 @@ def _check(config: Config, where: str) -> None:
                               f"{problem}")
     if not config.feeds:
         raise DigestError(f"{where}: no feeds configured")
+    for number, item in enumerate(config.web.metrics_allow, 1):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise DigestError(f"{where}: web.metrics_allow[{number}] must be an address or "
+                              f"network such as \"10.0.0.0/8\", not {item!r}") from None
     _check_inbox(config, where)
     _check_dkim(config, where)
     for number, feed in enumerate(config.feeds, 1):

@@ -24,6 +24,11 @@ class FeedStatus:
     state: str  # "ok", or those that apply of new, failing, disabled, waiting, moved
     notes: tuple[str, ...]  # what to tell beyond the table and the attention list
 
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The words of `state` one by one."""
+        return tuple(self.state.split("; "))
+
     def as_json(self) -> dict[str, Any]:
         f = self.feed
         return {"url": f.url, "name": f.name, "articles": f.articles,
@@ -79,6 +84,11 @@ def status(config: Config, store: Store, moment: datetime) -> StatusReport:
         len(roster.problems), pid, tuple(runs),
         tuple(attention(feeds, editions, moment, runs, busy=pid is not None)
               + returns_attention(editions, returned, refused)))
+
+
+def feed_statuses(config: Config, store: Store, moment: datetime) -> tuple[FeedStatus, ...]:
+    """Every feed's health as of `moment`, as `status` reports it (and /metrics exposes it)."""
+    return tuple(_feed_status(feed, moment) for feed in _feeds(config, store))
 
 
 def _feeds(config: Config, store: Store) -> list[FeedState]:

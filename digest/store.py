@@ -245,6 +245,9 @@ MIGRATIONS = (
 )
 
 UNDELIVERED = ("pending", "deferred")
+# Every status a delivery row takes.
+STATUSES = ("pending", "sending", "sent", "deferred", "failed", "unknown", "suppressed",
+            "bounced")
 
 
 def now() -> datetime:
@@ -955,6 +958,44 @@ class Store:
     def suppressed_by_reason(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT reason, count(*) FROM suppressions GROUP BY reason "
                                     "ORDER BY reason").fetchall())
+
+    # -- what /metrics reads at each scrape (metrics.py) --------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that see one moment of the state, while senders go on writing (WAL): a
+        scrape's numbers add up even in the middle of a run."""
+        self.db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    def delivery_counts(self, edition_ids: list[int]) -> dict[int, dict[str, int]]:
+        """Per edition, its rows by status, every status (zeros too): a seek into the
+        (status, edition_id) index for each status, never a row read, however long the list
+        (a count grouped by edition reads every row of it)."""
+        found = {number: dict.fromkeys(STATUSES, 0) for number in edition_ids}
+        marks = ", ".join("?" * len(edition_ids))
+        for status in STATUSES:
+            for edition_id, count in self.db.execute(
+                    "SELECT edition_id, count(*) FROM deliveries WHERE status = ? AND "
+                    f"edition_id IN ({marks}) GROUP BY edition_id", (status, *edition_ids)):
+                found[edition_id][status] = count
+        return found
+
+    def in_flight(self) -> int:
+        """Rows `sending`, across editions: offered to the relay, its answer not recorded."""
+        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'"
+                               ).fetchone()[0]
+
+    def sent_per_second(self, edition_id: int) -> list[tuple[datetime, int]]:
+        """The edition's messages the relay took, counted per second of the ledger's time
+        (a row's updated_at is whole seconds), newest first."""
+        return [(datetime.fromisoformat(row[0]), row[1]) for row in self.db.execute(
+            "SELECT updated_at, count(*) FROM deliveries WHERE status = 'sent' AND "
+            "edition_id = ? AND updated_at IS NOT NULL GROUP BY updated_at ORDER BY 1 DESC",
+            (edition_id,))]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@
     GET  /archive/, /archive/{id}, /archive/feed.xml    past editions, for anyone
     GET  /img/{hash}.{ext}       the hosted copies of the cards' pictures (images.py); named
                                  by a hash of their bytes, so cached for a year
+    GET  /metrics                the state's numbers for Prometheus (metrics.py), only to
+                                 clients in web.metrics_allow
 
 Every answer is the same whether an address is listed or not: nothing here tells a stranger
 who subscribes, and no token in a URL holds an address (see tokens.py). A refused token gets
@@ -35,6 +37,7 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 from email_validator import EmailNotValidError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -43,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import compose, deliver, images, subscribers, tokens
+from digest import compose, deliver, images, metrics, subscribers, tokens
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Result, Subscriber
@@ -105,6 +108,8 @@ class Site:
         self.list_id = config.newsletter.list_id
         self.public = config.newsletter.public_url.rstrip("/")
         self.limiter = Limiter(config.web.signups_per_hour)
+        self.metrics_allow = config.web.metrics_networks
+        self.metrics = metrics.registry(config)
         Store(config.paths.database).close()  # migrate now, not in racing requests
 
     def address(self, token: str) -> str | None:
@@ -347,6 +352,17 @@ async def picture(request: Request) -> Response:
         **HEADERS, "Cache-Control": "public, max-age=31536000, immutable"})
 
 
+async def scrape(request: Request) -> Response:
+    site = _site(request)
+    # The client as uvicorn names it: behind a trusted proxy, the one X-Forwarded-For names,
+    # so a visitor coming through the public proxy on loopback is not taken for a local one.
+    if not metrics.allowed(site.metrics_allow, _client(request)):
+        return message(request, "Forbidden", "Metrics are for the operator's monitoring.",
+                       403, private=False)
+    body = await run_in_threadpool(generate_latest, site.metrics)
+    return Response(body, media_type=CONTENT_TYPE_LATEST, headers=PRIVATE)
+
+
 async def framework_error(request: Request, error: Exception) -> Response:
     # No route, a method the route does not take: the router's own answers, made pages.
     assert isinstance(error, HTTPException)
@@ -373,6 +389,7 @@ def app(config: Config) -> Starlette:
         Route("/archive/feed.xml", feed, methods=["GET"]),
         Route("/archive/{number:int}", edition, methods=["GET"]),
         Route("/img/{name}", picture, methods=["GET"]),
+        Route("/metrics", scrape, methods=["GET"]),
     ])
     application.state.site = Site(config)
     return application
