@@ -127,3 +127,26 @@ def test_a_cap_or_an_age_that_makes_no_sense_is_refused(site: Site, web: FeedSer
     result = digest("collect")
     assert result.exit_code == 2
     assert "feeds[1]" in result.output and "max_age must be a duration" in result.output
+
+
+def test_categories_of_atom_and_json_feeds_are_matched(site: Site, web: FeedServer) -> None:
+    web.serve("/a.xml", '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">'
+              "<title>A</title><id>urn:a</id><updated>2026-11-26T09:00:00Z</updated>"
+              + "".join(f"<entry><id>urn:{n}</id><title>Entry {n}</title>"
+                        f'<link href="https://example.com/{n}"/>'
+                        f"<updated>2026-11-26T09:00:00Z</updated>{category}</entry>"
+                        for n, category in (("term", '<category term="astro"/>'),
+                                            ("label", '<category term="x1" label="Astro &amp; '
+                                                      'space"/>'),
+                                            ("none", '<category term="gardening"/>'))),
+              content_type="application/atom+xml")
+    web.serve("/b.xml", json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "B",
+                                    "items": [{"id": "1", "url": "https://example.org/1",
+                                               "title": "Tagged", "tags": ["Astro"]},
+                                              {"id": "2", "url": "https://example.org/2",
+                                               "title": "Untagged"}]}),
+              content_type="application/feed+json")
+    setup(site, web, 'include = ["^astro"]', 'include = ["^astro"]')
+    collect(site)
+    assert rows(site.database, "SELECT title FROM articles WHERE eligible ORDER BY title") == [
+        ("Entry label",), ("Entry term",), ("Tagged",)]
