@@ -358,6 +358,14 @@ def published(entry: Any, seen: datetime) -> datetime | None:
     return seen if moment > seen + FUTURE_SLACK else moment
 
 
+def tags(entry: Any) -> tuple[str, ...]:
+    """The entry's categories (RSS <category>, <dc:subject>, Atom <category>'s term and
+    its label), plain text, each once."""
+    found = (text(str(tag.get(part) or "")) for tag in entry.get("tags", [])
+             for part in ("term", "label"))
+    return tuple(dict.fromkeys(tag for tag in found if tag))
+
+
 def article(entry: Any, base: str, teaser_length: int, seen: datetime) -> Article:
     """The Article for one feedparser entry of a feed fetched from `base`."""
     link = safe_url(entry.get("link"), base)
@@ -365,4 +373,5 @@ def article(entry: Any, base: str, teaser_length: int, seen: datetime) -> Articl
     headline = title(entry, teaser_text)
     return Article(key=key(entry), title=headline, link=link, teaser=teaser_text,
                    image=image(entry, link or base),
-                   published=published(entry, seen), canonical=canonical(link))
+                   published=published(entry, seen), canonical=canonical(link),
+                   tags=tags(entry))

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest import filters
 from digest.errors import DigestError
 
 CONFIG_NAME = "digest.toml"
@@ -89,10 +90,24 @@ class Feed:
     name: str = ""
     # Read an entry's own page for the picture or teaser the feed left out (enrich.py).
     enrich: bool = True
+    # Case-insensitive regular expressions searched in title, teaser and categories: an entry
+    # is mailed only if it matches one `include` (when any are given) and no `exclude`.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    # At most this many of the feed's stories in one edition; the rest wait for the next.
+    max_per_edition: int | None = None
+    # A duration ("7d"): an entry first seen dated longer ago than this is never mailed.
+    max_age: str = ""
 
     @property
     def title(self) -> str:
         return self.name or self.url
+
+    @property
+    def rules(self) -> filters.Rules:
+        """The filters, compiled (config load has checked that they compile)."""
+        return filters.Rules(filters.patterns(self.include), filters.patterns(self.exclude),
+                             duration(self.max_age) if self.max_age else None)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -375,6 +390,22 @@ def _check(config: Config, where: str) -> None:
     for number, feed in enumerate(config.feeds, 1):
         if not feed.url:
             raise DigestError(f"{where}: feeds[{number}].url is empty")
+        _check_filters(feed, f"{where}: feeds[{number}] ({feed.url})")
+
+
+def _check_filters(feed: Feed, where: str) -> None:
+    for key in ("include", "exclude"):
+        for index, pattern in enumerate(getattr(feed, key), 1):
+            try:
+                filters.patterns([pattern])
+            except re.error as error:
+                raise DigestError(f"{where}: {key}[{index}] {pattern!r} is not a regular "
+                                  f"expression: {error}") from None
+    if feed.max_per_edition is not None and feed.max_per_edition < 1:
+        raise DigestError(f"{where}: max_per_edition must be at least 1")
+    if feed.max_age and duration(feed.max_age) is None:
+        raise DigestError(f"{where}: max_age must be a duration such as \"12h\" or \"7d\", "
+                          f"not {feed.max_age!r}")
 
 
 def _absolute_url(text: str) -> bool:

@@ -32,6 +32,7 @@ from digest import (
     deliver,
     enrich,
     feeds,
+    filters,
     lock,
     mailboxes,
     returns,
@@ -101,7 +102,7 @@ def collect(config: Config, store: Store, stop: threading.Event | None = None,
             feed, state = states[request.feed]
             at = clock()
             answer = read(feed.url, outcome, config.newsletter.teaser_length, at)
-            update = decide(state, answer, at, config.collect)
+            update = decide(state, answer, at, config.collect, feed.rules)
             if update.feed.moved_to != state.moved_to:
                 log.warning("feed %s moved permanently to %s: fetching it from there from now "
                             "on (update the configuration)", feed.url, update.feed.moved_to)
@@ -156,15 +157,19 @@ def read(url: str, outcome: feeds.Fetched | feeds.FeedError, teaser_length: int,
     return Answer(tuple(articles), outcome.etag, outcome.last_modified, outcome.moved)
 
 
-def decide(state: FeedState, answer: Answer, now: datetime, settings: Collect) -> FeedUpdate:
+def decide(state: FeedState, answer: Answer, now: datetime, settings: Collect,
+           rules: filters.Rules = filters.NONE) -> FeedUpdate:
     """What to record of one fetch of the feed in `state`, read at `now`: pure (no network,
     no database), so its rules are tested directly (tests/test_decide.py).
 
     An error counts against the feed's health and changes nothing else: its entries and
     validators stand, as a failed fetch never deletes anything; a 410 also disables it. A
-    success clears the errors and brings its validators and entries, a new feed's back
-    catalogue muted. A permanent move is kept whatever came from the new URL (the configured
-    one stays the feed's identity, so its articles and history stay with it)."""
+    success clears the errors and brings its validators and entries, those the feed's
+    `rules` hold back marked with the rule, and of a new feed's others its back catalogue
+    muted (so the first run mails the newest that pass the filters). Only an entry's first
+    storing heeds the verdicts: a rule changed later never brings back an old story. A
+    permanent move is kept whatever came from the new URL (the configured one stays the
+    feed's identity, so its articles and history stay with it)."""
     moved, error = answer.moved or state.moved_to, answer.error
     if error is not None:
         gone = isinstance(error, feeds.Gone)
@@ -178,10 +183,13 @@ def decide(state: FeedState, answer: Answer, now: datetime, settings: Collect) -
         # A 304 need not repeat the validators; the stored ones still hold.
         return FeedUpdate(replace(healthy, etag=answer.etag or state.etag,
                                   last_modified=answer.last_modified or state.last_modified))
+    held = {article.key: rule for article in answer.articles
+            if (rule := filters.hold(article, rules, now)) is not None}
     first_run = state.last_ok is None and state.articles == 0
-    muted = back_catalogue(answer.articles, settings.first_run) if first_run else frozenset()
+    passed = [article for article in answer.articles if article.key not in held]
+    muted = back_catalogue(passed, settings.first_run) if first_run else frozenset()
     return FeedUpdate(replace(healthy, etag=answer.etag, last_modified=answer.last_modified),
-                      answer.articles, muted)
+                      answer.articles, muted, held)
 
 
 # -- enrichment: article pages and hosted pictures, beside the feed fetches ------------------
@@ -317,9 +325,11 @@ def messages(config: Config, store: Store, edition: Edition,
 
 
 def _claim(config: Config, store: Store) -> list[Card]:
-    """The next edition's articles; those past the limit roll into the one after."""
+    """The next edition's articles; those past the limit, or past their feed's
+    max_per_edition, roll into the one after."""
+    caps = {feed.url: feed.max_per_edition for feed in config.feeds if feed.max_per_edition}
     chosen, _ = store.unmailed([feed.url for feed in config.feeds],
-                               config.newsletter.max_articles)
+                               config.newsletter.max_articles, caps=caps)
     return dressed(config, store, chosen)
 
 

@@ -67,6 +67,10 @@ def _entry(item: dict[str, Any]) -> dict[str, Any]:
                       for a in (attachments if isinstance(attachments, list) else [])
                       if isinstance(a, dict) and isinstance(a.get("url"), str)
                       and isinstance(a.get("mime_type", ""), str)]
+    # As feedparser gives categories, for the feed filters (cards.tags).
+    tags = item.get("tags")
+    entry["tags"] = [{"term": tag} for tag in (tags if isinstance(tags, list) else [])
+                     if isinstance(tag, str)]
     return entry
 
 

@@ -35,6 +35,9 @@ class Article:
     # The link with case, fragment and tracking parameters normalised away: the same story
     # reached through two feeds has one canonical link, and goes into an edition once.
     canonical: str | None = None
+    # The entry's categories or tags, as plain text: what feed filters match besides title
+    # and teaser. Not stored: the filters decide when the entry is first seen.
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

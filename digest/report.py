@@ -12,6 +12,7 @@ from typing import Any
 
 from digest import jobs, lock, scheduling
 from digest.config import Config
+from digest.filters import Hold
 from digest.store import EditionSummary, FeedState, Refusals, Store
 
 # A feed failing this long is down, not having a bad moment.
@@ -23,6 +24,8 @@ class FeedStatus:
     feed: FeedState  # id 0: configured, not collected yet
     state: str  # "ok", or those that apply of new, failing, disabled, waiting, moved
     notes: tuple[str, ...]  # what to tell beyond the table and the attention list
+    # How many of its articles each filter rule held back, every rule named (0 for none).
+    held: dict[Hold, int]
 
     @property
     def states(self) -> tuple[str, ...]:
@@ -35,7 +38,8 @@ class FeedStatus:
                 "last_ok": _iso(f.last_ok), "last_error": f.last_error,
                 "error_count": f.error_count, "error_since": _iso(f.error_since),
                 "state": self.state, "moved_to": f.moved_to,
-                "disabled_at": _iso(f.disabled_at), "retry_after": _iso(f.retry_after)}
+                "disabled_at": _iso(f.disabled_at), "retry_after": _iso(f.retry_after),
+                "held": {str(rule): count for rule, count in self.held.items()}}
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,15 @@ class StatusReport:
 def status(config: Config, store: Store, moment: datetime) -> StatusReport:
     """The report as of `moment`: the state file, the subscriber list, the lock, the config's
     schedules. Nothing is written."""
-    feeds, editions = _feeds(config, store), store.editions()
+    feeds, editions, held = _feeds(config, store), store.editions(), store.held()
     listed, roster = jobs.roster(config, store)
     runs = scheduling.next_runs(config, moment)
     pid = lock.holder(config.paths.state)
     numbers = [e.id for e in editions]
     returned, refused = store.returned(numbers), store.refusals(numbers)
     return StatusReport(
-        tuple(_feed_status(feed, moment) for feed in feeds), tuple(editions), returned,
+        tuple(_feed_status(feed, moment, held.get(feed.url, {})) for feed in feeds),
+        tuple(editions), returned,
         len(listed), len(store.suppressed()), store.suppressed_by_reason(),
         len(roster.problems), pid, tuple(runs),
         tuple(attention(feeds, editions, moment, runs, busy=pid is not None)
@@ -174,7 +179,7 @@ def reasons(by_reason: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in by_reason.items())
 
 
-def _feed_status(feed: FeedState, moment: datetime) -> FeedStatus:
+def _feed_status(feed: FeedState, moment: datetime, held: dict[Hold, int]) -> FeedStatus:
     notes: dict[str, str | None] = {}  # the state's words, and what to say of each
     if feed.last_ok is None and not feed.error_count:
         notes["new"] = "not collected yet"
@@ -188,7 +193,11 @@ def _feed_status(feed: FeedState, moment: datetime) -> FeedStatus:
     if feed.moved_to:
         notes["moved"] = (f"moved to {feed.moved_to} (fetched from there; update the "
                           "configuration)")
-    return FeedStatus(feed, "; ".join(notes) or "ok", tuple(filter(None, notes.values())))
+    counts = {rule: held.get(rule, 0) for rule in Hold}
+    said = [f"{count} by {rule}" for rule, count in counts.items() if count]
+    told = (*filter(None, notes.values()), *(
+        [f"held back, never mailed: {', '.join(said)}"] if said else []))
+    return FeedStatus(feed, "; ".join(notes) or "ok", told, counts)
 
 
 def when(moment: datetime | None) -> str:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from digest.errors import DigestError
+from digest.filters import Hold
 from digest.records import (
     Article,
     Card,
@@ -242,6 +243,11 @@ MIGRATIONS = (
         tried_at TEXT NOT NULL
     );
     """,
+    # Feed filters (filters.py): the rule that held an article back, decided when it was first
+    # stored; such an article is seen (eligible = 0), never mailed. NULL: none held it.
+    """
+    ALTER TABLE articles ADD COLUMN held TEXT;
+    """,
 )
 
 UNDELIVERED = ("pending", "deferred")
@@ -286,11 +292,13 @@ class FeedState:
 @dataclass(frozen=True)
 class FeedUpdate:
     """What collect decided to record of one fetch (see jobs.decide): the feed's state after
-    it, and the entries to save, those in `muted` as seen but never to be mailed."""
+    it, and the entries to save, those in `muted` (a new feed's back catalogue) or `held` (by
+    a filter, with its rule) as seen but never to be mailed."""
 
     feed: FeedState
     articles: tuple[Article, ...] = ()
     muted: frozenset[str] = frozenset()
+    held: Mapping[str, Hold] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -402,12 +410,15 @@ class Store:
                         "(SELECT article_id FROM edition_articles)",
                         (*values, feed.id, article.key)).rowcount:
                     continue
+                # Held or not is settled here, once: the UPDATE above never changes it.
+                held = update.held.get(article.key)
                 new += db.execute(
                     "INSERT INTO articles (title, link, teaser, image_url, image_width, "
                     "image_height, image_alt, published, canonical, feed_id, key, collected_at, "
-                    "eligible) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "eligible, held) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT DO NOTHING",
-                    (*values, feed.id, article.key, seen, article.key not in update.muted)
+                    (*values, feed.id, article.key, seen,
+                     held is None and article.key not in update.muted, held)
                 ).rowcount
             db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_ok = ?, last_error = ?, "
                        "error_count = ?, error_since = ?, moved_to = ?, disabled_at = ?, "
@@ -416,6 +427,15 @@ class Store:
                         feed.error_count, _iso(feed.error_since), feed.moved_to,
                         _iso(feed.disabled_at), _iso(feed.retry_after), feed.id))
         return new
+
+    def held(self) -> dict[str, dict[Hold, int]]:
+        """Per feed URL, how many articles each filter rule held back."""
+        found: dict[str, dict[Hold, int]] = {}
+        for url, rule, count in self.db.execute(
+                "SELECT feeds.url, articles.held, count(*) FROM articles JOIN feeds ON "
+                "feeds.id = articles.feed_id WHERE held IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"):
+            found.setdefault(url, {})[Hold(rule)] = count
+        return found
 
     def feed_enabled(self, url: str) -> bool:
         """Fetch a disabled feed again, from its configured URL. False if there is no such
@@ -530,10 +550,11 @@ class Store:
 
     # -- editions ------------------------------------------------------------------------------
 
-    def unmailed(self, feed_urls: list[str], limit: int,
-                 cadence: str = "daily") -> tuple[list[Card], int]:
+    def unmailed(self, feed_urls: list[str], limit: int, cadence: str = "daily",
+                 caps: Mapping[str, int] | None = None) -> tuple[list[Card], int]:
         """Articles no edition of this cadence has carried, in feed order then newest first,
-        up to `limit`, and how many there are in all (the rest roll into the next edition).
+        up to `limit` and to each feed's cap in `caps` (by URL), and how many there are in all
+        (the rest roll into the next edition).
 
         Claimed by membership, never by a date window: feed dates are too often missing or
         wrong.
@@ -554,7 +575,15 @@ class Store:
                 "WHERE cadence = ? AND canonical IS NOT NULL", (cadence,)):
             mailed.setdefault(canonical, set()).add(feed_id)
         rows = _once(rows, mailed)
-        return [_card(row) for row in rows[:limit]], len(rows)
+        taken: dict[str, int] = {}
+        chosen = []
+        for row in rows:
+            url = row["feed_url"]
+            if caps and url in caps and taken.get(url, 0) >= caps[url]:
+                continue  # its newest fill the feed's share; the rest wait their turn
+            taken[url] = taken.get(url, 0) + 1
+            chosen.append(row)
+        return [_card(row) for row in chosen[:limit]], len(rows)
 
     def create_edition(self, period: str,
                        render: Callable[[int], tuple[str, str, str, str | None]],

@@ -92,6 +92,9 @@ def test_the_example_config_documents_every_key() -> None:
             key = item.metadata.get("key", item.name)
             if "env" not in item.metadata:
                 assert f"{key} =" in text, f"{section}.{key} undocumented"
+    for item in config.dataclasses.fields(config.Feed):
+        assert f"\n{item.name} =" in text or f"\n# {item.name} =" in text, (
+            f"feeds.{item.name} undocumented")
 
 
 def test_secrets_come_from_the_environment(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:

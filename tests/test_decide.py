@@ -4,12 +4,13 @@ keep every article and the feed's health honest, over every state and answer hyp
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest import feeds
+from digest import feeds, filters
 from digest.config import Collect
 from digest.jobs import Answer, decide
 from digest.records import Article
@@ -117,3 +118,71 @@ def test_error_since_is_the_first_failure_in_a_row_and_a_success_clears_it(
         else:
             first_failure, in_a_row = first_failure or now, in_a_row + 1
         assert (state.error_since, state.error_count) == (first_failure, in_a_row)
+
+
+# -- feed filters: include, exclude, max_age (the same end to end: test_filters.py) ----------
+
+words = st.sampled_from(["Rust", "python", "SPONSORED", "Podcast", "election", "Ünïcode"])
+cased = st.tuples(words, st.sampled_from([str, str.upper, str.lower])).map(
+    lambda word_case: word_case[1](word_case[0]))
+phrases = st.lists(cased, max_size=3).map(" ".join)
+tagged = st.lists(
+    st.builds(Article, key=st.text(min_size=1, max_size=4), title=phrases, link=st.none(),
+              teaser=phrases, image=st.none(), published=st.none() | moments,
+              tags=st.lists(phrases, max_size=2).map(tuple)),
+    unique_by=lambda article: article.key, max_size=12).map(tuple)
+rules = st.builds(filters.Rules,
+                  include=st.lists(words, max_size=2).map(filters.patterns),
+                  exclude=st.lists(words, max_size=2).map(filters.patterns),
+                  max_age=st.none() | st.sampled_from([timedelta(hours=12), timedelta(days=7)]))
+
+
+def says(article: Article, found: tuple[re.Pattern[str], ...]) -> bool:
+    """The patterns here are plain words: any case of one anywhere is a match."""
+    texts = (article.title, article.teaser, *article.tags)
+    return any(p.pattern.lower() in text.lower() for p in found for text in texts)
+
+
+@given(states, st.builds(Answer, articles=tagged), moments, settings, rules)
+def test_an_entry_is_held_back_by_the_first_rule_it_breaks_and_only_then(
+        state: FeedState, answer: Answer, now: datetime, collect: Collect,
+        rule: filters.Rules) -> None:
+    update = decide(state, answer, now, collect, rule)
+    assert answer.articles is not None and update.articles == answer.articles
+    for article in answer.articles:
+        old = bool(rule.max_age and article.published and now - article.published > rule.max_age)
+        unwanted = bool(rule.include) and not says(article, rule.include)
+        expected = (filters.Hold.MAX_AGE if old else filters.Hold.INCLUDE if unwanted
+                    else filters.Hold.EXCLUDE if says(article, rule.exclude) else None)
+        assert update.held.get(article.key) == expected, article
+
+
+@given(st.builds(FeedState, id=st.just(1), url=st.just("https://example.com/feed.xml"),
+                 name=st.just("News"), etag=st.none(), last_modified=st.none(),
+                 last_ok=st.none(), last_error=st.none(), error_count=st.just(0),
+                 error_since=st.none(), articles=st.just(0)),
+       st.builds(Answer, articles=tagged), moments, settings, rules)
+def test_a_new_feeds_first_run_mails_its_newest_entries_that_pass_the_filters(
+        state: FeedState, answer: Answer, now: datetime, collect: Collect,
+        rule: filters.Rules) -> None:
+    update = decide(state, answer, now, collect, rule)
+    assert answer.articles is not None
+    passed = {article.key for article in answer.articles} - update.held.keys()
+    assert update.muted <= passed
+    if collect.first_run:
+        assert len(passed - update.muted) == min(collect.first_run, len(passed))
+
+
+@given(states, failures | successes.filter(lambda answer: answer.articles is None), moments,
+       settings, rules)
+def test_without_entries_read_nothing_is_held(state: FeedState, answer: Answer, now: datetime,
+                                               collect: Collect, rule: filters.Rules) -> None:
+    assert decide(state, answer, now, collect, rule).held == {}
+
+
+@given(tagged, moments)
+def test_an_undated_entry_is_never_too_old(found: tuple[Article, ...], now: datetime) -> None:
+    rule = filters.Rules(max_age=timedelta(0))
+    for article in found:
+        assert (filters.hold(article, rule, now) is None) == (
+            article.published is None or article.published >= now)
