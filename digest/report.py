@@ -76,15 +76,14 @@ class StatusReport:
 def status(config: Config, store: Store, moment: datetime) -> StatusReport:
     """The report as of `moment`: the state file, the subscriber list, the lock, the config's
     schedules. Nothing is written."""
-    feeds, editions, held = _feeds(config, store), store.editions(), store.held()
+    feeds, editions = _feeds(config, store), store.editions()
     listed, roster = jobs.roster(config, store)
     runs = scheduling.next_runs(config, moment)
     pid = lock.holder(config.paths.state)
     numbers = [e.id for e in editions]
     returned, refused = store.returned(numbers), store.refusals(numbers)
     return StatusReport(
-        tuple(_feed_status(feed, moment, held.get(feed.url, {})) for feed in feeds),
-        tuple(editions), returned,
+        _statuses(feeds, store, moment), tuple(editions), returned,
         len(listed), len(store.suppressed()), store.suppressed_by_reason(),
         len(roster.problems), pid, tuple(runs),
         tuple(attention(feeds, editions, moment, runs, busy=pid is not None)
@@ -93,7 +92,12 @@ def status(config: Config, store: Store, moment: datetime) -> StatusReport:
 
 def feed_statuses(config: Config, store: Store, moment: datetime) -> tuple[FeedStatus, ...]:
     """Every feed's health as of `moment`, as `status` reports it (and /metrics exposes it)."""
-    return tuple(_feed_status(feed, moment) for feed in _feeds(config, store))
+    return _statuses(_feeds(config, store), store, moment)
+
+
+def _statuses(feeds: list[FeedState], store: Store, moment: datetime) -> tuple[FeedStatus, ...]:
+    held = store.held()
+    return tuple(_feed_status(feed, moment, held.get(feed.url, {})) for feed in feeds)
 
 
 def _feeds(config: Config, store: Store) -> list[FeedState]:
