@@ -46,6 +46,7 @@ from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
 from digest.sink import Sink
 from digest.store import FeedState, FeedUpdate, Inbound, Said, Store, now
+from digest.transport import TransportDown
 
 log = logging.getLogger("digest")
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -353,7 +354,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
                     expired)
     try:
         carrier.open()
-    except deliver.TransportDown as error:
+    except TransportDown as error:
         raise DigestError(f"cannot reach {carrier.destination}: {error}; nothing was sent, "
                           "the next run will try again", 1) from None
 

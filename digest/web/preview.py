@@ -33,7 +33,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from digest import cards, deliver, feeds, jobs, tokens
+from digest import cards, deliver, feeds, jobs, tokens, transport
 from digest import config as configuration
 from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter
 from digest.config import Config
@@ -196,7 +196,7 @@ def send(config: Config, edition: Edition, address: str) -> str:
     message = letter(config, marked).bytes_for(Delivery(0, email, "", "pending", 0))
     try:
         result = deliver.send_one(config, email, message)
-    except deliver.TransportDown as error:
+    except transport.TransportDown as error:
         raise DigestError(f"cannot reach {deliver.where(config)}: {error}") from None
     if result.outcome is not Outcome.SENT:
         raise DigestError(f"{email}: {result.response}")

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import compose, deliver, images, metrics, subscribers, tokens
+from digest import compose, deliver, images, metrics, subscribers, tokens, transport
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Result, Subscriber
@@ -154,7 +154,7 @@ class Site:
         try:
             result = deliver.send_one(self.config, signup.email,
                                       self.confirmation(signup.email, url))
-        except deliver.TransportDown as error:
+        except transport.TransportDown as error:
             result = Result(Outcome.DEFERRED, str(error))
         if result.outcome is Outcome.SENT:
             return "sent"
