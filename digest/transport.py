@@ -89,6 +89,7 @@ class SmtpTransport:
     def open(self) -> None:
         settings = self.settings
         helo = settings.helo_name or None
+        step = "connecting"  # what failed, for the operator
         try:
             if settings.security == "ssl":
                 connection: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -102,14 +103,23 @@ class SmtpTransport:
             if connection.sock is not None:
                 connection.sock.settimeout(settings.timeout)
             if settings.security == "starttls":
+                step = "STARTTLS"
                 connection.starttls(context=self._context())
             if settings.username:
+                step = "AUTH"
                 connection.login(settings.username, settings.password)
+            step = "EHLO"
             connection.ehlo_or_helo_if_needed()
         except smtplib.SMTPAuthenticationError as error:
-            raise TransportDown(f"authentication refused: {_reply(error)}") from None
+            raise TransportDown(f"authentication as {settings.username!r} refused: "
+                                f"{_reply(error)} (the password comes from "
+                                "DIGEST_SMTP_PASSWORD)") from None
+        except smtplib.SMTPNotSupportedError:
+            raise TransportDown(f"the relay does not offer {step}, which the [smtp] settings "
+                                "ask for") from None
         except (smtplib.SMTPException, OSError) as error:
-            raise TransportDown(_reason(error)) from None
+            where = "while connecting" if step == "connecting" else f"during {step}"
+            raise TransportDown(f"{_reason(error)} {where}") from None
         self.connection = connection
         self.carried = 0
 
