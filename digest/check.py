@@ -107,7 +107,7 @@ def _templates(config: Config) -> list[str]:
     edition = Edition(0, "check", seen, rendered.subject, rendered.html, rendered.text,
                       rendered.marker)
     message = Letter(config, edition, lambda email: f"{config.newsletter.public_url}/u").bytes_for(
-        Delivery(0, "reader@example.com", "Reader", "pending", 0))
+        Delivery(0, "reader@example.com", "Reader"))
     return [f"{config.paths.templates}: the sample renders ({len(chosen)} cards, "
             f"{len(message):,} bytes a message)"]
 

@@ -19,7 +19,7 @@ from email.utils import parseaddr
 
 from digest.config import Config, Smtp
 from digest.errors import DigestError
-from digest.records import Delivery, Outcome, Result
+from digest.records import Delivery, Outcome, Result, Status
 from digest.store import UNDELIVERED, Store, now
 from digest.transport import MaildirTransport, SmtpTransport, Transport, TransportDown
 
@@ -141,7 +141,7 @@ def where(config: Config) -> str:
 @dataclass(frozen=True)
 class Tally:
     edition_id: int
-    counts: Counter[str]
+    counts: Counter[Status]
     seconds: float
     halted: str = ""  # why the run stopped before the edition's end, if it did
     suppressed: tuple[str, ...] = ()  # addresses suppressed after repeated hard failures
@@ -178,7 +178,7 @@ class _Run:
         self.looked, self.since = -OPT_OUTS_EVERY, now() - OPT_OUTS_MARGIN  # look at once
         self.opted_out: set[str] = set()  # seen since the run began
         self.withheld: set[str] = set()  # their rows, never to be offered in this run
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[Status] = Counter()
         self.failed: list[str] = []
         self.streak = 0
         self.halted = ""
@@ -264,7 +264,7 @@ class _Run:
         left = ""
         with contextlib.suppress(DigestError):
             counts = self.store.counts(self.edition_id)
-            left = (f"; {counts.get('sending', 0)} in doubt, "
+            left = (f"; {counts.get(Status.SENDING, 0)} in doubt, "
                     f"{sum(counts.get(s, 0) for s in UNDELIVERED)} left for the next run")
         return (f"delivery of edition {self.edition_id} stopped: {self.fault}{left} "
                 "(see `digest status`)")

@@ -78,10 +78,23 @@ class Edition:
     marker: str  # what ends those placeholders: random, drawn for this edition
 
 
+class Status(enum.StrEnum):
+    """Where a row of the delivery ledger stands."""
+
+    PENDING = "pending"  # to be sent
+    SENDING = "sending"  # committed before its transaction: in doubt if a crash leaves it
+    SENT = "sent"
+    DEFERRED = "deferred"  # to be tried again from next_try on
+    FAILED = "failed"  # refused, or deferred too long: never retried unless the operator asks
+    UNKNOWN = "unknown"  # left `sending` by a crash: resent only when the operator asks
+    SUPPRESSED = "suppressed"  # the address opted out before its turn
+    BOUNCED = "bounced"  # the relay took it, the recipient's server sent it back
+
+
 class Outcome(enum.Enum):
-    SENT = "sent"  # the server said 250
-    DEFERRED = "deferred"  # 4xx or connection lost before the reply: try again later
-    FAILED = "failed"  # 5xx for this address: do not retry
+    SENT = Status.SENT  # the server said 250
+    DEFERRED = Status.DEFERRED  # 4xx or connection lost before the reply: try again later
+    FAILED = Status.FAILED  # 5xx for this address: do not retry
 
 
 @dataclass(frozen=True)
@@ -96,9 +109,9 @@ class Delivery:
 
     edition_id: int
     email: str
-    name: str
-    status: str
-    attempts: int
+    name: str = ""
+    status: Status = Status.PENDING
+    attempts: int = 0
 
 
 # -- what collect finds beside the feeds: article pages and hosted pictures (enrich, images) --

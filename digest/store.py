@@ -29,6 +29,7 @@ from digest.records import (
     PageFacts,
     Rendition,
     Result,
+    Status,
     Subscriber,
 )
 
@@ -244,10 +245,11 @@ MIGRATIONS = (
     """,
 )
 
-UNDELIVERED = ("pending", "deferred")
-# Every status a delivery row takes.
-STATUSES = ("pending", "sending", "sent", "deferred", "failed", "unknown", "suppressed",
-            "bounced")
+UNDELIVERED = (Status.PENDING, Status.DEFERRED)
+# Rows whose message the relay took, or may have: a bounce can answer them.
+_MAILED = (Status.SENT, Status.UNKNOWN, Status.BOUNCED)
+# A row to deliver now: pending, or deferred and its next try has come (or was never set).
+_DUE = "(status = ? OR (status = ? AND (next_try IS NULL OR next_try <= ?)))"
 
 
 def now() -> datetime:
@@ -260,6 +262,11 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _moment(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def _due_now() -> tuple[str, str, str | None]:
+    """The parameters of `_DUE` at this moment."""
+    return Status.PENDING, Status.DEFERRED, _iso(now())
 
 
 @dataclass(frozen=True)
@@ -634,14 +641,16 @@ class Store:
         rows = self.db.execute(
             "SELECT editions.*, (SELECT count(*) FROM edition_articles WHERE edition_id = "
             "editions.id) AS n FROM editions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        summaries = []
-        for row in rows:
-            counts = dict(self.db.execute(
-                "SELECT status, count(*) FROM deliveries WHERE edition_id = ? GROUP BY status",
-                (row["id"],)).fetchall())
-            summaries.append(EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
-                                            row["subject"], row["n"], counts, row["fault"]))
-        return summaries
+        # Their delivery counts in one query: these are the newest editions, so every id from
+        # the oldest of them up.
+        counts: dict[int, dict[str, int]] = {row["id"]: {} for row in rows}
+        for edition_id, status, count in self.db.execute(
+                "SELECT edition_id, status, count(*) FROM deliveries WHERE edition_id >= ? "
+                "GROUP BY edition_id, status", (rows[-1]["id"] if rows else 0,)):
+            counts[edition_id][status] = count
+        return [EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
+                               row["subject"], row["n"], counts[row["id"]], row["fault"])
+                for row in rows]
 
     def edition_views(self, edition_id: int) -> dict[str, tuple[str, str, str]]:
         """The edition's partial views: key -> (subject, html, text)."""
@@ -675,39 +684,35 @@ class Store:
     def anything_due(self) -> bool:
         """Whether any edition has a delivery to make now (deferred ones once their time has
         come): the scheduler asks this every few minutes before it opens a connection."""
-        return self.db.execute(
-            "SELECT 1 FROM deliveries WHERE status = 'pending' OR (status = 'deferred' AND "
-            "(next_try IS NULL OR next_try <= ?)) LIMIT 1", (_iso(now()),)).fetchone() is not None
+        return self.db.execute(f"SELECT 1 FROM deliveries WHERE {_DUE} LIMIT 1",
+                               _due_now()).fetchone() is not None
 
     # -- deliveries: the ledger ----------------------------------------------------------------
 
     def recover(self) -> int:
         """Rows left `sending` by a crash are in doubt: the server may have taken the message.
         They become `unknown`, to be reported, and are never resent unless the operator asks."""
-        return self.db.execute("UPDATE deliveries SET status = 'unknown', updated_at = ? "
-                               "WHERE status = 'sending'", (_iso(now()),)).rowcount
-
-    _DUE = ("FROM deliveries WHERE edition_id = ? AND (status = 'pending' OR "
-            "(status = 'deferred' AND (next_try IS NULL OR next_try <= ?)))")
+        return self.db.execute("UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?",
+                               (Status.UNKNOWN, _iso(now()), Status.SENDING)).rowcount
 
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
         """The edition's deliveries to make now, streamed a page at a time: never the whole
         list in memory, and no cursor held open across the ledger's own writes."""
-        moment, after = _iso(now()), 0
+        due, after = _due_now(), 0
         while True:
             rows = self.db.execute(
-                f"SELECT rowid, edition_id, email, name, status, attempts {self._DUE} "
-                "AND rowid > ? ORDER BY rowid LIMIT ?",
-                (edition_id, moment, after, page)).fetchall()
+                "SELECT rowid, edition_id, email, name, status, attempts FROM deliveries "
+                f"WHERE edition_id = ? AND {_DUE} AND rowid > ? ORDER BY rowid LIMIT ?",
+                (edition_id, *due, after, page)).fetchall()
             for row in rows:
-                yield Delivery(*row[1:])
+                yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5])
             if len(rows) < page:
                 return
             after = rows[-1][0]
 
     def due_count(self, edition_id: int) -> int:
-        return self.db.execute(f"SELECT count(*) {self._DUE}",
-                               (edition_id, _iso(now()))).fetchone()[0]
+        return self.db.execute(f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
+                               (edition_id, *_due_now())).fetchone()[0]
 
     def personal(self, edition_id: int, email: str) -> tuple[str, dict[str, str]]:
         """A delivery's view and the custom fields it was created with."""
@@ -732,9 +737,9 @@ class Store:
                            (result.outcome.value, result.response, _iso(next_try), moment,
                             delivery.edition_id, delivery.email))
             if starting is not None:
-                db.execute("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (moment, starting.edition_id, starting.email))
+                           (Status.SENDING, moment, starting.edition_id, starting.email))
 
     def note_fault(self, edition_id: int, fault: str | None) -> None:
         """Remember why a run of the edition stopped on an error (None: it went without)."""
@@ -743,17 +748,17 @@ class Store:
 
     def sent_since(self, moment: datetime) -> int:
         """Messages the relay took since then, across editions: the hourly cap's window."""
-        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND "
-                               "updated_at >= ?", (_iso(moment),)).fetchone()[0]
+        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = ? AND "
+                               "updated_at >= ?", (Status.SENT, _iso(moment))).fetchone()[0]
 
     def expire_deferred(self, made_before: datetime) -> int:
         """Deferred rows of editions made before then give up: `failed`, reply kept."""
         return self.db.execute(
-            "UPDATE deliveries SET status = 'failed', next_try = NULL, updated_at = ?, "
+            "UPDATE deliveries SET status = ?, next_try = NULL, updated_at = ?, "
             "last_response = 'gave up: still deferred after the maximum age; last reply: ' "
-            "|| coalesce(last_response, '') WHERE status = 'deferred' AND edition_id IN "
+            "|| coalesce(last_response, '') WHERE status = ? AND edition_id IN "
             "(SELECT id FROM editions WHERE created_at < ?)",
-            (_iso(now()), _iso(made_before))).rowcount
+            (Status.FAILED, _iso(now()), Status.DEFERRED, _iso(made_before))).rowcount
 
     def suppress_bounced(self, emails: Iterable[str], editions: int) -> list[str]:
         """Suppress each address whose last `editions` deliveries all failed; returns them."""
@@ -762,7 +767,7 @@ class Store:
             statuses = [row[0] for row in self.db.execute(
                 "SELECT status FROM deliveries WHERE email = ? ORDER BY edition_id DESC "
                 "LIMIT ?", (email, editions))]
-            if len(statuses) == editions and set(statuses) == {"failed"}:
+            if len(statuses) == editions and set(statuses) == {Status.FAILED}:
                 self.suppress(email, "bounced", f"failed in {editions} editions in a row")
                 suppressed.append(email)
         return suppressed
@@ -780,20 +785,20 @@ class Store:
                 f"SELECT email FROM deliveries WHERE edition_id = ? AND status IN ({marks}) "
                 "AND email NOT IN (SELECT email FROM suppressions) ORDER BY rowid",
                 (edition_id, *statuses))]
-            db.executemany("UPDATE deliveries SET status = 'pending', next_try = NULL, "
+            db.executemany("UPDATE deliveries SET status = ?, next_try = NULL, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           ((_iso(now()), edition_id, email) for email in emails))
+                           ((Status.PENDING, _iso(now()), edition_id, email) for email in emails))
         return emails
 
     def requeue_address(self, edition_id: int, subscriber: Subscriber) -> None:
         """One address gets the edition (again): its row goes back to `pending`, or is added
         when the address was not on the edition's list."""
         self.db.execute(
-            "INSERT INTO deliveries (edition_id, email, name, fields, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (edition_id, email) DO UPDATE SET "
-            "status = 'pending', next_try = NULL, updated_at = excluded.updated_at",
+            "INSERT INTO deliveries (edition_id, email, name, fields, status, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (edition_id, email) DO UPDATE SET "
+            "status = excluded.status, next_try = NULL, updated_at = excluded.updated_at",
             (edition_id, subscriber.email, subscriber.name, json.dumps(subscriber.fields),
-             _iso(now())))
+             Status.PENDING, _iso(now())))
 
     # -- suppressions --------------------------------------------------------------------------
 
@@ -808,10 +813,11 @@ class Store:
         """Rows still to deliver whose address has opted out (since then, if given) become
         `suppressed`: an opt-out wins even over a delivery row. Returns their addresses."""
         return [row[0] for row in self.db.execute(
-            "UPDATE deliveries SET status = 'suppressed', updated_at = ? WHERE edition_id = ? "
+            "UPDATE deliveries SET status = ?, updated_at = ? WHERE edition_id = ? "
             "AND status IN (?, ?) AND lower(email) IN "
             "(SELECT lower(email) FROM suppressions WHERE at >= ?) RETURNING email",
-            (_iso(now()), edition_id, *UNDELIVERED, _iso(since) or "")).fetchall()]
+            (Status.SUPPRESSED, _iso(now()), edition_id, *UNDELIVERED,
+             _iso(since) or "")).fetchall()]
 
     def opted_out_since(self, moment: datetime) -> set[str]:
         """Addresses suppressed since then: the cheap question (an index on `at`) that a
@@ -832,8 +838,9 @@ class Store:
         by: before they go out, so that every link mailed can be read back. One statement,
         streamed through SQLite, however long the list."""
         self.db.create_function("address_id", 1, address_id, deterministic=True)
-        self.db.execute(f"INSERT INTO link_addresses (id, email) SELECT address_id(email), "
-                        f"email {self._DUE} ON CONFLICT DO NOTHING", (edition_id, _iso(now())))
+        self.db.execute("INSERT INTO link_addresses (id, email) SELECT address_id(email), "
+                        f"email FROM deliveries WHERE edition_id = ? AND {_DUE} "
+                        "ON CONFLICT DO NOTHING", (edition_id, *_due_now()))
 
     def name(self, address_id: str, email: str) -> None:
         """Record the id a single message's links name its address by (a test mail)."""
@@ -895,8 +902,8 @@ class Store:
     def mailed(self, email: str) -> list[int]:
         """The editions that went to `email`, newest first."""
         return [row[0] for row in self.db.execute(
-            "SELECT edition_id FROM deliveries WHERE email = ? AND status IN "
-            "('sent', 'bounced', 'unknown') ORDER BY edition_id DESC", (email,))]
+            "SELECT edition_id FROM deliveries WHERE email = ? AND status IN (?, ?, ?) "
+            "ORDER BY edition_id DESC", (email, *_MAILED))]
 
     def soft_bounced(self, email: str) -> set[int]:
         """The editions in which `email` soft-bounced."""
@@ -921,12 +928,12 @@ class Store:
                            (inbound.message, said.email, said.edition_id, inbound.kind,
                             said.status, said.hard, said.evidence, moment))
                 if inbound.kind == "bounce" and said.edition_id is not None:
-                    db.execute("UPDATE deliveries SET status = 'bounced', last_response = ?, "
+                    db.execute("UPDATE deliveries SET status = ?, last_response = ?, "
                                "updated_at = ? WHERE edition_id = ? AND email = ? AND status "
-                               "IN ('sent', 'unknown', 'bounced')",
-                               (f"bounced {said.status or '(no code)'} "
+                               "IN (?, ?, ?)",
+                               (Status.BOUNCED, f"bounced {said.status or '(no code)'} "
                                 f"{'hard' if said.hard else 'soft'}: {said.evidence}", moment,
-                                said.edition_id, said.email))
+                                said.edition_id, said.email, *_MAILED))
             for email, reason, evidence in inbound.suppress:
                 db.execute("INSERT INTO suppressions (email, reason, at, source) "
                            "VALUES (?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
@@ -975,9 +982,10 @@ class Store:
         """Per edition, its rows by status, every status (zeros too): a seek into the
         (status, edition_id) index for each status, never a row read, however long the list
         (a count grouped by edition reads every row of it)."""
-        found = {number: dict.fromkeys(STATUSES, 0) for number in edition_ids}
+        found: dict[int, dict[str, int]] = {number: dict.fromkeys(Status, 0)
+                                            for number in edition_ids}
         marks = ", ".join("?" * len(edition_ids))
-        for status in STATUSES:
+        for status in Status:
             for edition_id, count in self.db.execute(
                     "SELECT edition_id, count(*) FROM deliveries WHERE status = ? AND "
                     f"edition_id IN ({marks}) GROUP BY edition_id", (status, *edition_ids)):
@@ -986,16 +994,16 @@ class Store:
 
     def in_flight(self) -> int:
         """Rows `sending`, across editions: offered to the relay, its answer not recorded."""
-        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'"
-                               ).fetchone()[0]
+        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = ?",
+                               (Status.SENDING,)).fetchone()[0]
 
     def sent_per_second(self, edition_id: int) -> list[tuple[datetime, int]]:
         """The edition's messages the relay took, counted per second of the ledger's time
         (a row's updated_at is whole seconds), newest first."""
         return [(datetime.fromisoformat(row[0]), row[1]) for row in self.db.execute(
-            "SELECT updated_at, count(*) FROM deliveries WHERE status = 'sent' AND "
+            "SELECT updated_at, count(*) FROM deliveries WHERE status = ? AND "
             "edition_id = ? AND updated_at IS NOT NULL GROUP BY updated_at ORDER BY 1 DESC",
-            (edition_id,))]
+            (Status.SENT, edition_id))]
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from digest.web import templates
 
 HOST = "127.0.0.1"
 # The stand-in subscriber whose copy the preview shows.
-READER = Delivery(0, "reader@example.com", "Reader", "pending", 0)
+READER = Delivery(0, "reader@example.com", "Reader")
 WIDTHS = {"desktop": 600, "phone": 375, "small": 320}
 VIEWS = (*WIDTHS, "text", "source")
 
@@ -193,7 +193,7 @@ def send(config: Config, edition: Edition, address: str) -> str:
     marked = replace(edition, subject=f"[TEST] {edition.subject}")
     with Store(config.paths.database) as store:  # its unsubscribe link works, like a real one
         store.name(tokens.ids(config)(email), email)
-    message = letter(config, marked).bytes_for(Delivery(0, email, "", "pending", 0))
+    message = letter(config, marked).bytes_for(Delivery(0, email))
     try:
         result = deliver.send_one(config, email, message)
     except transport.TransportDown as error:
