@@ -555,15 +555,14 @@ class Letter:
     def message_id(self, email: str) -> str:
         return message_id(self.edition.id, email, self.domain)
 
-    def bytes_for(self, delivery: Delivery, fields: dict[str, str] | None = None) -> bytes:
-        """The subscriber's message; `fields` are their custom CSV columns (a missing one
-        prints as nothing)."""
+    def bytes_for(self, delivery: Delivery) -> bytes:
+        """The subscriber's message; a custom CSV column they lack prints as nothing."""
         url = self.unsubscribe_url(delivery.email)
         personal = self.personal
         values = {personal.name: delivery.name, personal.email: delivery.email,
                   personal.unsubscribe: url}
         for placeholder, name in self.fields.items():
-            values[placeholder] = (fields or {}).get(name, "")
+            values[placeholder] = delivery.fields.get(name, "")
         message = b"".join((
             self.head,
             b"To: ", address(delivery.name, delivery.email).encode("ascii"), b"\r\n",

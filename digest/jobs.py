@@ -296,23 +296,19 @@ def view(chosen: tuple[str, ...], present: list[str]) -> str | None:
 def messages(config: Config, store: Store, edition: Edition,
               unsubscribe_url: Callable[[str], str],
               mailto: Callable[[str], str] | None = None) -> Callable[[Delivery], bytes]:
-    """Each delivery's bytes, from the Letter of its view (built once per view, on first use)
-    and its own custom fields."""
+    """Each delivery's bytes, from the Letter of its view (built once per view, on first use)."""
     views = store.edition_views(edition.id)
-    whole = Letter(config, edition, unsubscribe_url, mailto)
-    if not views and not whole.fields:
-        return whole.bytes_for  # one view, no custom fields: nothing to look up per row
-    letters = {"": whole}
+    letters = {"": Letter(config, edition, unsubscribe_url, mailto)}
 
     def message_for(delivery: Delivery) -> bytes:
-        key, fields = store.personal(edition.id, delivery.email)
-        letter = letters.get(key)
+        letter = letters.get(delivery.view)
         if letter is None:
-            subject, html, text = views.get(key, (edition.subject, edition.html, edition.text))
-            letter = letters[key] = Letter(
+            subject, html, text = views.get(delivery.view,
+                                            (edition.subject, edition.html, edition.text))
+            letter = letters[delivery.view] = Letter(
                 config, replace(edition, subject=subject, html=html, text=text), unsubscribe_url,
                 mailto)
-        return letter.bytes_for(delivery, fields)
+        return letter.bytes_for(delivery)
 
     return message_for
 

@@ -105,13 +105,15 @@ class Result:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A row of the ledger: one edition to one address."""
+    """A row of the ledger: one edition to one address, and what makes that copy theirs."""
 
     edition_id: int
     email: str
     name: str = ""
     status: Status = Status.PENDING
     attempts: int = 0
+    view: str = ""  # the rendering they get: '' the whole edition (see jobs.view)
+    fields: dict[str, str] = field(default_factory=dict)  # their custom CSV columns
 
 
 # -- what collect finds beside the feeds: article pages and hosted pictures (enrich, images) --

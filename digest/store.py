@@ -701,11 +701,12 @@ class Store:
         due, after = _due_now(), 0
         while True:
             rows = self.db.execute(
-                "SELECT rowid, edition_id, email, name, status, attempts FROM deliveries "
-                f"WHERE edition_id = ? AND {_DUE} AND rowid > ? ORDER BY rowid LIMIT ?",
-                (edition_id, *due, after, page)).fetchall()
+                "SELECT rowid, edition_id, email, name, status, attempts, view, fields FROM "
+                f"deliveries WHERE edition_id = ? AND {_DUE} AND rowid > ? ORDER BY rowid "
+                "LIMIT ?", (edition_id, *due, after, page)).fetchall()
             for row in rows:
-                yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5])
+                yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
+                               json.loads(row[7]))
             if len(rows) < page:
                 return
             after = rows[-1][0]
@@ -713,12 +714,6 @@ class Store:
     def due_count(self, edition_id: int) -> int:
         return self.db.execute(f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
                                (edition_id, *_due_now())).fetchone()[0]
-
-    def personal(self, edition_id: int, email: str) -> tuple[str, dict[str, str]]:
-        """A delivery's view and the custom fields it was created with."""
-        row = self.db.execute("SELECT view, fields FROM deliveries WHERE edition_id = ? AND "
-                              "email = ?", (edition_id, email)).fetchone()
-        return (row[0], json.loads(row[1])) if row else ("", {})
 
     def step(self, done: tuple[Delivery, Result, datetime | None] | None,
              starting: Delivery | None) -> None:
