@@ -43,7 +43,7 @@ from digest.compose import Composer, Letter, Rendered, message_id
 from digest.config import Collect, Config, Feed, Images, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
-from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
+from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber, View
 from digest.sink import Sink
 from digest.store import FeedState, FeedUpdate, Inbound, Said, Store, now
 from digest.transport import TransportDown
@@ -303,11 +303,10 @@ def messages(config: Config, store: Store, edition: Edition,
     def message_for(delivery: Delivery) -> bytes:
         letter = letters.get(delivery.view)
         if letter is None:
-            subject, html, text = views.get(delivery.view,
-                                            (edition.subject, edition.html, edition.text))
+            view = views.get(delivery.view, View(edition.subject, edition.html, edition.text))
             letter = letters[delivery.view] = Letter(
-                config, replace(edition, subject=subject, html=html, text=text), unsubscribe_url,
-                mailto)
+                config, replace(edition, subject=view.subject, html=view.html, text=view.text),
+                unsubscribe_url, mailto)
         return letter.bytes_for(delivery)
 
     return message_for

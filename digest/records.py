@@ -78,6 +78,15 @@ class Edition:
     marker: str  # what ends those placeholders: random, drawn for this edition
 
 
+@dataclass(frozen=True)
+class View:
+    """One rendering of an edition: the whole, or the sections some subscribers chose."""
+
+    subject: str
+    html: str  # personal values still as placeholders, as in the Edition
+    text: str
+
+
 class Status(enum.StrEnum):
     """Where a row of the delivery ledger stands."""
 

@@ -31,6 +31,7 @@ from digest.records import (
     Result,
     Status,
     Subscriber,
+    View,
 )
 
 # Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
@@ -320,6 +321,15 @@ class EditionSummary:
     fault: str | None = None  # why its last run stopped on an error, if it did
 
 
+@dataclass(frozen=True)
+class Archived:
+    """An edition as the archive lists it."""
+
+    id: int
+    created_at: datetime
+    subject: str
+
+
 class Store:
     """One connection to the state file. Used from one thread at a time."""
 
@@ -379,10 +389,12 @@ class Store:
         rows = self.db.execute(
             "SELECT feeds.*, (SELECT count(*) FROM articles WHERE feed_id = feeds.id) AS n "
             "FROM feeds WHERE ? IS NULL OR url = ? ORDER BY id", (url, url))
-        return [FeedState(row["id"], row["url"], row["name"], row["etag"], row["last_modified"],
-                          _moment(row["last_ok"]), row["last_error"], row["error_count"],
-                          _moment(row["error_since"]), row["n"], row["moved_to"],
-                          _moment(row["disabled_at"]), _moment(row["retry_after"]))
+        return [FeedState(id=row["id"], url=row["url"], name=row["name"], etag=row["etag"],
+                          last_modified=row["last_modified"], last_ok=_moment(row["last_ok"]),
+                          last_error=row["last_error"], error_count=row["error_count"],
+                          error_since=_moment(row["error_since"]), articles=row["n"],
+                          moved_to=row["moved_to"], disabled_at=_moment(row["disabled_at"]),
+                          retry_after=_moment(row["retry_after"]))
                 for row in rows]
 
     def apply(self, update: FeedUpdate) -> int:
@@ -652,15 +664,15 @@ class Store:
                                row["subject"], row["n"], counts[row["id"]], row["fault"])
                 for row in rows]
 
-    def edition_views(self, edition_id: int) -> dict[str, tuple[str, str, str]]:
-        """The edition's partial views: key -> (subject, html, text)."""
-        return {row[0]: tuple(row[1:]) for row in self.db.execute(
+    def edition_views(self, edition_id: int) -> dict[str, View]:
+        """The edition's partial views by their key."""
+        return {row[0]: View(row[1], row[2], row[3]) for row in self.db.execute(
             "SELECT view, subject, html, text FROM edition_views WHERE edition_id = ?",
             (edition_id,))}
 
-    def archived(self, limit: int = 100) -> list[tuple[int, datetime, str]]:
-        """(id, created_at, subject) of the newest editions, newest first."""
-        return [(row[0], _moment(row[1]), row[2]) for row in self.db.execute(
+    def archived(self, limit: int = 100) -> list[Archived]:
+        """The newest editions, newest first."""
+        return [Archived(row[0], _moment(row[1]), row[2]) for row in self.db.execute(
             "SELECT id, created_at, subject FROM editions ORDER BY id DESC LIMIT ?", (limit,))]
 
     def unfinished(self) -> list[int]:

@@ -29,7 +29,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -50,7 +50,7 @@ from digest import compose, deliver, images, metrics, subscribers, tokens, trans
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Result, Subscriber
-from digest.store import Store, now
+from digest.store import Archived, Store, now
 from digest.web import templates
 
 log = logging.getLogger("digest.web")
@@ -179,7 +179,7 @@ class Site:
             "nothing happens.\n")
         return message.as_bytes()
 
-    def archived(self, limit: int) -> list[tuple[int, datetime, str]]:
+    def archived(self, limit: int) -> list[Archived]:
         with Store(self.config.paths.database) as store:
             return store.archived(limit)
 
@@ -338,7 +338,7 @@ async def feed(request: Request) -> Response:
     editions = await run_in_threadpool(_site(request).archived, 50)
     return render(request, "feed.xml", media_type="application/atom+xml", editions=editions,
                   home=f"{_site(request).public}/archive/",
-                  updated=editions[0][1] if editions else now())
+                  updated=editions[0].created_at if editions else now())
 
 
 async def picture(request: Request) -> Response:
