@@ -19,7 +19,7 @@ from email.utils import parseaddr
 
 from digest.config import Config, Smtp
 from digest.errors import DigestError
-from digest.records import Delivery, Outcome, Result, Status
+from digest.records import Delivery, Outcome, Result, Settled, Status
 from digest.store import UNDELIVERED, Store, now
 from digest.transport import MaildirTransport, SmtpTransport, Transport, TransportDown
 
@@ -151,9 +151,6 @@ class Tally:
         return sum(self.counts[o.value] for o in (Outcome.DEFERRED, Outcome.FAILED))
 
 
-Settled = tuple[Delivery, Result, datetime | None]
-
-
 class _Run:
     """One edition through the pool: one thread per connection, each taking the next due
     row from a shared stream. The ledger is one SQLite connection under a lock: its commits
@@ -222,7 +219,7 @@ class _Run:
                     delivery = None if self.either.is_set() else self._next()
                     allowed = delivery is not None and self._within_cap()
                 if done is not None:
-                    self.progress(done[1].outcome)
+                    self.progress(done.result.outcome)
                 if not allowed or not self.pool.bucket.wait(self.either):
                     break
                 assert delivery is not None
@@ -309,10 +306,9 @@ class _Run:
             except TransportDown as error:
                 result = Result(Outcome.DEFERRED, f"cannot connect: {error}")
                 if attempt >= self.policy.retries:
-                    # Nothing went out for this row: it is simply still to do.
                     self.down = error
                     self.halt.set()
-                    return delivery, result, None
+                    return Settled(delivery, result, offered=False)
             if result.outcome is not Outcome.DEFERRED or attempt >= self.policy.retries:
                 break
             attempt += 1
@@ -320,14 +316,14 @@ class _Run:
             pause = self.policy.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             if self.either.wait(pause):
                 break  # told to stop: nothing in flight, the row stays deferred
-        return delivery, result, (_next_try(delivery) if result.outcome is Outcome.DEFERRED
-                                  else None)
+        deferred = result.outcome is Outcome.DEFERRED
+        return Settled(delivery, result, _next_try(delivery) if deferred else None)
 
     def _count(self, done: Settled) -> None:
         """Tally an outcome and watch the failure streak; lock held."""
-        delivery, result, next_try = done
-        if result.outcome is Outcome.DEFERRED and next_try is None:
-            return  # the relay went away before this row left: not an outcome, still to do
+        if not done.offered:
+            return
+        delivery, result = done.delivery, done.result
         self.counts[result.outcome.value] += 1
         if result.outcome is Outcome.SENT:
             self.streak = 0

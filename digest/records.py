@@ -125,6 +125,18 @@ class Delivery:
     fields: dict[str, str] = field(default_factory=dict)  # their custom CSV columns
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A delivery's outcome, to be committed with its connection's next `sending`."""
+
+    delivery: Delivery
+    result: Result
+    next_try: datetime | None = None  # when a deferred row is due again
+    # False when the relay was gone before the message could be offered: nothing went out,
+    # the row is simply still to do (due at once), and there is no outcome to count.
+    offered: bool = True
+
+
 # -- what collect finds beside the feeds: article pages and hosted pictures (enrich, images) --
 
 @dataclass(frozen=True)

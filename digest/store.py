@@ -28,7 +28,7 @@ from digest.records import (
     Image,
     PageFacts,
     Rendition,
-    Result,
+    Settled,
     Status,
     Subscriber,
     View,
@@ -727,8 +727,7 @@ class Store:
         return self.db.execute(f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
                                (edition_id, *_due_now())).fetchone()[0]
 
-    def step(self, done: tuple[Delivery, Result, datetime | None] | None,
-             starting: Delivery | None) -> None:
+    def step(self, done: Settled | None, starting: Delivery | None) -> None:
         """One commit for a connection's previous outcome and its next `sending`.
 
         Safe because a connection carries one transaction at a time: when this commits, the
@@ -738,11 +737,11 @@ class Store:
         moment = _iso(now())
         with self.transaction() as db:
             if done is not None:
-                delivery, result, next_try = done
                 db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (result.outcome.value, result.response, _iso(next_try), moment,
-                            delivery.edition_id, delivery.email))
+                           (done.result.outcome.value, done.result.response,
+                            _iso(done.next_try), moment, done.delivery.edition_id,
+                            done.delivery.email))
             if starting is not None:
                 db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
