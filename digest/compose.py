@@ -32,7 +32,7 @@ from digest import language, signing
 from digest.cards import ELLIPSIS, clip, cut, joins, unspaced
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Card, Delivery, Edition, Image, Section
+from digest.records import Card, Delivery, Edition, Image, Section, View
 
 
 class Personal:
@@ -144,6 +144,10 @@ class Rendered:
     text: str
     marker: str  # what ends its placeholders (see Personal)
     left_out: int = 0  # cards the clipping-size guard left for the web version to show
+
+    @property
+    def view(self) -> View:
+        return View(self.subject, self.html, self.text)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from digest.compose import Composer, Letter, Rendered, message_id
 from digest.config import Collect, Config, Feed, Images, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
-from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber, View
+from digest.records import Article, Card, Composed, Delivery, Edition, Outcome, Subscriber, View
 from digest.sink import Sink
 from digest.store import FeedState, FeedUpdate, Inbound, Said, Store, now
 from digest.transport import TransportDown
@@ -410,25 +410,25 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     key = period or when.astimezone(config.newsletter.zone).isoformat()
     personal = composer.personal(chosen)
 
-    def render_whole(edition_id: int) -> tuple[str, str, str, str | None]:
-        mailed = composer.render(chosen, edition_id, when, personal=personal)
-        # The web version, where "view in browser" and "N more stories" point, is nobody's
-        # copy: a sign-up link in place of the mail's footer, and every card, also those the
-        # clipping guard left out of the mail.
-        web = composer.render(chosen, edition_id, when, fit=False, personal=personal, web=True)
-        return mailed.subject, mailed.html, mailed.text, web.html
+    # Its number, printed in it and in its links, is the id the store gives it next: editions
+    # are made under the state folder's lock, one process at a time.
+    number = store.next_edition()
 
-    def render_views(edition_id: int) -> dict[str, tuple[str, str, str]]:
-        # Once per distinct view, however many subscribers share it.
-        rendered = {name: composer.render([c for c in chosen if c.source in name.split(";")],
-                                          edition_id, when, personal=personal)
-                    for name in wanted if name}
-        return {name: (r.subject, r.html, r.text) for name, r in rendered.items()}
+    def render(cards: list[Card], fit: bool = True, web: bool = False) -> Rendered:
+        return composer.render(cards, number, when, fit=fit, personal=personal, web=web)
 
-    edition = store.create_edition(
-        key, render_whole, chosen, recipients(), views=render_views,
-        view_of=lambda subscriber: view(subscriber.sections, present) or "",
-        marker=personal.marker)
+    mailed = render(chosen)
+    # The web version, where "view in browser" and "N more stories" point, is nobody's
+    # copy: a sign-up link in place of the mail's footer, and every card, also those the
+    # clipping guard left out of the mail.
+    web = render(chosen, fit=False, web=True).html
+    # Once per distinct view, however many subscribers share it.
+    views = {name: render([c for c in chosen if c.source in name.split(";")]).view
+             for name in wanted if name}
+    composed = Composed(number, key, when, mailed.view, web, personal.marker, tuple(chosen),
+                        views)
+    edition = store.create_edition(composed, recipients(),
+                                   lambda subscriber: view(subscriber.sections, present) or "")
     if edition is None:
         return None, f"the edition for {key} exists already"
     return edition, f"edition {edition.id}: {len(chosen)} articles to {count} subscribers"

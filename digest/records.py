@@ -87,6 +87,21 @@ class View:
     text: str
 
 
+@dataclass(frozen=True)
+class Composed:
+    """An edition rendered and ready to store, under the id it was numbered with."""
+
+    id: int
+    period: str
+    created_at: datetime
+    whole: View
+    web_html: str  # the web version: every card, and a sign-up link for the mail's footer
+    marker: str  # what ends its placeholders
+    cards: tuple[Card, ...]
+    views: dict[str, View] = field(default_factory=dict)  # the partial views by key
+    cadence: str = "daily"
+
+
 class Status(enum.StrEnum):
     """Where a row of the delivery ledger stands."""
 

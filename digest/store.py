@@ -21,6 +21,7 @@ from digest.errors import DigestError
 from digest.records import (
     Article,
     Card,
+    Composed,
     Copy,
     Delivery,
     Edition,
@@ -575,38 +576,34 @@ class Store:
         rows = _once(rows, mailed)
         return [_card(row) for row in rows[:limit]], len(rows)
 
-    def create_edition(self, period: str,
-                       render: Callable[[int], tuple[str, str, str, str | None]],
-                       cards: list[Card], subscribers: Iterable[Subscriber],
-                       cadence: str = "daily",
-                       views: Callable[[int], dict[str, tuple[str, str, str]]] | None = None,
-                       view_of: Callable[[Subscriber], str] = lambda subscriber: "",
-                       *, marker: str) -> Edition | None:
-        """The edition, its articles and a pending delivery for each subscriber, all at once.
+    def create_edition(self, composed: Composed, subscribers: Iterable[Subscriber],
+                       view_of: Callable[[Subscriber], str] = lambda subscriber: ""
+                       ) -> Edition | None:
+        """The edition, under the id it was numbered with (`next_edition`), its articles, its
+        views and a pending delivery for each subscriber, all at once; `view_of` says which
+        view a subscriber gets ('' = the whole edition).
 
-        `render(edition_id)` gives (subject, html, text, web html or None for the mail to be
-        its own web version): the edition's own id is in its "view in browser" link, so it is
-        rendered inside the transaction that takes the id. Every rendering of it has its
-        placeholders end in `marker`.
         Returns None when this period already has its edition: a re-run or a second trigger
-        never makes two. `views(edition_id)` renders the partial views by their key and
-        `view_of` says which one a subscriber gets ('' = the whole edition).
+        never makes two.
         """
-        created = now()
+        period, cadence, whole = composed.period, composed.cadence, composed.whole
+        edition_id = composed.id
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM editions WHERE cadence = ? AND period = ?",
                           (cadence, period)).fetchone():
                 return None
-            edition_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM editions").fetchone()[0]
-            subject, html, text, web = render(edition_id)
+            if db.execute("SELECT 1 FROM editions WHERE id = ?", (edition_id,)).fetchone():
+                raise DigestError(f"edition {edition_id} was made meanwhile by another process "
+                                  "(not under the state folder's lock): run again", 1)
             db.execute(
                 "INSERT INTO editions (id, period, cadence, created_at, subject, html, text, "
                 "web_html, marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (edition_id, period, cadence, _iso(created), subject, html, text, web, marker))
+                (edition_id, period, cadence, _iso(composed.created_at), whole.subject,
+                 whole.html, whole.text, composed.web_html, composed.marker))
             db.executemany(
                 "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
-                "VALUES (?, ?, ?, ?)",
-                [(edition_id, card.id, cadence, position) for position, card in enumerate(cards)])
+                "VALUES (?, ?, ?, ?)", [(edition_id, card.id, cadence, position)
+                                        for position, card in enumerate(composed.cards)])
             # The same story from other feeds (see _once) is claimed with the card that
             # carries it, so it never turns up in a later edition either.
             db.execute(
@@ -618,18 +615,21 @@ class Store:
                 "WHERE claimed.edition_id = ? AND twin.id NOT IN "
                 "(SELECT article_id FROM edition_articles WHERE cadence = ?) "
                 "ON CONFLICT DO NOTHING", (edition_id, cadence, edition_id, cadence))
-            if views is not None:
-                db.executemany(
-                    "INSERT INTO edition_views (edition_id, view, subject, html, text) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(edition_id, view, *rendered)
-                     for view, rendered in views(edition_id).items()])
+            db.executemany(
+                "INSERT INTO edition_views (edition_id, view, subject, html, text) "
+                "VALUES (?, ?, ?, ?, ?)", [(edition_id, key, view.subject, view.html, view.text)
+                                           for key, view in composed.views.items()])
             db.executemany(
                 "INSERT INTO deliveries (edition_id, email, name, fields, view) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
                  for s in subscribers))
-        return Edition(edition_id, period, created, subject, html, text, marker)
+        return Edition(edition_id, period, composed.created_at, whole.subject, whole.html,
+                       whole.text, composed.marker)
+
+    def next_edition(self) -> int:
+        """The id the next edition gets: rendered before it is stored, it prints it."""
+        return int(self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM editions").fetchone()[0])
 
     def web_page(self, edition_id: int) -> Edition:
         """The edition as its web version shows it (placeholders still in it): `html` holds
