@@ -33,7 +33,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from digest import cards, deliver, feeds, jobs, tokens, transport
+from digest import cards, deliver, feeds, jobs, subscribers, tokens, transport
 from digest import config as configuration
 from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter
 from digest.config import Config
@@ -187,7 +187,7 @@ def send(config: Config, edition: Edition, address: str) -> str:
     """The previewed edition to one address through the configured transport, subject marked
     [TEST]. No ledger row: a test is not a delivery."""
     try:
-        email = email_validator.validate_email(address, check_deliverability=False).normalized
+        email = subscribers.normalise(address)
     except email_validator.EmailNotValidError as error:
         raise DigestError(f"{address or 'the address'}: {error}") from None
     marked = replace(edition, subject=f"[TEST] {edition.subject}")
