@@ -324,7 +324,7 @@ def sections(cards: list[Card]) -> list[Section]:
     """Cards grouped by feed, in the order the feeds first appear."""
     grouped: dict[str, list[Card]] = {}
     for card in cards:
-        grouped.setdefault(card.source, []).append(card)
+        grouped.setdefault(card.section, []).append(card)
     return [Section(name, tuple(group)) for name, group in grouped.items()]
 
 

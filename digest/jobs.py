@@ -400,7 +400,7 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     if len(chosen) < config.newsletter.min_articles:
         return None, (f"only {len(chosen)} new articles, fewer than newsletter.min_articles = "
                       f"{config.newsletter.min_articles}: no edition, they wait for the next")
-    present = list(dict.fromkeys(card.source for card in chosen))
+    present = list(dict.fromkeys(card.section for card in chosen))
     count, wanted, recipients = _audience(config, store, present)
     if not count:
         return None, (f"no subscriber in {config.paths.subscribers} gets this edition (none "
@@ -423,7 +423,7 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     # clipping guard left out of the mail.
     web = render(chosen, fit=False, web=True).html
     # Once per distinct view, however many subscribers share it.
-    views = {name: render([c for c in chosen if c.source in name.split(";")]).view
+    views = {name: render([c for c in chosen if c.section in name.split(";")]).view
              for name in wanted if name}
     composed = Composed(number, key, when, mailed.view, web, personal.marker, tuple(chosen),
                         views)
@@ -485,7 +485,7 @@ def plan(config: Config, store: Store) -> Plan:
     started = time.perf_counter()
     Composer(config).render(chosen, 0, now())
     seconds = time.perf_counter() - started
-    present = list(dict.fromkeys(card.source for card in chosen))
+    present = list(dict.fromkeys(card.section for card in chosen))
     return Plan(queued, _audience(config, store, present)[0], len(chosen), seconds)
 
 

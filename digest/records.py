@@ -47,7 +47,12 @@ class Card:
     teaser: str
     image: Image | None
     published: datetime
-    source: str  # the section: the feed's name
+    section: str  # the name of its section, which is the name of the feed it came from
+
+    @property
+    def source(self) -> str:
+        """The section's name, as templates written before it had that name ask for it."""
+        return self.section
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def gather(config: Config, feed: str | None) -> tuple[list[Card], list[str]]:
             chosen, _ = store.unmailed([f.url for f in config.feeds],
                                        config.newsletter.max_articles)
             chosen = jobs.dressed(config, store, chosen)
-        shown = {card.source for card in chosen}
+        shown = {card.section for card in chosen}
         return chosen, [f.title for f in config.feeds if f.title not in shown]
     seen = now()
     try:
