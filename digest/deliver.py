@@ -372,4 +372,5 @@ def run(store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
 
 
 def _next_try(delivery: Delivery) -> datetime:
-    return now() + RETRY_BASE * 2 ** min(delivery.attempts, 6)
+    factor: int = 2 ** min(delivery.attempts, 6)
+    return now() + RETRY_BASE * factor

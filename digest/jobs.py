@@ -449,7 +449,7 @@ def _audience(config: Config, store: Store, present: list[str]
             return None
         return view(found.sections, present)
 
-    count, wanted = 0, {}
+    count, wanted = 0, dict[str, None]()  # the views, in the order first needed
     for found in listing.walk():
         if isinstance(found, subscribers.Problem):
             log.warning("%s:%d: skipped: %s", listing.path, found.line, found.reason)
@@ -458,7 +458,8 @@ def _audience(config: Config, store: Store, present: list[str]
             wanted[chosen] = None
 
     def walk() -> Iterator[Subscriber]:
-        return (found for found in listing.walk() if gets(found) is not None)
+        return (found for found in listing.walk()
+                if isinstance(found, Subscriber) and gets(found) is not None)
 
     return count, list(wanted), walk
 

@@ -263,7 +263,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    return _at(text) if text else None
+
+
+def _at(text: str) -> datetime:
+    """A moment from a column that always has one."""
+    return datetime.fromisoformat(text)
 
 
 def _due_now() -> tuple[str, str, str | None]:
@@ -565,7 +570,7 @@ class Store:
             "(SELECT article_id FROM edition_articles WHERE cadence = ?)", (cadence,)).fetchall()
         rows = [row for row in rows if row["feed_url"] in order]
         rows.sort(key=lambda row: (order[row["feed_url"]],
-                                   -_moment(row["published"] or row["collected_at"]).timestamp(),
+                                   -_at(row["published"] or row["collected_at"]).timestamp(),
                                    row["id"]))
         mailed: dict[str, set[int]] = {}
         for canonical, feed_id in self.db.execute(
@@ -644,7 +649,8 @@ class Store:
     def _edition_row(self, edition_id: int) -> sqlite3.Row:
         if not _storable(edition_id):
             raise KeyError(edition_id)
-        row = self.db.execute("SELECT * FROM editions WHERE id = ?", (edition_id,)).fetchone()
+        row: sqlite3.Row | None = self.db.execute("SELECT * FROM editions WHERE id = ?",
+                                                  (edition_id,)).fetchone()
         if row is None:
             raise KeyError(edition_id)
         return row
@@ -660,7 +666,7 @@ class Store:
                 "SELECT edition_id, status, count(*) FROM deliveries WHERE edition_id >= ? "
                 "GROUP BY edition_id, status", (rows[-1]["id"] if rows else 0,)):
             counts[edition_id][status] = count
-        return [EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
+        return [EditionSummary(row["id"], row["period"], _at(row["created_at"]),
                                row["subject"], row["n"], counts[row["id"]], row["fault"])
                 for row in rows]
 
@@ -672,7 +678,7 @@ class Store:
 
     def archived(self, limit: int = 100) -> list[Archived]:
         """The newest editions, newest first."""
-        return [Archived(row[0], _moment(row[1]), row[2]) for row in self.db.execute(
+        return [Archived(row[0], _at(row[1]), row[2]) for row in self.db.execute(
             "SELECT id, created_at, subject FROM editions ORDER BY id DESC LIMIT ?", (limit,))]
 
     def unfinished(self) -> list[int]:
@@ -724,8 +730,10 @@ class Store:
             after = rows[-1][0]
 
     def due_count(self, edition_id: int) -> int:
-        return self.db.execute(f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
-                               (edition_id, *_due_now())).fetchone()[0]
+        count: int = self.db.execute(
+            f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
+            (edition_id, *_due_now())).fetchone()[0]
+        return count
 
     def step(self, done: Settled | None, starting: Delivery | None) -> None:
         """One commit for a connection's previous outcome and its next `sending`.
@@ -754,8 +762,9 @@ class Store:
 
     def sent_since(self, moment: datetime) -> int:
         """Messages the relay took since then, across editions: the hourly cap's window."""
-        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = ? AND "
-                               "updated_at >= ?", (Status.SENT, _iso(moment))).fetchone()[0]
+        count: int = self.db.execute("SELECT count(*) FROM deliveries WHERE status = ? AND "
+                                     "updated_at >= ?", (Status.SENT, _iso(moment))).fetchone()[0]
+        return count
 
     def expire_deferred(self, made_before: datetime) -> int:
         """Deferred rows of editions made before then give up: `failed`, reply kept."""
@@ -1000,8 +1009,8 @@ class Store:
 
     def in_flight(self) -> int:
         """Rows `sending`, across editions: offered to the relay, its answer not recorded."""
-        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = ?",
-                               (Status.SENDING,)).fetchone()[0]
+        return int(self.db.execute("SELECT count(*) FROM deliveries WHERE status = ?",
+                                   (Status.SENDING,)).fetchone()[0])
 
     def sent_per_second(self, edition_id: int) -> list[tuple[datetime, int]]:
         """The edition's messages the relay took, counted per second of the ledger's time
@@ -1187,7 +1196,7 @@ def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.
 
 
 def _edition(row: sqlite3.Row, html: str) -> Edition:
-    return Edition(row["id"], row["period"], _moment(row["created_at"]), row["subject"], html,
+    return Edition(row["id"], row["period"], _at(row["created_at"]), row["subject"], html,
                    row["text"], row["marker"])
 
 
@@ -1196,7 +1205,7 @@ def _card(row: sqlite3.Row) -> Card:
     if row["image_url"]:
         image = Image(row["image_url"], row["image_width"], row["image_height"],
                       row["image_alt"] or "")
-    published = _moment(row["published"]) or _moment(row["collected_at"])
+    published = _moment(row["published"]) or _at(row["collected_at"])
     return Card(row["id"], row["title"], row["link"], row["teaser"], image, published,
                 row["feed_name"])
 
