@@ -37,7 +37,7 @@ def main(count: int) -> None:
               for i in range(count)]
     composer = Composer(settings)
     personal = composer.personal(cards)
-    whole = composer.render(cards, 1, now(), personal=personal).view
+    whole = composer.render(cards, 1, now(), personal=personal)
 
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "digest.db") as store:
         edition = store.create_edition(

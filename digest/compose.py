@@ -138,16 +138,9 @@ def anonymous(text: str, marker: str, unsubscribe_url: str) -> str:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    subject: str
-    html: str
-    text: str
+class Rendered(View):
     marker: str  # what ends its placeholders (see Personal)
     left_out: int = 0  # cards the clipping-size guard left for the web version to show
-
-    @property
-    def view(self) -> View:
-        return View(self.subject, self.html, self.text)
 
 
 @dataclass(frozen=True)
@@ -550,8 +543,8 @@ class Letter:
         self.html_head = part.format(b=boundary, kind="html").encode()
         self.tail = f"\r\n--{boundary}--\r\n".encode()
         self.personal = personal = Personal(edition.marker)
-        self.text = _Body(edition.text, personal, lambda value: value)
-        self.html = _Body(edition.html, personal, lambda value: html.escape(value, quote=True))
+        self.text = _Body(edition.text, personal, str)
+        self.html = _Body(edition.html, personal, html.escape)
         self.fields = personal.fields_used(edition.html, edition.text)
         self.signer = (signing.Signer.load(config.dkim, self.domain) if config.dkim.selector
                        else None)

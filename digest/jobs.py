@@ -297,16 +297,14 @@ def messages(config: Config, store: Store, edition: Edition,
               unsubscribe_url: Callable[[str], str],
               mailto: Callable[[str], str] | None = None) -> Callable[[Delivery], bytes]:
     """Each delivery's bytes, from the Letter of its view (built once per view, on first use)."""
-    views = store.edition_views(edition.id)
+    views = store.edition_views(edition)
     letters = {"": Letter(config, edition, unsubscribe_url, mailto)}
 
     def message_for(delivery: Delivery) -> bytes:
         letter = letters.get(delivery.view)
         if letter is None:
-            view = views.get(delivery.view, View(edition.subject, edition.html, edition.text))
             letter = letters[delivery.view] = Letter(
-                config, replace(edition, subject=view.subject, html=view.html, text=view.text),
-                unsubscribe_url, mailto)
+                config, views.get(delivery.view, edition), unsubscribe_url, mailto)
         return letter.bytes_for(delivery)
 
     return message_for
@@ -423,10 +421,9 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     # clipping guard left out of the mail.
     web = render(chosen, fit=False, web=True).html
     # Once per distinct view, however many subscribers share it.
-    views = {name: render([c for c in chosen if c.section in name.split(";")]).view
-             for name in wanted if name}
-    composed = Composed(number, key, when, mailed.view, web, personal.marker, tuple(chosen),
-                        views)
+    views: dict[str, View] = {name: render([c for c in chosen if c.section in name.split(";")])
+                              for name in wanted if name}
+    composed = Composed(number, key, when, mailed, web, personal.marker, tuple(chosen), views)
     edition = store.create_edition(composed, recipients(),
                                    lambda subscriber: view(subscriber.sections, present) or "")
     if edition is None:

@@ -48,11 +48,7 @@ class Card:
     image: Image | None
     published: datetime
     section: str  # the name of its section, which is the name of the feed it came from
-
-    @property
-    def source(self) -> str:
-        """The section's name, as templates written before it had that name ask for it."""
-        return self.section
+    source = property(lambda self: self.section)  # its name in templates written before
 
 
 @dataclass(frozen=True)
@@ -152,9 +148,7 @@ class Settled:
     delivery: Delivery
     result: Result
     next_try: datetime | None = None  # when a deferred row is due again
-    # False when the relay was gone before the message could be offered: nothing went out,
-    # the row is simply still to do (due at once), and there is no outcome to count.
-    offered: bool = True
+    offered: bool = True  # False: the relay was gone first; the row is still to do, uncounted
 
 
 # -- what collect finds beside the feeds: article pages and hosted pictures (enrich, images) --

@@ -12,7 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from digest.records import (
     Settled,
     Status,
     Subscriber,
-    View,
 )
 
 # Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
@@ -250,8 +249,10 @@ MIGRATIONS = (
 UNDELIVERED = (Status.PENDING, Status.DEFERRED)
 # Rows whose message the relay took, or may have: a bounce can answer them.
 _MAILED = (Status.SENT, Status.UNKNOWN, Status.BOUNCED)
-# A row to deliver now: pending, or deferred and its next try has come (or was never set).
-_DUE = "(status = ? OR (status = ? AND (next_try IS NULL OR next_try <= ?)))"
+# A row to deliver now, given the moment: pending, or deferred and its next try has come (or
+# was never set).
+_DUE = (f"(status = '{Status.PENDING}' OR (status = '{Status.DEFERRED}' AND "
+        "(next_try IS NULL OR next_try <= ?)))")
 
 
 def now() -> datetime:
@@ -269,12 +270,6 @@ def _moment(text: str | None) -> datetime | None:
 def _at(text: str) -> datetime:
     """A moment from a column that always has one."""
     return datetime.fromisoformat(text)
-
-
-def _due_now() -> tuple[str, str, str | None]:
-    """The parameters of `_DUE` at this moment."""
-    return Status.PENDING, Status.DEFERRED, _iso(now())
-
 
 @dataclass(frozen=True)
 class FeedState:
@@ -670,11 +665,11 @@ class Store:
                                row["subject"], row["n"], counts[row["id"]], row["fault"])
                 for row in rows]
 
-    def edition_views(self, edition_id: int) -> dict[str, View]:
-        """The edition's partial views by their key."""
-        return {row[0]: View(row[1], row[2], row[3]) for row in self.db.execute(
-            "SELECT view, subject, html, text FROM edition_views WHERE edition_id = ?",
-            (edition_id,))}
+    def edition_views(self, edition: Edition) -> dict[str, Edition]:
+        """The edition as the subscribers of each of its partial views get it, by view key."""
+        return {row[0]: replace(edition, subject=row[1], html=row[2], text=row[3])
+                for row in self.db.execute("SELECT view, subject, html, text FROM edition_views "
+                                           "WHERE edition_id = ?", (edition.id,))}
 
     def archived(self, limit: int = 100) -> list[Archived]:
         """The newest editions, newest first."""
@@ -703,7 +698,7 @@ class Store:
         """Whether any edition has a delivery to make now (deferred ones once their time has
         come): the scheduler asks this every few minutes before it opens a connection."""
         return self.db.execute(f"SELECT 1 FROM deliveries WHERE {_DUE} LIMIT 1",
-                               _due_now()).fetchone() is not None
+                               (_iso(now()),)).fetchone() is not None
 
     # -- deliveries: the ledger ----------------------------------------------------------------
 
@@ -716,12 +711,12 @@ class Store:
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
         """The edition's deliveries to make now, streamed a page at a time: never the whole
         list in memory, and no cursor held open across the ledger's own writes."""
-        due, after = _due_now(), 0
+        moment, after = _iso(now()), 0
         while True:
             rows = self.db.execute(
                 "SELECT rowid, edition_id, email, name, status, attempts, view, fields FROM "
                 f"deliveries WHERE edition_id = ? AND {_DUE} AND rowid > ? ORDER BY rowid "
-                "LIMIT ?", (edition_id, *due, after, page)).fetchall()
+                "LIMIT ?", (edition_id, moment, after, page)).fetchall()
             for row in rows:
                 yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
                                json.loads(row[7]))
@@ -730,10 +725,9 @@ class Store:
             after = rows[-1][0]
 
     def due_count(self, edition_id: int) -> int:
-        count: int = self.db.execute(
+        return int(self.db.execute(
             f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
-            (edition_id, *_due_now())).fetchone()[0]
-        return count
+            (edition_id, _iso(now()))).fetchone()[0])
 
     def step(self, done: Settled | None, starting: Delivery | None) -> None:
         """One commit for a connection's previous outcome and its next `sending`.
@@ -762,9 +756,8 @@ class Store:
 
     def sent_since(self, moment: datetime) -> int:
         """Messages the relay took since then, across editions: the hourly cap's window."""
-        count: int = self.db.execute("SELECT count(*) FROM deliveries WHERE status = ? AND "
-                                     "updated_at >= ?", (Status.SENT, _iso(moment))).fetchone()[0]
-        return count
+        return int(self.db.execute("SELECT count(*) FROM deliveries WHERE status = ? AND "
+                                   "updated_at >= ?", (Status.SENT, _iso(moment))).fetchone()[0])
 
     def expire_deferred(self, made_before: datetime) -> int:
         """Deferred rows of editions made before then give up: `failed`, reply kept."""
@@ -855,7 +848,7 @@ class Store:
         self.db.create_function("address_id", 1, address_id, deterministic=True)
         self.db.execute("INSERT INTO link_addresses (id, email) SELECT address_id(email), "
                         f"email FROM deliveries WHERE edition_id = ? AND {_DUE} "
-                        "ON CONFLICT DO NOTHING", (edition_id, *_due_now()))
+                        "ON CONFLICT DO NOTHING", (edition_id, _iso(now())))
 
     def name(self, address_id: str, email: str) -> None:
         """Record the id a single message's links name its address by (a test mail)."""

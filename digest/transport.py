@@ -112,7 +112,7 @@ class SmtpTransport:
             connection.ehlo_or_helo_if_needed()
         except smtplib.SMTPAuthenticationError as error:
             raise TransportDown(f"authentication as {settings.username!r} refused: "
-                                f"{_reply(error)} (the password comes from "
+                                f"{_reason(error)} (the password comes from "
                                 "DIGEST_SMTP_PASSWORD)") from None
         except smtplib.SMTPNotSupportedError:
             raise TransportDown(f"the relay does not offer {step}, which the [smtp] settings "
@@ -200,9 +200,8 @@ def _wire_ready(sender: str, recipient: str, message: bytes) -> bool:
             and b"\n." not in message and message.count(b"\n") == message.count(b"\r\n"))
 
 
-def _reply(error: smtplib.SMTPResponseException) -> str:
-    text = error.smtp_error
-    return f"{error.smtp_code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+def _reply(code: int, text: bytes | str) -> str:
+    return f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
 
 
 def _reason(error: BaseException) -> str:
@@ -211,11 +210,9 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, ssl.SSLError):
         return f"TLS failed: {error.reason or error}"
     if isinstance(error, smtplib.SMTPResponseException):
-        return _reply(error)
+        return _reply(error.smtp_code, error.smtp_error)
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def _result(code: int, text: bytes | str) -> Result:
-    words = text.decode(errors="replace") if isinstance(text, bytes) else text
-    outcome = Outcome.FAILED if 500 <= code < 600 else Outcome.DEFERRED
-    return Result(outcome, f"{code} {words}")
+    return Result(Outcome.FAILED if 500 <= code < 600 else Outcome.DEFERRED, _reply(code, text))

@@ -33,9 +33,9 @@ def composed(store: Store, period: str) -> Composed:
         return composer.render(cards, number, WHEN, personal=personal, **how)
 
     # No cards claimed: these are not articles of the database.
-    return Composed(number, period, WHEN, render(CARDS).view,
+    return Composed(number, period, WHEN, render(CARDS),
                     render(CARDS, fit=False, web=True).html, personal.marker, (),
-                    {"Sport": render(CARDS[1:]).view})
+                    {"Sport": render(CARDS[1:])})
 
 
 def html_of(message: bytes) -> str:
