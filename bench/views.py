@@ -18,8 +18,8 @@ from pathlib import Path
 
 from digest import config, jobs
 from digest.compose import Composer, Letter
-from digest.records import Card, Composed, Subscriber
-from digest.store import Store, now
+from digest.records import Card, Subscriber
+from digest.store import Composed, Store, now
 
 
 def timed(make, deliveries) -> float:

@@ -19,8 +19,8 @@ from email.utils import parseaddr
 
 from digest.config import Config, Smtp
 from digest.errors import DigestError
-from digest.records import Delivery, Outcome, Result, Settled, Status
-from digest.store import UNDELIVERED, Store, now
+from digest.records import Delivery, Outcome, Result, Status
+from digest.store import UNDELIVERED, Settled, Store, now
 from digest.transport import MaildirTransport, SmtpTransport, Transport, TransportDown
 
 log = logging.getLogger(__name__)

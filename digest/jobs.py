@@ -43,9 +43,9 @@ from digest.compose import Composer, Letter, Rendered, message_id
 from digest.config import Collect, Config, Feed, Images, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
-from digest.records import Article, Card, Composed, Delivery, Edition, Outcome, Subscriber, View
+from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber, View
 from digest.sink import Sink
-from digest.store import FeedState, FeedUpdate, Inbound, Said, Store, now
+from digest.store import Composed, FeedState, FeedUpdate, Inbound, Said, Store, now
 from digest.transport import TransportDown
 
 log = logging.getLogger("digest")

@@ -88,21 +88,6 @@ class View:
     text: str
 
 
-@dataclass(frozen=True)
-class Composed:
-    """An edition rendered and ready to store, under the id it was numbered with."""
-
-    id: int
-    period: str
-    created_at: datetime
-    whole: View
-    web_html: str  # the web version: every card, and a sign-up link for the mail's footer
-    marker: str  # what ends its placeholders
-    cards: tuple[Card, ...]
-    views: dict[str, View] = field(default_factory=dict)  # the partial views by key
-    cadence: str = "daily"
-
-
 class Status(enum.StrEnum):
     """Where a row of the delivery ledger stands."""
 
@@ -139,16 +124,6 @@ class Delivery:
     attempts: int = 0
     view: str = ""  # the rendering they get: '' the whole edition (see jobs.view)
     fields: dict[str, str] = field(default_factory=dict)  # their custom CSV columns
-
-
-@dataclass(frozen=True)
-class Settled:
-    """A delivery's outcome, to be committed with its connection's next `sending`."""
-
-    delivery: Delivery
-    result: Result
-    next_try: datetime | None = None  # when a deferred row is due again
-    offered: bool = True  # False: the relay was gone first; the row is still to do, uncounted
 
 
 # -- what collect finds beside the feeds: article pages and hosted pictures (enrich, images) --

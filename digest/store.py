@@ -12,7 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from digest.errors import DigestError
 from digest.records import (
     Article,
     Card,
-    Composed,
     Copy,
     Delivery,
     Edition,
@@ -29,9 +28,10 @@ from digest.records import (
     Image,
     PageFacts,
     Rendition,
-    Settled,
+    Result,
     Status,
     Subscriber,
+    View,
 )
 
 # Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
@@ -329,6 +329,31 @@ class Archived:
     id: int
     created_at: datetime
     subject: str
+
+
+@dataclass(frozen=True)
+class Composed:
+    """An edition rendered and ready to store, under the id it was numbered with."""
+
+    id: int
+    period: str
+    created_at: datetime
+    whole: View
+    web_html: str  # the web version: every card, and a sign-up link for the mail's footer
+    marker: str  # what ends its placeholders
+    cards: tuple[Card, ...]
+    views: dict[str, View] = field(default_factory=dict)  # the partial views by key
+    cadence: str = "daily"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A delivery's outcome, to be committed with its connection's next `sending`."""
+
+    delivery: Delivery
+    result: Result
+    next_try: datetime | None = None  # when a deferred row is due again
+    offered: bool = True  # False: the relay was gone first; the row is still to do, uncounted
 
 
 class Store:

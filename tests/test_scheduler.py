@@ -20,8 +20,8 @@ from servers import FeedServer, SmtpServer
 from support import Item, Site, rows, rss
 
 from digest import scheduling
-from digest.records import Composed, View
-from digest.store import Store, now
+from digest.records import View
+from digest.store import Composed, Store, now
 
 # Real processes, real signals and real seconds: left out of a quick loop by -m 'not slow'.
 pytestmark = pytest.mark.slow

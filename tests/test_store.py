@@ -14,8 +14,8 @@ from digest import config as configuration
 from digest import jobs
 from digest.compose import Composer, Rendered, anonymous
 from digest.errors import DigestError
-from digest.records import Card, Composed, Outcome, Result, Settled, Status, Subscriber
-from digest.store import Store
+from digest.records import Card, Outcome, Result, Status, Subscriber
+from digest.store import Composed, Settled, Store
 
 WHEN = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 CONFIG = configuration.load(None)
