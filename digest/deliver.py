@@ -33,25 +33,6 @@ OPT_OUTS_EVERY = 1.0
 OPT_OUTS_MARGIN = timedelta(minutes=1)
 
 
-@dataclass(frozen=True)
-class Policy:
-    """How hard to push and when to give up, from the [smtp] section."""
-
-    rate: float = 0  # messages per second overall, 0 = unlimited
-    hourly_cap: int = 0
-    retries: int = 0
-    retry_backoff: float = 1.0
-    pause_after_failures: int = 0
-    suppress_after_bounces: int = 0
-    deferred_max_age: timedelta = timedelta(hours=72)
-
-    @classmethod
-    def of(cls, settings: Smtp) -> Policy:
-        return cls(settings.rate, settings.hourly_cap, settings.retries, settings.retry_backoff,
-                   settings.pause_after_failures, settings.suppress_after_bounces,
-                   timedelta(hours=settings.deferred_max_age))
-
-
 class Bucket:
     """A token bucket shared by the connections: `rate` messages per second overall, with
     at most one second's worth in a burst."""
@@ -81,10 +62,10 @@ class Bucket:
 
 
 class Pool:
-    """`size` transports of one kind, one per delivery thread, and what they share: the
-    policy, the rate bucket and the hourly budget."""
+    """`size` transports of one kind, one per delivery thread, and what they share: the policy
+    (the [smtp] settings: how hard to push, when to give up), the rate bucket, the hourly cap."""
 
-    def __init__(self, make: Callable[[], Transport], size: int, policy: Policy,
+    def __init__(self, make: Callable[[], Transport], size: int, policy: Smtp,
                  destination: str) -> None:
         self.make = make
         self.size = size
@@ -113,11 +94,11 @@ class Pool:
 
 def transport(config: Config) -> Pool:
     if config.delivery.transport == "smtp":
-        return Pool(lambda: SmtpTransport(config.smtp), config.smtp.connections,
-                    Policy.of(config.smtp), where(config))
+        return Pool(lambda: SmtpTransport(config.smtp), config.smtp.connections, config.smtp,
+                    where(config))
     # One writer into the Maildir: it is for editors and tests, speed is no concern.
     return Pool(lambda: MaildirTransport(config.paths.outbox), 1,
-                replace(Policy.of(config.smtp), rate=0, hourly_cap=0), where(config))
+                replace(config.smtp, rate=0, hourly_cap=0), where(config))
 
 
 def send_one(config: Config, recipient: str, message: bytes) -> Result:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from email_validator import EmailNotValidError
@@ -341,7 +341,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     if recovered:
         log.warning("%d deliveries were in flight when the last run stopped; marked unknown "
                     "(see `digest status`, `digest resend`)", recovered)
-    expired = store.expire_deferred(now() - carrier.policy.deferred_max_age)
+    expired = store.expire_deferred(now() - timedelta(hours=carrier.policy.deferred_max_age))
     if expired:
         log.warning("%d deliveries still deferred past smtp.deferred_max_age are now failed",
                     expired)
