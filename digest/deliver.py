@@ -353,5 +353,4 @@ def run(store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
 
 
 def _next_try(delivery: Delivery) -> datetime:
-    factor: int = 2 ** min(delivery.attempts, 6)
-    return now() + RETRY_BASE * factor
+    return now() + RETRY_BASE * int(2 ** min(delivery.attempts, 6))

@@ -249,8 +249,7 @@ MIGRATIONS = (
 UNDELIVERED = (Status.PENDING, Status.DEFERRED)
 # Rows whose message the relay took, or may have: a bounce can answer them.
 _MAILED = (Status.SENT, Status.UNKNOWN, Status.BOUNCED)
-# A row to deliver now, given the moment: pending, or deferred and its next try has come (or
-# was never set).
+# A row to deliver at the moment given: pending, or deferred with its next try come or unset.
 _DUE = (f"(status = '{Status.PENDING}' OR (status = '{Status.DEFERRED}' AND "
         "(next_try IS NULL OR next_try <= ?)))")
 
@@ -267,9 +266,9 @@ def _moment(text: str | None) -> datetime | None:
     return _at(text) if text else None
 
 
-def _at(text: str) -> datetime:
-    """A moment from a column that always has one."""
+def _at(text: str) -> datetime:  # from a column that always holds a moment
     return datetime.fromisoformat(text)
+
 
 @dataclass(frozen=True)
 class FeedState:
@@ -679,8 +678,7 @@ class Store:
         rows = self.db.execute(
             "SELECT editions.*, (SELECT count(*) FROM edition_articles WHERE edition_id = "
             "editions.id) AS n FROM editions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        # Their delivery counts in one query: these are the newest editions, so every id from
-        # the oldest of them up.
+        # Their delivery counts in one query: these are the newest, so all from the oldest up.
         counts: dict[int, dict[str, int]] = {row["id"]: {} for row in rows}
         for edition_id, status, count in self.db.execute(
                 "SELECT edition_id, status, count(*) FROM deliveries WHERE edition_id >= ? "

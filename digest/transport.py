@@ -1,8 +1,5 @@
-"""The transports that carry a message: the boundary you can swap.
-
-A transport is "send these bytes to this address, tell me the outcome". SMTP and Maildir
-implement it; tests use both for real.
-"""
+"""The transports, the boundary you can swap: "send these bytes to this address, tell me the
+outcome". SMTP and Maildir implement it; tests use both for real."""
 
 from __future__ import annotations
 
