@@ -272,16 +272,16 @@ def _at(text: str) -> datetime:  # from a column that always holds a moment
 
 @dataclass(frozen=True)
 class FeedState:
-    id: int
+    id: int  # 0: no row yet, the first collect makes one
     url: str
     name: str
-    etag: str | None
-    last_modified: str | None
-    last_ok: datetime | None
-    last_error: str | None
-    error_count: int
-    error_since: datetime | None
-    articles: int
+    etag: str | None = None
+    last_modified: str | None = None
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    error_count: int = 0
+    error_since: datetime | None = None
+    articles: int = 0
     moved_to: str | None = None  # where a 301/308 said the feed now lives; fetched from there
     disabled_at: datetime | None = None  # when the server said 410 Gone; no longer fetched
     retry_after: datetime | None = None  # the server asked us not to come back before this
