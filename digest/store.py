@@ -678,15 +678,10 @@ class Store:
         rows = self.db.execute(
             "SELECT editions.*, (SELECT count(*) FROM edition_articles WHERE edition_id = "
             "editions.id) AS n FROM editions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        # Their delivery counts in one query: these are the newest, so all from the oldest up.
-        counts: dict[int, dict[str, int]] = {row["id"]: {} for row in rows}
-        for edition_id, status, count in self.db.execute(
-                "SELECT edition_id, status, count(*) FROM deliveries WHERE edition_id >= ? "
-                "GROUP BY edition_id, status", (rows[-1]["id"] if rows else 0,)):
-            counts[edition_id][status] = count
-        return [EditionSummary(row["id"], row["period"], _at(row["created_at"]),
-                               row["subject"], row["n"], counts[row["id"]], row["fault"])
-                for row in rows]
+        counts = self.delivery_counts([row["id"] for row in rows])
+        return [EditionSummary(row["id"], row["period"], _at(row["created_at"]), row["subject"],
+                               row["n"], {s: n for s, n in counts[row["id"]].items() if n},
+                               row["fault"]) for row in rows]
 
     def edition_views(self, edition: Edition) -> dict[str, Edition]:
         """The edition as the subscribers of each of its partial views get it, by view key."""
