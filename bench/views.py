@@ -19,7 +19,7 @@ from pathlib import Path
 from digest import config, jobs
 from digest.compose import Composer, Letter
 from digest.records import Card, Subscriber
-from digest.store import Store, now
+from digest.store import Composed, Store, now
 
 
 def timed(make, deliveries) -> float:
@@ -37,13 +37,11 @@ def main(count: int) -> None:
               for i in range(count)]
     composer = Composer(settings)
     personal = composer.personal(cards)
-
-    def render(number: int) -> tuple[str, str, str, None]:
-        rendered = composer.render(cards, number, now(), personal=personal)
-        return rendered.subject, rendered.html, rendered.text, None
+    whole = composer.render(cards, 1, now(), personal=personal)
 
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "digest.db") as store:
-        edition = store.create_edition("bench", render, [], people, marker=personal.marker)
+        edition = store.create_edition(
+            Composed(1, "bench", now(), whole, whole.html, personal.marker, ()), people)
         deliveries = list(store.due(edition.id))
 
         def url(email: str) -> str:

@@ -1,7 +1,8 @@
 """`digest check`: everything a send will need, tried without sending, every problem at once.
 
     schedule | templates (render the sample feed) | subscribers | state folder | links
-    | transport (SMTP: connect, EHLO, STARTTLS, AUTH, QUIT; never MAIL)
+    | transport (SMTP: connect, EHLO, STARTTLS, AUTH, QUIT through the transport a send
+    uses; never MAIL)
     | deliverability (SMTP only: the From domain's SPF, DKIM and DMARC in DNS)
 
 Each step's failure is a finding, not an exception, so one broken part does not hide the next.
@@ -11,10 +12,7 @@ A warning is something that works but is likely not what the operator meant.
 from __future__ import annotations
 
 import ipaddress
-import smtplib
-import socket
 import sqlite3
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +25,7 @@ from digest.deliverability import Standing, review
 from digest.errors import DigestError
 from digest.records import Card, Delivery, Edition
 from digest.store import Store, now
+from digest.transport import SmtpTransport, TransportDown
 
 
 class Level(StrEnum):
@@ -74,8 +73,10 @@ class _Problems(Exception):
 
 def _schedule(config: Config) -> list[str]:
     problems, fine = [], []
-    for name, make in (("collect", lambda: scheduling.collect_trigger(config, now())),
-                       ("send", lambda: scheduling.send_trigger(config))):
+    triggers: dict[str, Callable[[], object]] = {
+        "collect": lambda: scheduling.collect_trigger(config, now()),
+        "send": lambda: scheduling.send_trigger(config)}
+    for name, make in triggers.items():
         try:
             make()
             fine.append(f"{name}: {getattr(config.schedule, name)!r}")
@@ -108,7 +109,7 @@ def _templates(config: Config) -> list[str]:
     edition = Edition(0, "check", seen, rendered.subject, rendered.html, rendered.text,
                       rendered.marker)
     message = Letter(config, edition, lambda email: f"{config.newsletter.public_url}/u").bytes_for(
-        Delivery(0, "reader@example.com", "Reader", "pending", 0))
+        Delivery(0, "reader@example.com", "Reader"))
     return [f"{config.paths.templates}: the sample renders ({len(chosen)} cards, "
             f"{len(message):,} bytes a message)"]
 
@@ -179,57 +180,14 @@ def _maildir(config: Config) -> list[str]:
 
 
 def smtp(settings: Smtp) -> str:
-    """Connect, EHLO, STARTTLS and AUTH as a send would, then QUIT without a MAIL command."""
-    where = f"{settings.host}:{settings.port}"
-    steps: list[str] = []
+    """Open the connection a send opens (TLS, EHLO, AUTH), then QUIT without a MAIL command."""
+    carrier = SmtpTransport(settings)
     try:
-        if settings.security == "ssl":
-            connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.host, settings.port, timeout=settings.timeout,
-                context=ssl.create_default_context())
-            steps.append("connected over TLS")
-        else:
-            connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-            steps.append("connected")
-        with connection:
-            connection.ehlo()
-            steps.append("EHLO")
-            if settings.security == "starttls":
-                if not connection.has_extn("starttls"):
-                    raise DigestError(f"SMTP {where} does not offer STARTTLS "
-                                      "(smtp.security = \"starttls\")")
-                connection.starttls(context=ssl.create_default_context())
-                connection.ehlo()
-                steps.append("STARTTLS")
-            if settings.username:
-                if not connection.has_extn("auth"):
-                    raise DigestError(f"SMTP {where} does not offer AUTH (smtp.username is set)")
-                connection.login(settings.username, settings.password)
-                steps.append(f"AUTH as {settings.username}")
-            connection.quit()
-    except smtplib.SMTPAuthenticationError as error:
-        raise DigestError(f"SMTP {where}: authentication as {settings.username!r} refused: "
-                          f"{error.smtp_code} {_text(error.smtp_error)} (the password comes "
-                          "from DIGEST_SMTP_PASSWORD)") from None
-    except smtplib.SMTPResponseException as error:
-        raise DigestError(f"SMTP {where}: {error.smtp_code} {_text(error.smtp_error)} "
-                          f"{_stage(steps)}") from None
-    except (smtplib.SMTPException, OSError) as error:
-        raise DigestError(f"SMTP {where}: {_why(error)} {_stage(steps)}") from None
-    return f"SMTP {where}: {', '.join(steps)}; nothing sent"
-
-
-def _stage(steps: list[str]) -> str:
-    return f"after {', '.join(steps)}" if steps else "while connecting"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-def _why(error: BaseException) -> str:
-    if isinstance(error, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS failed: {error.reason or error}"
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+        carrier.open()
+    except TransportDown as error:
+        raise DigestError(f"SMTP {carrier.where}: {error}") from None
+    carrier.close()
+    steps = ["connected over TLS" if settings.security == "ssl" else "connected", "EHLO"]
+    steps += ["STARTTLS"] if settings.security == "starttls" else []
+    steps += [f"AUTH as {settings.username}"] if settings.username else []
+    return f"SMTP {carrier.where}: {', '.join(steps)}; nothing sent"

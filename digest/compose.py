@@ -32,7 +32,7 @@ from digest import language, signing
 from digest.cards import ELLIPSIS, clip, cut, joins, unspaced
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Card, Delivery, Edition, Image, Section
+from digest.records import Card, Delivery, Edition, Image, Section, View
 
 
 class Personal:
@@ -138,10 +138,7 @@ def anonymous(text: str, marker: str, unsubscribe_url: str) -> str:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    subject: str
-    html: str
-    text: str
+class Rendered(View):
     marker: str  # what ends its placeholders (see Personal)
     left_out: int = 0  # cards the clipping-size guard left for the web version to show
 
@@ -320,7 +317,7 @@ def sections(cards: list[Card]) -> list[Section]:
     """Cards grouped by feed, in the order the feeds first appear."""
     grouped: dict[str, list[Card]] = {}
     for card in cards:
-        grouped.setdefault(card.source, []).append(card)
+        grouped.setdefault(card.section, []).append(card)
     return [Section(name, tuple(group)) for name, group in grouped.items()]
 
 
@@ -546,8 +543,8 @@ class Letter:
         self.html_head = part.format(b=boundary, kind="html").encode()
         self.tail = f"\r\n--{boundary}--\r\n".encode()
         self.personal = personal = Personal(edition.marker)
-        self.text = _Body(edition.text, personal, lambda value: value)
-        self.html = _Body(edition.html, personal, lambda value: html.escape(value, quote=True))
+        self.text = _Body(edition.text, personal, str)
+        self.html = _Body(edition.html, personal, html.escape)
         self.fields = personal.fields_used(edition.html, edition.text)
         self.signer = (signing.Signer.load(config.dkim, self.domain) if config.dkim.selector
                        else None)
@@ -555,15 +552,14 @@ class Letter:
     def message_id(self, email: str) -> str:
         return message_id(self.edition.id, email, self.domain)
 
-    def bytes_for(self, delivery: Delivery, fields: dict[str, str] | None = None) -> bytes:
-        """The subscriber's message; `fields` are their custom CSV columns (a missing one
-        prints as nothing)."""
+    def bytes_for(self, delivery: Delivery) -> bytes:
+        """The subscriber's message; a custom CSV column they lack prints as nothing."""
         url = self.unsubscribe_url(delivery.email)
         personal = self.personal
         values = {personal.name: delivery.name, personal.email: delivery.email,
                   personal.unsubscribe: url}
         for placeholder, name in self.fields.items():
-            values[placeholder] = (fields or {}).get(name, "")
+            values[placeholder] = delivery.fields.get(name, "")
         message = b"".join((
             self.head,
             b"To: ", address(delivery.name, delivery.email).encode("ascii"), b"\r\n",

@@ -1,7 +1,4 @@
-"""Delivery: the transports that carry a message, and the ledger loop that drives them.
-
-A transport is the boundary you can swap: "send these bytes to this address, tell me the
-outcome". SMTP and Maildir implement it; tests use both for real.
+"""Delivery: the ledger loop that drives the transports (digest.transport).
 
 The ledger loop commits a row `sending` before the transaction and its outcome right after the
 reply, so a crash leaves at most one row in doubt per connection, never a duplicate.
@@ -11,11 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mailbox
 import random
-import smtplib
-import socket
-import ssl
 import threading
 import time
 from collections import Counter
@@ -23,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from pathlib import Path
-from typing import Protocol
 
 from digest.config import Config, Smtp
 from digest.errors import DigestError
-from digest.records import Delivery, Outcome, Result
-from digest.store import UNDELIVERED, Store, now
+from digest.records import Delivery, Outcome, Result, Status
+from digest.store import UNDELIVERED, Settled, Store, now
+from digest.transport import MaildirTransport, SmtpTransport, Transport, TransportDown
 
 log = logging.getLogger(__name__)
 
@@ -39,217 +31,6 @@ RETRY_BASE = timedelta(minutes=5)
 # look by a margin: an opt-out is stamped before it is committed, and may wait for the lock.
 OPT_OUTS_EVERY = 1.0
 OPT_OUTS_MARGIN = timedelta(minutes=1)
-
-
-class TransportDown(Exception):
-    """The relay cannot be reached at all; nothing was transmitted for the message at hand."""
-
-
-class Transport(Protocol):
-    def open(self) -> None: ...
-
-    def send(self, sender: str, recipient: str, message: bytes) -> Result: ...
-
-    def reset(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class MaildirTransport:
-    """Writes each message into a Maildir: for editors and tests, never mails anyone."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.box: mailbox.Maildir | None = None
-
-    def open(self) -> None:
-        # Its three folders even in a folder that exists already (mailbox makes them only
-        # in a new one): an empty outbox made by hand, or the mount point of a disk.
-        try:
-            for folder in ("tmp", "new", "cur"):
-                (self.path / folder).mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise TransportDown(f"{error.filename}: {error.strerror}") from None
-        self.box = mailbox.Maildir(self.path, create=False)
-
-    def send(self, sender: str, recipient: str, message: bytes) -> Result:
-        assert self.box is not None
-        try:
-            self.box.add(message)
-        except OSError as error:
-            raise DigestError(f"{self.path}: cannot write a message: {error.strerror}",
-                              1) from None
-        return Result(Outcome.SENT, f"written to {self.path}")
-
-    def reset(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.box = None
-
-
-class SmtpTransport:
-    """One reused connection to the relay, reopened when the server drops it and after
-    `messages_per_connection` messages (relays throttle or close long sessions)."""
-
-    def __init__(self, settings: Smtp) -> None:
-        self.settings = settings
-        self.connection: smtplib.SMTP | None = None
-        self.carried = 0
-
-    @property
-    def where(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
-
-    def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if not self.settings.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def open(self) -> None:
-        settings = self.settings
-        helo = settings.helo_name or None
-        try:
-            if settings.security == "ssl":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    settings.host, settings.port, local_hostname=helo,
-                    timeout=settings.connect_timeout, context=self._context())
-            else:
-                connection = smtplib.SMTP(settings.host, settings.port, local_hostname=helo,
-                                          timeout=settings.connect_timeout)
-            # Connected: from here on each command has its own, usually longer, limit.
-            connection.timeout = settings.timeout
-            if connection.sock is not None:
-                connection.sock.settimeout(settings.timeout)
-            if settings.security == "starttls":
-                connection.starttls(context=self._context())
-            if settings.username:
-                connection.login(settings.username, settings.password)
-            connection.ehlo_or_helo_if_needed()
-        except smtplib.SMTPAuthenticationError as error:
-            raise TransportDown(f"authentication refused: {_reply(error)}") from None
-        except (smtplib.SMTPException, OSError) as error:
-            raise TransportDown(_reason(error)) from None
-        self.connection = connection
-        self.carried = 0
-
-    def send(self, sender: str, recipient: str, message: bytes) -> Result:
-        if self.connection is not None and self.carried >= self.settings.messages_per_connection:
-            self.close()
-        if self.connection is None:
-            self.open()
-        assert self.connection is not None
-        self.carried += 1
-        try:
-            if self.connection.has_extn("pipelining") and _wire_ready(sender, recipient, message):
-                return self._pipelined(self.connection, sender, recipient, message)
-            self.connection.sendmail(sender, [recipient], message)
-        except smtplib.SMTPRecipientsRefused as error:
-            code, text = error.recipients[recipient]
-            return _result(code, text)
-        except smtplib.SMTPResponseException as error:
-            if error.smtp_code == 421:  # the server is closing this connection
-                self._drop()
-            return _result(error.smtp_code, error.smtp_error)
-        except (smtplib.SMTPServerDisconnected, OSError) as error:
-            self._drop()
-            return Result(Outcome.DEFERRED, f"connection lost: {_reason(error)}")
-        return Result(Outcome.SENT, "250 accepted")
-
-    def _pipelined(self, connection: smtplib.SMTP, sender: str, recipient: str,
-                   message: bytes) -> Result:
-        """MAIL, RCPT and DATA in one write (RFC 2920), then the ready bytes as they are:
-        two round trips instead of four, and none of smtplib's per-message rewriting of a
-        70 KB body that needs none."""
-        connection.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
-                        .encode("ascii"))
-        replies = [connection.getreply() for _ in range(3)]
-        refused = next(((code, text) for code, text in replies[:2] if not 200 <= code < 300),
-                       None)
-        if refused is not None or replies[2][0] != 354:
-            if replies[2][0] == 354:  # a server that took DATA after all: send it nothing
-                connection.send(b".\r\n")
-                connection.getreply()
-            code, text = refused or replies[2]
-            if code == 421:
-                self._drop()
-            else:
-                connection.rset()
-            return _result(code, text)
-        connection.send(message + b".\r\n")
-        code, text = connection.getreply()
-        if code == 421:
-            self._drop()
-        if code != 250:
-            return _result(code, text)
-        return Result(Outcome.SENT, "250 accepted")
-
-    def reset(self) -> None:
-        """A retry goes out on a fresh connection: the old one may be wedged."""
-        self._drop()
-
-    def _drop(self) -> None:
-        if self.connection is not None:
-            try:
-                self.connection.close()
-            finally:
-                self.connection = None
-
-    def close(self) -> None:
-        if self.connection is not None:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                self.connection.quit()
-            self._drop()
-
-
-def _wire_ready(sender: str, recipient: str, message: bytes) -> bool:
-    """True when the bytes can go on the wire untouched: CRLF line ends only, no line that
-    starts with a dot (which SMTP would have to double), ASCII addresses. Compose's output
-    always is; anything else takes smtplib's careful path."""
-    return (sender.isascii() and recipient.isascii() and message.endswith(b"\r\n")
-            and b"\n." not in message and message.count(b"\n") == message.count(b"\r\n"))
-
-
-def _reply(error: smtplib.SMTPResponseException) -> str:
-    text = error.smtp_error
-    return f"{error.smtp_code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS failed: {error.reason or error}"
-    if isinstance(error, smtplib.SMTPResponseException):
-        return _reply(error)
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
-
-
-def _result(code: int, text: bytes | str) -> Result:
-    words = text.decode(errors="replace") if isinstance(text, bytes) else text
-    outcome = Outcome.FAILED if 500 <= code < 600 else Outcome.DEFERRED
-    return Result(outcome, f"{code} {words}")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How hard to push and when to give up, from the [smtp] section."""
-
-    rate: float = 0  # messages per second overall, 0 = unlimited
-    hourly_cap: int = 0
-    retries: int = 0
-    retry_backoff: float = 1.0
-    pause_after_failures: int = 0
-    suppress_after_bounces: int = 0
-    deferred_max_age: timedelta = timedelta(hours=72)
-
-    @classmethod
-    def of(cls, settings: Smtp) -> Policy:
-        return cls(settings.rate, settings.hourly_cap, settings.retries, settings.retry_backoff,
-                   settings.pause_after_failures, settings.suppress_after_bounces,
-                   timedelta(hours=settings.deferred_max_age))
 
 
 class Bucket:
@@ -281,10 +62,10 @@ class Bucket:
 
 
 class Pool:
-    """`size` transports of one kind, one per delivery thread, and what they share: the
-    policy, the rate bucket and the hourly budget."""
+    """`size` transports of one kind, one per delivery thread, and what they share: the policy
+    (the [smtp] settings: how hard to push, when to give up), the rate bucket, the hourly cap."""
 
-    def __init__(self, make: Callable[[], Transport], size: int, policy: Policy,
+    def __init__(self, make: Callable[[], Transport], size: int, policy: Smtp,
                  destination: str) -> None:
         self.make = make
         self.size = size
@@ -313,11 +94,11 @@ class Pool:
 
 def transport(config: Config) -> Pool:
     if config.delivery.transport == "smtp":
-        return Pool(lambda: SmtpTransport(config.smtp), config.smtp.connections,
-                    Policy.of(config.smtp), where(config))
+        return Pool(lambda: SmtpTransport(config.smtp), config.smtp.connections, config.smtp,
+                    where(config))
     # One writer into the Maildir: it is for editors and tests, speed is no concern.
     return Pool(lambda: MaildirTransport(config.paths.outbox), 1,
-                replace(Policy.of(config.smtp), rate=0, hourly_cap=0), where(config))
+                replace(config.smtp, rate=0, hourly_cap=0), where(config))
 
 
 def send_one(config: Config, recipient: str, message: bytes) -> Result:
@@ -341,7 +122,7 @@ def where(config: Config) -> str:
 @dataclass(frozen=True)
 class Tally:
     edition_id: int
-    counts: Counter[str]
+    counts: Counter[Status]
     seconds: float
     halted: str = ""  # why the run stopped before the edition's end, if it did
     suppressed: tuple[str, ...] = ()  # addresses suppressed after repeated hard failures
@@ -349,9 +130,6 @@ class Tally:
     @property
     def troubled(self) -> int:
         return sum(self.counts[o.value] for o in (Outcome.DEFERRED, Outcome.FAILED))
-
-
-Settled = tuple[Delivery, Result, datetime | None]
 
 
 class _Run:
@@ -378,7 +156,7 @@ class _Run:
         self.looked, self.since = -OPT_OUTS_EVERY, now() - OPT_OUTS_MARGIN  # look at once
         self.opted_out: set[str] = set()  # seen since the run began
         self.withheld: set[str] = set()  # their rows, never to be offered in this run
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[Status] = Counter()
         self.failed: list[str] = []
         self.streak = 0
         self.halted = ""
@@ -422,7 +200,7 @@ class _Run:
                     delivery = None if self.either.is_set() else self._next()
                     allowed = delivery is not None and self._within_cap()
                 if done is not None:
-                    self.progress(done[1].outcome)
+                    self.progress(done.result.outcome)
                 if not allowed or not self.pool.bucket.wait(self.either):
                     break
                 assert delivery is not None
@@ -464,7 +242,7 @@ class _Run:
         left = ""
         with contextlib.suppress(DigestError):
             counts = self.store.counts(self.edition_id)
-            left = (f"; {counts.get('sending', 0)} in doubt, "
+            left = (f"; {counts.get(Status.SENDING, 0)} in doubt, "
                     f"{sum(counts.get(s, 0) for s in UNDELIVERED)} left for the next run")
         return (f"delivery of edition {self.edition_id} stopped: {self.fault}{left} "
                 "(see `digest status`)")
@@ -509,10 +287,9 @@ class _Run:
             except TransportDown as error:
                 result = Result(Outcome.DEFERRED, f"cannot connect: {error}")
                 if attempt >= self.policy.retries:
-                    # Nothing went out for this row: it is simply still to do.
                     self.down = error
                     self.halt.set()
-                    return delivery, result, None
+                    return Settled(delivery, result, offered=False)
             if result.outcome is not Outcome.DEFERRED or attempt >= self.policy.retries:
                 break
             attempt += 1
@@ -520,14 +297,14 @@ class _Run:
             pause = self.policy.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             if self.either.wait(pause):
                 break  # told to stop: nothing in flight, the row stays deferred
-        return delivery, result, (_next_try(delivery) if result.outcome is Outcome.DEFERRED
-                                  else None)
+        deferred = result.outcome is Outcome.DEFERRED
+        return Settled(delivery, result, _next_try(delivery) if deferred else None)
 
     def _count(self, done: Settled) -> None:
         """Tally an outcome and watch the failure streak; lock held."""
-        delivery, result, next_try = done
-        if result.outcome is Outcome.DEFERRED and next_try is None:
-            return  # the relay went away before this row left: not an outcome, still to do
+        if not done.offered:
+            return
+        delivery, result = done.delivery, done.result
         self.counts[result.outcome.value] += 1
         if result.outcome is Outcome.SENT:
             self.streak = 0
@@ -576,4 +353,4 @@ def run(store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
 
 
 def _next_try(delivery: Delivery) -> datetime:
-    return now() + RETRY_BASE * 2 ** min(delivery.attempts, 6)
+    return now() + RETRY_BASE * int(2 ** min(delivery.attempts, 6))

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from email_validator import EmailNotValidError
@@ -44,9 +44,10 @@ from digest.compose import Composer, Letter, Rendered, message_id
 from digest.config import Collect, Config, Feed, Images, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
-from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber
+from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber, View
 from digest.sink import Sink
-from digest.store import FeedState, FeedUpdate, Inbound, Said, Store, now
+from digest.store import Composed, FeedState, FeedUpdate, Inbound, Said, Store, now
+from digest.transport import TransportDown
 
 log = logging.getLogger("digest")
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -303,23 +304,16 @@ def view(chosen: tuple[str, ...], present: list[str]) -> str | None:
 def messages(config: Config, store: Store, edition: Edition,
               unsubscribe_url: Callable[[str], str],
               mailto: Callable[[str], str] | None = None) -> Callable[[Delivery], bytes]:
-    """Each delivery's bytes, from the Letter of its view (built once per view, on first use)
-    and its own custom fields."""
-    views = store.edition_views(edition.id)
-    whole = Letter(config, edition, unsubscribe_url, mailto)
-    if not views and not whole.fields:
-        return whole.bytes_for  # one view, no custom fields: nothing to look up per row
-    letters = {"": whole}
+    """Each delivery's bytes, from the Letter of its view (built once per view, on first use)."""
+    views = store.edition_views(edition)
+    letters = {"": Letter(config, edition, unsubscribe_url, mailto)}
 
     def message_for(delivery: Delivery) -> bytes:
-        key, fields = store.personal(edition.id, delivery.email)
-        letter = letters.get(key)
+        letter = letters.get(delivery.view)
         if letter is None:
-            subject, html, text = views.get(key, (edition.subject, edition.html, edition.text))
-            letter = letters[key] = Letter(
-                config, replace(edition, subject=subject, html=html, text=text), unsubscribe_url,
-                mailto)
-        return letter.bytes_for(delivery, fields)
+            letter = letters[delivery.view] = Letter(
+                config, views.get(delivery.view, edition), unsubscribe_url, mailto)
+        return letter.bytes_for(delivery)
 
     return message_for
 
@@ -357,13 +351,13 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     if recovered:
         log.warning("%d deliveries were in flight when the last run stopped; marked unknown "
                     "(see `digest status`, `digest resend`)", recovered)
-    expired = store.expire_deferred(now() - carrier.policy.deferred_max_age)
+    expired = store.expire_deferred(now() - timedelta(hours=carrier.policy.deferred_max_age))
     if expired:
         log.warning("%d deliveries still deferred past smtp.deferred_max_age are now failed",
                     expired)
     try:
         carrier.open()
-    except deliver.TransportDown as error:
+    except TransportDown as error:
         raise DigestError(f"cannot reach {carrier.destination}: {error}; nothing was sent, "
                           "the next run will try again", 1) from None
 
@@ -414,7 +408,7 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     if len(chosen) < config.newsletter.min_articles:
         return None, (f"only {len(chosen)} new articles, fewer than newsletter.min_articles = "
                       f"{config.newsletter.min_articles}: no edition, they wait for the next")
-    present = list(dict.fromkeys(card.source for card in chosen))
+    present = list(dict.fromkeys(card.section for card in chosen))
     count, wanted, recipients = _audience(config, store, present)
     if not count:
         return None, (f"no subscriber in {config.paths.subscribers} gets this edition (none "
@@ -424,25 +418,24 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     key = period or when.astimezone(config.newsletter.zone).isoformat()
     personal = composer.personal(chosen)
 
-    def render_whole(edition_id: int) -> tuple[str, str, str, str | None]:
-        mailed = composer.render(chosen, edition_id, when, personal=personal)
-        # The web version, where "view in browser" and "N more stories" point, is nobody's
-        # copy: a sign-up link in place of the mail's footer, and every card, also those the
-        # clipping guard left out of the mail.
-        web = composer.render(chosen, edition_id, when, fit=False, personal=personal, web=True)
-        return mailed.subject, mailed.html, mailed.text, web.html
+    # Its number, printed in it and in its links, is the id the store gives it next: editions
+    # are made under the state folder's lock, one process at a time.
+    number = store.next_edition()
 
-    def render_views(edition_id: int) -> dict[str, tuple[str, str, str]]:
-        # Once per distinct view, however many subscribers share it.
-        rendered = {name: composer.render([c for c in chosen if c.source in name.split(";")],
-                                          edition_id, when, personal=personal)
-                    for name in wanted if name}
-        return {name: (r.subject, r.html, r.text) for name, r in rendered.items()}
+    def render(cards: list[Card], fit: bool = True, web: bool = False) -> Rendered:
+        return composer.render(cards, number, when, fit=fit, personal=personal, web=web)
 
-    edition = store.create_edition(
-        key, render_whole, chosen, recipients(), views=render_views,
-        view_of=lambda subscriber: view(subscriber.sections, present) or "",
-        marker=personal.marker)
+    mailed = render(chosen)
+    # The web version, where "view in browser" and "N more stories" point, is nobody's
+    # copy: a sign-up link in place of the mail's footer, and every card, also those the
+    # clipping guard left out of the mail.
+    web = render(chosen, fit=False, web=True).html
+    # Once per distinct view, however many subscribers share it.
+    views: dict[str, View] = {name: render([c for c in chosen if c.section in name.split(";")])
+                              for name in wanted if name}
+    composed = Composed(number, key, when, mailed, web, personal.marker, tuple(chosen), views)
+    edition = store.create_edition(composed, recipients(),
+                                   lambda subscriber: view(subscriber.sections, present) or "")
     if edition is None:
         return None, f"the edition for {key} exists already"
     return edition, f"edition {edition.id}: {len(chosen)} articles to {count} subscribers"
@@ -463,7 +456,7 @@ def _audience(config: Config, store: Store, present: list[str]
             return None
         return view(found.sections, present)
 
-    count, wanted = 0, {}
+    count, wanted = 0, dict[str, None]()  # the views, in the order first needed
     for found in listing.walk():
         if isinstance(found, subscribers.Problem):
             log.warning("%s:%d: skipped: %s", listing.path, found.line, found.reason)
@@ -472,7 +465,8 @@ def _audience(config: Config, store: Store, present: list[str]
             wanted[chosen] = None
 
     def walk() -> Iterator[Subscriber]:
-        return (found for found in listing.walk() if gets(found) is not None)
+        return (found for found in listing.walk()
+                if isinstance(found, Subscriber) and gets(found) is not None)
 
     return count, list(wanted), walk
 
@@ -499,7 +493,7 @@ def plan(config: Config, store: Store) -> Plan:
     started = time.perf_counter()
     Composer(config).render(chosen, 0, now())
     seconds = time.perf_counter() - started
-    present = list(dict.fromkeys(card.source for card in chosen))
+    present = list(dict.fromkeys(card.section for card in chosen))
     return Plan(queued, _audience(config, store, present)[0], len(chosen), seconds)
 
 

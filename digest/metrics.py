@@ -83,8 +83,8 @@ class StateCollector(Collector):
         moment = self.clock()
         with Store(self.config.paths.database) as store, store.snapshot():
             feeds = report.feed_statuses(self.config, store, moment)
-            editions = store.archived(EDITIONS)  # (id, created_at, subject), newest first
-            numbers = [number for number, _, _ in editions]
+            editions = store.archived(EDITIONS)  # newest first
+            numbers = [edition.id for edition in editions]
             counts, returned = store.delivery_counts(numbers), store.returned(numbers)
             by_reason = store.suppressed_by_reason()
             in_flight = store.in_flight()
@@ -142,7 +142,7 @@ class StateCollector(Collector):
         yield suppressions
 
         if editions:
-            latest = editions[0][1]
+            latest = editions[0].created_at
             yield GaugeMetricFamily("digest_latest_edition_age_seconds", "Seconds since the "
                                     "newest edition was made",
                                     value=(moment - latest).total_seconds())

@@ -50,7 +50,8 @@ class Card:
     teaser: str
     image: Image | None
     published: datetime
-    source: str  # the section: the feed's name
+    section: str  # the name of its section, which is the name of the feed it came from
+    source = property(lambda self: self.section)  # its name in templates written before
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,32 @@ class Edition:
     marker: str  # what ends those placeholders: random, drawn for this edition
 
 
+@dataclass(frozen=True)
+class View:
+    """One rendering of an edition: the whole, or the sections some subscribers chose."""
+
+    subject: str
+    html: str  # personal values still as placeholders, as in the Edition
+    text: str
+
+
+class Status(enum.StrEnum):
+    """Where a row of the delivery ledger stands."""
+
+    PENDING = "pending"  # to be sent
+    SENDING = "sending"  # committed before its transaction: in doubt if a crash leaves it
+    SENT = "sent"
+    DEFERRED = "deferred"  # to be tried again from next_try on
+    FAILED = "failed"  # refused, or deferred too long: never retried unless the operator asks
+    UNKNOWN = "unknown"  # left `sending` by a crash: resent only when the operator asks
+    SUPPRESSED = "suppressed"  # the address opted out before its turn
+    BOUNCED = "bounced"  # the relay took it, the recipient's server sent it back
+
+
 class Outcome(enum.Enum):
-    SENT = "sent"  # the server said 250
-    DEFERRED = "deferred"  # 4xx or connection lost before the reply: try again later
-    FAILED = "failed"  # 5xx for this address: do not retry
+    SENT = Status.SENT  # the server said 250
+    DEFERRED = Status.DEFERRED  # 4xx or connection lost before the reply: try again later
+    FAILED = Status.FAILED  # 5xx for this address: do not retry
 
 
 @dataclass(frozen=True)
@@ -95,13 +118,15 @@ class Result:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A row of the ledger: one edition to one address."""
+    """A row of the ledger: one edition to one address, and what makes that copy theirs."""
 
     edition_id: int
     email: str
-    name: str
-    status: str
-    attempts: int
+    name: str = ""
+    status: Status = Status.PENDING
+    attempts: int = 0
+    view: str = ""  # the rendering they get: '' the whole edition (see jobs.view)
+    fields: dict[str, str] = field(default_factory=dict)  # their custom CSV columns
 
 
 # -- what collect finds beside the feeds: article pages and hosted pictures (enrich, images) --

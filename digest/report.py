@@ -104,8 +104,7 @@ def _feeds(config: Config, store: Store) -> list[FeedState]:
     """Every feed the state knows, then each configured feed it has not seen yet (`new`)."""
     known = store.feeds()
     seen = {feed.url for feed in known}
-    # id 0: no row yet; the first collect makes one.
-    return known + [FeedState(0, feed.url, feed.title, None, None, None, None, 0, None, 0)
+    return known + [FeedState(id=0, url=feed.url, name=feed.title)
                     for feed in config.feeds if feed.url not in seen]
 
 

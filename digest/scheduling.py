@@ -66,7 +66,7 @@ def cron(expression: str, zone: ZoneInfo, key: str, jitter: timedelta | None = N
         raise DigestError(f"schedule.{key} {expression!r} is not a cron line: it has "
                           f"{len(fields)} fields, not 5 (or 6 with seconds first)")
     fields[-1] = _weekdays(fields[-1])
-    names = ("minute", "hour", "day", "month", "day_of_week")
+    names: tuple[str, ...] = ("minute", "hour", "day", "month", "day_of_week")
     if len(fields) == 6:
         names = ("second", *names)
     try:
@@ -131,14 +131,14 @@ def latest_slot(trigger: BaseTrigger, moment: datetime, within: timedelta) -> da
     """
     back = min(timedelta(seconds=1), within)
     while True:
-        slot = trigger.get_next_fire_time(None, moment - back)
+        slot: datetime | None = trigger.get_next_fire_time(None, moment - back)
         if slot is not None and slot <= moment:
             break
         if back >= within:
             return None
         back = min(back * 2, within)
     while True:
-        later = trigger.get_next_fire_time(slot, moment)
+        later: datetime | None = trigger.get_next_fire_time(slot, moment)
         if later is None or later > moment or later <= slot:
             return slot
         slot = later
@@ -287,7 +287,7 @@ class Runner:
             except DigestError as error:
                 event(log, logging.ERROR, str(error), period=due)
                 return
-            if make and sent.edition is None and not self.stop.is_set():
+            if make and due is not None and sent.edition is None and not self.stop.is_set():
                 store.skip(due, sent.note)
                 event(log, logging.INFO, "no edition", period=due, reason=sent.note)
         if sent.recovered:

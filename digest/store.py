@@ -12,7 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ from digest.records import (
     PageFacts,
     Rendition,
     Result,
+    Status,
     Subscriber,
+    View,
 )
 
 # Each entry moves the schema one version up; PRAGMA user_version says how far a file has come.
@@ -250,10 +252,12 @@ MIGRATIONS = (
     """,
 )
 
-UNDELIVERED = ("pending", "deferred")
-# Every status a delivery row takes.
-STATUSES = ("pending", "sending", "sent", "deferred", "failed", "unknown", "suppressed",
-            "bounced")
+UNDELIVERED = (Status.PENDING, Status.DEFERRED)
+# Rows whose message the relay took, or may have: a bounce can answer them.
+_MAILED = (Status.SENT, Status.UNKNOWN, Status.BOUNCED)
+# A row to deliver at the moment given: pending, or deferred with its next try come or unset.
+_DUE = (f"(status = '{Status.PENDING}' OR (status = '{Status.DEFERRED}' AND "
+        "(next_try IS NULL OR next_try <= ?)))")
 
 
 def now() -> datetime:
@@ -265,21 +269,25 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    return _at(text) if text else None
+
+
+def _at(text: str) -> datetime:  # from a column that always holds a moment
+    return datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True)
 class FeedState:
-    id: int
+    id: int  # 0: no row yet, the first collect makes one
     url: str
     name: str
-    etag: str | None
-    last_modified: str | None
-    last_ok: datetime | None
-    last_error: str | None
-    error_count: int
-    error_since: datetime | None
-    articles: int
+    etag: str | None = None
+    last_modified: str | None = None
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    error_count: int = 0
+    error_since: datetime | None = None
+    articles: int = 0
     moved_to: str | None = None  # where a 301/308 said the feed now lives; fetched from there
     disabled_at: datetime | None = None  # when the server said 410 Gone; no longer fetched
     retry_after: datetime | None = None  # the server asked us not to come back before this
@@ -319,6 +327,40 @@ class EditionSummary:
     articles: int
     counts: dict[str, int]  # delivery status -> rows
     fault: str | None = None  # why its last run stopped on an error, if it did
+
+
+@dataclass(frozen=True)
+class Archived:
+    """An edition as the archive lists it."""
+
+    id: int
+    created_at: datetime
+    subject: str
+
+
+@dataclass(frozen=True)
+class Composed:
+    """An edition rendered and ready to store, under the id it was numbered with."""
+
+    id: int
+    period: str
+    created_at: datetime
+    whole: View
+    web_html: str  # the web version: every card, and a sign-up link for the mail's footer
+    marker: str  # what ends its placeholders
+    cards: tuple[Card, ...]
+    views: dict[str, View] = field(default_factory=dict)  # the partial views by key
+    cadence: str = "daily"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A delivery's outcome, to be committed with its connection's next `sending`."""
+
+    delivery: Delivery
+    result: Result
+    next_try: datetime | None = None  # when a deferred row is due again
+    offered: bool = True  # False: the relay was gone first; the row is still to do, uncounted
 
 
 class Store:
@@ -380,10 +422,12 @@ class Store:
         rows = self.db.execute(
             "SELECT feeds.*, (SELECT count(*) FROM articles WHERE feed_id = feeds.id) AS n "
             "FROM feeds WHERE ? IS NULL OR url = ? ORDER BY id", (url, url))
-        return [FeedState(row["id"], row["url"], row["name"], row["etag"], row["last_modified"],
-                          _moment(row["last_ok"]), row["last_error"], row["error_count"],
-                          _moment(row["error_since"]), row["n"], row["moved_to"],
-                          _moment(row["disabled_at"]), _moment(row["retry_after"]))
+        return [FeedState(id=row["id"], url=row["url"], name=row["name"], etag=row["etag"],
+                          last_modified=row["last_modified"], last_ok=_moment(row["last_ok"]),
+                          last_error=row["last_error"], error_count=row["error_count"],
+                          error_since=_moment(row["error_since"]), articles=row["n"],
+                          moved_to=row["moved_to"], disabled_at=_moment(row["disabled_at"]),
+                          retry_after=_moment(row["retry_after"]))
                 for row in rows]
 
     def apply(self, update: FeedUpdate) -> int:
@@ -566,7 +610,7 @@ class Store:
             "(SELECT article_id FROM edition_articles WHERE cadence = ?)", (cadence,)).fetchall()
         rows = [row for row in rows if row["feed_url"] in order]
         rows.sort(key=lambda row: (order[row["feed_url"]],
-                                   -_moment(row["published"] or row["collected_at"]).timestamp(),
+                                   -_at(row["published"] or row["collected_at"]).timestamp(),
                                    row["id"]))
         mailed: dict[str, set[int]] = {}
         for canonical, feed_id in self.db.execute(
@@ -585,38 +629,34 @@ class Store:
             chosen.append(row)
         return [_card(row) for row in chosen[:limit]], len(rows)
 
-    def create_edition(self, period: str,
-                       render: Callable[[int], tuple[str, str, str, str | None]],
-                       cards: list[Card], subscribers: Iterable[Subscriber],
-                       cadence: str = "daily",
-                       views: Callable[[int], dict[str, tuple[str, str, str]]] | None = None,
-                       view_of: Callable[[Subscriber], str] = lambda subscriber: "",
-                       *, marker: str) -> Edition | None:
-        """The edition, its articles and a pending delivery for each subscriber, all at once.
+    def create_edition(self, composed: Composed, subscribers: Iterable[Subscriber],
+                       view_of: Callable[[Subscriber], str] = lambda subscriber: ""
+                       ) -> Edition | None:
+        """The edition, under the id it was numbered with (`next_edition`), its articles, its
+        views and a pending delivery for each subscriber, all at once; `view_of` says which
+        view a subscriber gets ('' = the whole edition).
 
-        `render(edition_id)` gives (subject, html, text, web html or None for the mail to be
-        its own web version): the edition's own id is in its "view in browser" link, so it is
-        rendered inside the transaction that takes the id. Every rendering of it has its
-        placeholders end in `marker`.
         Returns None when this period already has its edition: a re-run or a second trigger
-        never makes two. `views(edition_id)` renders the partial views by their key and
-        `view_of` says which one a subscriber gets ('' = the whole edition).
+        never makes two.
         """
-        created = now()
+        period, cadence, whole = composed.period, composed.cadence, composed.whole
+        edition_id = composed.id
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM editions WHERE cadence = ? AND period = ?",
                           (cadence, period)).fetchone():
                 return None
-            edition_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM editions").fetchone()[0]
-            subject, html, text, web = render(edition_id)
+            if db.execute("SELECT 1 FROM editions WHERE id = ?", (edition_id,)).fetchone():
+                raise DigestError(f"edition {edition_id} was made meanwhile by another process "
+                                  "(not under the state folder's lock): run again", 1)
             db.execute(
                 "INSERT INTO editions (id, period, cadence, created_at, subject, html, text, "
                 "web_html, marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (edition_id, period, cadence, _iso(created), subject, html, text, web, marker))
+                (edition_id, period, cadence, _iso(composed.created_at), whole.subject,
+                 whole.html, whole.text, composed.web_html, composed.marker))
             db.executemany(
                 "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
-                "VALUES (?, ?, ?, ?)",
-                [(edition_id, card.id, cadence, position) for position, card in enumerate(cards)])
+                "VALUES (?, ?, ?, ?)", [(edition_id, card.id, cadence, position)
+                                        for position, card in enumerate(composed.cards)])
             # The same story from other feeds (see _once) is claimed with the card that
             # carries it, so it never turns up in a later edition either.
             db.execute(
@@ -628,18 +668,21 @@ class Store:
                 "WHERE claimed.edition_id = ? AND twin.id NOT IN "
                 "(SELECT article_id FROM edition_articles WHERE cadence = ?) "
                 "ON CONFLICT DO NOTHING", (edition_id, cadence, edition_id, cadence))
-            if views is not None:
-                db.executemany(
-                    "INSERT INTO edition_views (edition_id, view, subject, html, text) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(edition_id, view, *rendered)
-                     for view, rendered in views(edition_id).items()])
+            db.executemany(
+                "INSERT INTO edition_views (edition_id, view, subject, html, text) "
+                "VALUES (?, ?, ?, ?, ?)", [(edition_id, key, view.subject, view.html, view.text)
+                                           for key, view in composed.views.items()])
             db.executemany(
                 "INSERT INTO deliveries (edition_id, email, name, fields, view) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
                  for s in subscribers))
-        return Edition(edition_id, period, created, subject, html, text, marker)
+        return Edition(edition_id, period, composed.created_at, whole.subject, whole.html,
+                       whole.text, composed.marker)
+
+    def next_edition(self) -> int:
+        """The id the next edition gets: rendered before it is stored, it prints it."""
+        return int(self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM editions").fetchone()[0])
 
     def web_page(self, edition_id: int) -> Edition:
         """The edition as its web version shows it (placeholders still in it): `html` holds
@@ -654,7 +697,8 @@ class Store:
     def _edition_row(self, edition_id: int) -> sqlite3.Row:
         if not _storable(edition_id):
             raise KeyError(edition_id)
-        row = self.db.execute("SELECT * FROM editions WHERE id = ?", (edition_id,)).fetchone()
+        row: sqlite3.Row | None = self.db.execute("SELECT * FROM editions WHERE id = ?",
+                                                  (edition_id,)).fetchone()
         if row is None:
             raise KeyError(edition_id)
         return row
@@ -663,24 +707,20 @@ class Store:
         rows = self.db.execute(
             "SELECT editions.*, (SELECT count(*) FROM edition_articles WHERE edition_id = "
             "editions.id) AS n FROM editions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        summaries = []
-        for row in rows:
-            counts = dict(self.db.execute(
-                "SELECT status, count(*) FROM deliveries WHERE edition_id = ? GROUP BY status",
-                (row["id"],)).fetchall())
-            summaries.append(EditionSummary(row["id"], row["period"], _moment(row["created_at"]),
-                                            row["subject"], row["n"], counts, row["fault"]))
-        return summaries
+        counts = self.delivery_counts([row["id"] for row in rows])
+        return [EditionSummary(row["id"], row["period"], _at(row["created_at"]), row["subject"],
+                               row["n"], {s: n for s, n in counts[row["id"]].items() if n},
+                               row["fault"]) for row in rows]
 
-    def edition_views(self, edition_id: int) -> dict[str, tuple[str, str, str]]:
-        """The edition's partial views: key -> (subject, html, text)."""
-        return {row[0]: tuple(row[1:]) for row in self.db.execute(
-            "SELECT view, subject, html, text FROM edition_views WHERE edition_id = ?",
-            (edition_id,))}
+    def edition_views(self, edition: Edition) -> dict[str, Edition]:
+        """The edition as the subscribers of each of its partial views get it, by view key."""
+        return {row[0]: replace(edition, subject=row[1], html=row[2], text=row[3])
+                for row in self.db.execute("SELECT view, subject, html, text FROM edition_views "
+                                           "WHERE edition_id = ?", (edition.id,))}
 
-    def archived(self, limit: int = 100) -> list[tuple[int, datetime, str]]:
-        """(id, created_at, subject) of the newest editions, newest first."""
-        return [(row[0], _moment(row[1]), row[2]) for row in self.db.execute(
+    def archived(self, limit: int = 100) -> list[Archived]:
+        """The newest editions, newest first."""
+        return [Archived(row[0], _at(row[1]), row[2]) for row in self.db.execute(
             "SELECT id, created_at, subject FROM editions ORDER BY id DESC LIMIT ?", (limit,))]
 
     def unfinished(self) -> list[int]:
@@ -704,20 +744,16 @@ class Store:
     def anything_due(self) -> bool:
         """Whether any edition has a delivery to make now (deferred ones once their time has
         come): the scheduler asks this every few minutes before it opens a connection."""
-        return self.db.execute(
-            "SELECT 1 FROM deliveries WHERE status = 'pending' OR (status = 'deferred' AND "
-            "(next_try IS NULL OR next_try <= ?)) LIMIT 1", (_iso(now()),)).fetchone() is not None
+        return self.db.execute(f"SELECT 1 FROM deliveries WHERE {_DUE} LIMIT 1",
+                               (_iso(now()),)).fetchone() is not None
 
     # -- deliveries: the ledger ----------------------------------------------------------------
 
     def recover(self) -> int:
         """Rows left `sending` by a crash are in doubt: the server may have taken the message.
         They become `unknown`, to be reported, and are never resent unless the operator asks."""
-        return self.db.execute("UPDATE deliveries SET status = 'unknown', updated_at = ? "
-                               "WHERE status = 'sending'", (_iso(now()),)).rowcount
-
-    _DUE = ("FROM deliveries WHERE edition_id = ? AND (status = 'pending' OR "
-            "(status = 'deferred' AND (next_try IS NULL OR next_try <= ?)))")
+        return self.db.execute("UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?",
+                               (Status.UNKNOWN, _iso(now()), Status.SENDING)).rowcount
 
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
         """The edition's deliveries to make now, streamed a page at a time: never the whole
@@ -725,27 +761,22 @@ class Store:
         moment, after = _iso(now()), 0
         while True:
             rows = self.db.execute(
-                f"SELECT rowid, edition_id, email, name, status, attempts {self._DUE} "
-                "AND rowid > ? ORDER BY rowid LIMIT ?",
-                (edition_id, moment, after, page)).fetchall()
+                "SELECT rowid, edition_id, email, name, status, attempts, view, fields FROM "
+                f"deliveries WHERE edition_id = ? AND {_DUE} AND rowid > ? ORDER BY rowid "
+                "LIMIT ?", (edition_id, moment, after, page)).fetchall()
             for row in rows:
-                yield Delivery(*row[1:])
+                yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
+                               json.loads(row[7]))
             if len(rows) < page:
                 return
             after = rows[-1][0]
 
     def due_count(self, edition_id: int) -> int:
-        return self.db.execute(f"SELECT count(*) {self._DUE}",
-                               (edition_id, _iso(now()))).fetchone()[0]
+        return int(self.db.execute(
+            f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
+            (edition_id, _iso(now()))).fetchone()[0])
 
-    def personal(self, edition_id: int, email: str) -> tuple[str, dict[str, str]]:
-        """A delivery's view and the custom fields it was created with."""
-        row = self.db.execute("SELECT view, fields FROM deliveries WHERE edition_id = ? AND "
-                              "email = ?", (edition_id, email)).fetchone()
-        return (row[0], json.loads(row[1])) if row else ("", {})
-
-    def step(self, done: tuple[Delivery, Result, datetime | None] | None,
-             starting: Delivery | None) -> None:
+    def step(self, done: Settled | None, starting: Delivery | None) -> None:
         """One commit for a connection's previous outcome and its next `sending`.
 
         Safe because a connection carries one transaction at a time: when this commits, the
@@ -755,15 +786,15 @@ class Store:
         moment = _iso(now())
         with self.transaction() as db:
             if done is not None:
-                delivery, result, next_try = done
                 db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (result.outcome.value, result.response, _iso(next_try), moment,
-                            delivery.edition_id, delivery.email))
+                           (done.result.outcome.value, done.result.response,
+                            _iso(done.next_try), moment, done.delivery.edition_id,
+                            done.delivery.email))
             if starting is not None:
-                db.execute("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (moment, starting.edition_id, starting.email))
+                           (Status.SENDING, moment, starting.edition_id, starting.email))
 
     def note_fault(self, edition_id: int, fault: str | None) -> None:
         """Remember why a run of the edition stopped on an error (None: it went without)."""
@@ -772,17 +803,17 @@ class Store:
 
     def sent_since(self, moment: datetime) -> int:
         """Messages the relay took since then, across editions: the hourly cap's window."""
-        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND "
-                               "updated_at >= ?", (_iso(moment),)).fetchone()[0]
+        return int(self.db.execute("SELECT count(*) FROM deliveries WHERE status = ? AND "
+                                   "updated_at >= ?", (Status.SENT, _iso(moment))).fetchone()[0])
 
     def expire_deferred(self, made_before: datetime) -> int:
         """Deferred rows of editions made before then give up: `failed`, reply kept."""
         return self.db.execute(
-            "UPDATE deliveries SET status = 'failed', next_try = NULL, updated_at = ?, "
+            "UPDATE deliveries SET status = ?, next_try = NULL, updated_at = ?, "
             "last_response = 'gave up: still deferred after the maximum age; last reply: ' "
-            "|| coalesce(last_response, '') WHERE status = 'deferred' AND edition_id IN "
+            "|| coalesce(last_response, '') WHERE status = ? AND edition_id IN "
             "(SELECT id FROM editions WHERE created_at < ?)",
-            (_iso(now()), _iso(made_before))).rowcount
+            (Status.FAILED, _iso(now()), Status.DEFERRED, _iso(made_before))).rowcount
 
     def suppress_bounced(self, emails: Iterable[str], editions: int) -> list[str]:
         """Suppress each address whose last `editions` deliveries all failed; returns them."""
@@ -791,7 +822,7 @@ class Store:
             statuses = [row[0] for row in self.db.execute(
                 "SELECT status FROM deliveries WHERE email = ? ORDER BY edition_id DESC "
                 "LIMIT ?", (email, editions))]
-            if len(statuses) == editions and set(statuses) == {"failed"}:
+            if len(statuses) == editions and set(statuses) == {Status.FAILED}:
                 self.suppress(email, "bounced", f"failed in {editions} editions in a row")
                 suppressed.append(email)
         return suppressed
@@ -809,20 +840,20 @@ class Store:
                 f"SELECT email FROM deliveries WHERE edition_id = ? AND status IN ({marks}) "
                 "AND email NOT IN (SELECT email FROM suppressions) ORDER BY rowid",
                 (edition_id, *statuses))]
-            db.executemany("UPDATE deliveries SET status = 'pending', next_try = NULL, "
+            db.executemany("UPDATE deliveries SET status = ?, next_try = NULL, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           ((_iso(now()), edition_id, email) for email in emails))
+                           ((Status.PENDING, _iso(now()), edition_id, email) for email in emails))
         return emails
 
     def requeue_address(self, edition_id: int, subscriber: Subscriber) -> None:
         """One address gets the edition (again): its row goes back to `pending`, or is added
         when the address was not on the edition's list."""
         self.db.execute(
-            "INSERT INTO deliveries (edition_id, email, name, fields, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (edition_id, email) DO UPDATE SET "
-            "status = 'pending', next_try = NULL, updated_at = excluded.updated_at",
+            "INSERT INTO deliveries (edition_id, email, name, fields, status, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (edition_id, email) DO UPDATE SET "
+            "status = excluded.status, next_try = NULL, updated_at = excluded.updated_at",
             (edition_id, subscriber.email, subscriber.name, json.dumps(subscriber.fields),
-             _iso(now())))
+             Status.PENDING, _iso(now())))
 
     # -- suppressions --------------------------------------------------------------------------
 
@@ -837,10 +868,11 @@ class Store:
         """Rows still to deliver whose address has opted out (since then, if given) become
         `suppressed`: an opt-out wins even over a delivery row. Returns their addresses."""
         return [row[0] for row in self.db.execute(
-            "UPDATE deliveries SET status = 'suppressed', updated_at = ? WHERE edition_id = ? "
+            "UPDATE deliveries SET status = ?, updated_at = ? WHERE edition_id = ? "
             "AND status IN (?, ?) AND lower(email) IN "
             "(SELECT lower(email) FROM suppressions WHERE at >= ?) RETURNING email",
-            (_iso(now()), edition_id, *UNDELIVERED, _iso(since) or "")).fetchall()]
+            (Status.SUPPRESSED, _iso(now()), edition_id, *UNDELIVERED,
+             _iso(since) or "")).fetchall()]
 
     def opted_out_since(self, moment: datetime) -> set[str]:
         """Addresses suppressed since then: the cheap question (an index on `at`) that a
@@ -861,8 +893,9 @@ class Store:
         by: before they go out, so that every link mailed can be read back. One statement,
         streamed through SQLite, however long the list."""
         self.db.create_function("address_id", 1, address_id, deterministic=True)
-        self.db.execute(f"INSERT INTO link_addresses (id, email) SELECT address_id(email), "
-                        f"email {self._DUE} ON CONFLICT DO NOTHING", (edition_id, _iso(now())))
+        self.db.execute("INSERT INTO link_addresses (id, email) SELECT address_id(email), "
+                        f"email FROM deliveries WHERE edition_id = ? AND {_DUE} "
+                        "ON CONFLICT DO NOTHING", (edition_id, _iso(now())))
 
     def name(self, address_id: str, email: str) -> None:
         """Record the id a single message's links name its address by (a test mail)."""
@@ -924,8 +957,8 @@ class Store:
     def mailed(self, email: str) -> list[int]:
         """The editions that went to `email`, newest first."""
         return [row[0] for row in self.db.execute(
-            "SELECT edition_id FROM deliveries WHERE email = ? AND status IN "
-            "('sent', 'bounced', 'unknown') ORDER BY edition_id DESC", (email,))]
+            "SELECT edition_id FROM deliveries WHERE email = ? AND status IN (?, ?, ?) "
+            "ORDER BY edition_id DESC", (email, *_MAILED))]
 
     def soft_bounced(self, email: str) -> set[int]:
         """The editions in which `email` soft-bounced."""
@@ -950,12 +983,12 @@ class Store:
                            (inbound.message, said.email, said.edition_id, inbound.kind,
                             said.status, said.hard, said.evidence, moment))
                 if inbound.kind == "bounce" and said.edition_id is not None:
-                    db.execute("UPDATE deliveries SET status = 'bounced', last_response = ?, "
+                    db.execute("UPDATE deliveries SET status = ?, last_response = ?, "
                                "updated_at = ? WHERE edition_id = ? AND email = ? AND status "
-                               "IN ('sent', 'unknown', 'bounced')",
-                               (f"bounced {said.status or '(no code)'} "
+                               "IN (?, ?, ?)",
+                               (Status.BOUNCED, f"bounced {said.status or '(no code)'} "
                                 f"{'hard' if said.hard else 'soft'}: {said.evidence}", moment,
-                                said.edition_id, said.email))
+                                said.edition_id, said.email, *_MAILED))
             for email, reason, evidence in inbound.suppress:
                 db.execute("INSERT INTO suppressions (email, reason, at, source) "
                            "VALUES (?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
@@ -1004,9 +1037,10 @@ class Store:
         """Per edition, its rows by status, every status (zeros too): a seek into the
         (status, edition_id) index for each status, never a row read, however long the list
         (a count grouped by edition reads every row of it)."""
-        found = {number: dict.fromkeys(STATUSES, 0) for number in edition_ids}
+        found: dict[int, dict[str, int]] = {number: dict.fromkeys(Status, 0)
+                                            for number in edition_ids}
         marks = ", ".join("?" * len(edition_ids))
-        for status in STATUSES:
+        for status in Status:
             for edition_id, count in self.db.execute(
                     "SELECT edition_id, count(*) FROM deliveries WHERE status = ? AND "
                     f"edition_id IN ({marks}) GROUP BY edition_id", (status, *edition_ids)):
@@ -1015,16 +1049,16 @@ class Store:
 
     def in_flight(self) -> int:
         """Rows `sending`, across editions: offered to the relay, its answer not recorded."""
-        return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'"
-                               ).fetchone()[0]
+        return int(self.db.execute("SELECT count(*) FROM deliveries WHERE status = ?",
+                                   (Status.SENDING,)).fetchone()[0])
 
     def sent_per_second(self, edition_id: int) -> list[tuple[datetime, int]]:
         """The edition's messages the relay took, counted per second of the ledger's time
         (a row's updated_at is whole seconds), newest first."""
         return [(datetime.fromisoformat(row[0]), row[1]) for row in self.db.execute(
-            "SELECT updated_at, count(*) FROM deliveries WHERE status = 'sent' AND "
+            "SELECT updated_at, count(*) FROM deliveries WHERE status = ? AND "
             "edition_id = ? AND updated_at IS NOT NULL GROUP BY updated_at ORDER BY 1 DESC",
-            (edition_id,))]
+            (Status.SENT, edition_id))]
 
 
 @dataclass(frozen=True)
@@ -1202,7 +1236,7 @@ def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.
 
 
 def _edition(row: sqlite3.Row, html: str) -> Edition:
-    return Edition(row["id"], row["period"], _moment(row["created_at"]), row["subject"], html,
+    return Edition(row["id"], row["period"], _at(row["created_at"]), row["subject"], html,
                    row["text"], row["marker"])
 
 
@@ -1211,7 +1245,7 @@ def _card(row: sqlite3.Row) -> Card:
     if row["image_url"]:
         image = Image(row["image_url"], row["image_width"], row["image_height"],
                       row["image_alt"] or "")
-    published = _moment(row["published"]) or _moment(row["collected_at"])
+    published = _moment(row["published"]) or _at(row["collected_at"])
     return Card(row["id"], row["title"], row["link"], row["teaser"], image, published,
                 row["feed_name"])
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import Envelope, Session
 from servers import FeedServer, Received, SmtpServer, free_port
 from support import Item, Site, digest, rows, rss, serving
 
@@ -146,8 +146,8 @@ def test_authentication_refused_at_the_start_touches_no_delivery(
     prepare(site, web, smtp, extra='username = "digest"\n')
     result = digest("send")
     assert result.exit_code == 1
-    assert f"cannot reach SMTP relay 127.0.0.1:{smtp.port}: authentication refused: 535" in (
-        result.output)
+    assert (f"cannot reach SMTP relay 127.0.0.1:{smtp.port}: authentication as 'digest' "
+            "refused: 535") in result.output
     assert set(rows(site.database, "SELECT status FROM deliveries")) <= {("pending",)}
     monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "right")
     assert digest("send").exit_code == 0
@@ -316,10 +316,18 @@ def test_a_line_starting_with_a_dot_arrives_intact(
 
 
 class _Recorder:
-    """An aiosmtpd handler that keeps who it accepted mail for."""
+    """An aiosmtpd handler that keeps who it accepted mail for, and the names it was
+    greeted with."""
 
     def __init__(self) -> None:
         self.recipients: list[str] = []
+        self.greetings: list[str] = []
+
+    async def handle_EHLO(self, server: object, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname  # this form of the hook takes over aiosmtpd's own
+        self.greetings.append(hostname)
+        return responses
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
         self.recipients += envelope.rcpt_tos
@@ -352,6 +360,26 @@ def test_the_certificate_is_checked_unless_explicitly_not(
     site.config.write_text(site.config.read_text() + "verify_tls = false\n")
     assert digest("send").exit_code == 0
     assert sorted(recorder.recipients) == [ANN, BOB]
+
+
+def test_check_probes_the_relay_as_send_does(
+        site: Site, tls_relay: tuple[int, _Recorder]) -> None:
+    """One SMTP code path: `check` honours verify_tls and helo_name as `send` does."""
+    port, recorder = tls_relay
+    site.smtp_port = port
+    site.extra = 'helo_name = "mailer.digest.test"\n'
+    site.write()
+    site.config.write_text(site.config.read_text().replace('security = "none"',
+                                                           'security = "starttls"'))
+    site.subscribers(f"email\n{ANN}\n")
+    result = digest("check")
+    assert f"problem smtp: SMTP 127.0.0.1:{port}: TLS failed" in result.output
+    site.config.write_text(site.config.read_text() + "verify_tls = false\n")
+    result = digest("check")
+    assert f"ok      smtp: SMTP 127.0.0.1:{port}: connected, EHLO, STARTTLS; nothing sent" in (
+        result.output)
+    assert set(recorder.greetings) == {"mailer.digest.test"}
+    assert recorder.recipients == []
 
 
 def test_each_row_is_committed_sending_before_the_relay_takes_its_message(

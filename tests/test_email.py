@@ -465,7 +465,7 @@ def test_masthead_has_the_logo_and_issue_number_and_cards_no_repeated_section(
     config = configuration.load(None)
     config = replace(config, newsletter=replace(
         config.newsletter, logo="https://news.example.com/logo.png"))
-    cards = [replace(card, source="World") for card in _long_cards(3)]
+    cards = [replace(card, section="World") for card in _long_cards(3)]
     rendered = Composer(config).render(cards, 42, WHEN)
     html = rendered.html
     page = parsed(html)

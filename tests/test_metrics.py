@@ -14,9 +14,10 @@ from support import Item, Site, digest, rows, rss
 from test_inbox import arf, dsn
 from test_web import served
 
-from digest import config, lock, metrics, store
+from digest import config, lock, metrics
 from digest.cli import main
 from digest.metrics import Run, last_run
+from digest.records import Status
 
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\ncarol@example.net,\n"
 
@@ -66,7 +67,7 @@ def test_metrics_from_a_real_serve_match_the_ledger(mailed: Site) -> None:
     ledger = dict(rows(mailed.database, "SELECT status, count(*) FROM deliveries WHERE "
                                         "edition_id = 1 GROUP BY status"))
     assert ledger == {"sent": 2, "bounced": 1}
-    for status in store.STATUSES:
+    for status in Status:
         assert found["digest_deliveries", (("edition", "1"), ("status", status))] == \
             ledger.get(status, 0), status
     assert found["digest_bounces", (("edition", "1"), ("kind", "hard"))] == 1

@@ -11,11 +11,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from playwright.sync_api import Page
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss, serving
 
+from digest import config
 from digest.config import bundled
+from digest.errors import DigestError
 from digest.web import preview
 
 STORIES = (
@@ -110,6 +113,20 @@ def test_send_a_test_mails_one_address_marked_test_and_records_no_delivery(
     assert len(smtp.messages) == 1
     assert rows(site.database, "SELECT count(*) FROM deliveries") == [(0,)]
     assert rows(site.database, "SELECT count(*) FROM editions") == [(0,)]
+
+
+def test_a_test_goes_to_an_address_written_as_the_list_keeps_it(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    """ASCII only, the domain in its IDNA form: a relay without SMTPUTF8 takes it."""
+    setup(site, web, smtp)
+    settings = config.load(site.config)
+    _, edition = preview.proof(settings)
+    assert preview.send(settings, edition, "Editor@Bücher.example") == (
+        "test sent to Editor@xn--bcher-kva.example via SMTP relay "
+        f"127.0.0.1:{smtp.port}")
+    assert [m.rcpt_tos for m in smtp.messages] == [("Editor@xn--bcher-kva.example",)]
+    with pytest.raises(DigestError, match=r"jörg@example.net: Internationalized characters"):
+        preview.send(settings, edition, "jörg@example.net")
 
 
 def test_page_reloads_itself_when_a_template_or_the_config_changes(

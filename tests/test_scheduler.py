@@ -20,7 +20,8 @@ from servers import FeedServer, SmtpServer
 from support import Item, Site, rows, rss
 
 from digest import scheduling
-from digest.store import Store, now
+from digest.records import View
+from digest.store import Composed, Store, now
 
 # Real processes, real signals and real seconds: left out of a quick loop by -m 'not slow'.
 pytestmark = pytest.mark.slow
@@ -128,8 +129,9 @@ def test_after_three_days_down_the_restart_makes_exactly_one_edition(
     send = scheduling.cron("0 * * * * *", UTC, "send")
     three_days_ago = scheduling.period(now() - timedelta(days=3), UTC)
     with Store(site.database) as store:
-        store.create_edition(three_days_ago, lambda number: ("Old", "<p>old</p>", "old", None),
-                             [], [], marker="0" * 32)
+        store.create_edition(Composed(store.next_edition(), three_days_ago, now(),
+                                      View("Old", "<p>old</p>", "old"), "<p>old</p>", "0" * 32,
+                                      ()), [])
 
     with running(site) as scheduler:
         smtp.wait_for(2, timeout=30)

@@ -3,10 +3,13 @@ and no mail at all when none of their sections has news."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from servers import SmtpServer
 from support import Item, Site, digest, rows, rss
 
+from digest.config import bundled
 from digest.jobs import view
 
 WORLD = (Item("Harbour opens", "https://example.com/harbour", "w1"),
@@ -116,3 +119,18 @@ def test_an_edition_resumed_later_still_gives_each_subscriber_their_view(
 def test_view_is_the_whole_edition_a_shared_subset_or_nothing(
         chosen: tuple[str, ...], present: list[str], expected: str | None) -> None:
     assert view(chosen, present) == expected
+
+
+def test_a_template_that_calls_the_section_source_still_prints_it(sectioned: Site,
+                                                                   smtp: SmtpServer) -> None:
+    folder = sectioned.root / "templates"
+    shutil.copytree(bundled("templates"), folder)
+    text = folder / "digest.txt"
+    text.write_text(text.read_text().replace("{{ card.published | date }}",
+                                             "from {{ card.source }}, {{ card.published | date }}"))
+    sectioned.config.write_text(sectioned.config.read_text().replace(
+        "[newsletter]\n", "[paths]\ntemplates = 'templates'\n[newsletter]\n", 1))
+    publish(sectioned, WORLD, TECH)
+    assert digest("send").exit_code == 0
+    plain = smtp.messages[0].message.get_body(("plain",)).get_content()
+    assert "from World, " in plain and "from Tech, " in plain

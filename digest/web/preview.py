@@ -33,7 +33,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from digest import cards, deliver, feeds, jobs, tokens
+from digest import cards, deliver, feeds, jobs, subscribers, tokens, transport
 from digest import config as configuration
 from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter
 from digest.config import Config
@@ -44,7 +44,7 @@ from digest.web import templates
 
 HOST = "127.0.0.1"
 # The stand-in subscriber whose copy the preview shows.
-READER = Delivery(0, "reader@example.com", "Reader", "pending", 0)
+READER = Delivery(0, "reader@example.com", "Reader")
 WIDTHS = {"desktop": 600, "phone": 375, "small": 320}
 VIEWS = (*WIDTHS, "text", "source")
 
@@ -87,7 +87,7 @@ def gather(config: Config, feed: str | None) -> tuple[list[Card], list[str]]:
             chosen, _ = store.unmailed([f.url for f in config.feeds],
                                        config.newsletter.max_articles)
             chosen = jobs.dressed(config, store, chosen)
-        shown = {card.source for card in chosen}
+        shown = {card.section for card in chosen}
         return chosen, [f.title for f in config.feeds if f.title not in shown]
     seen = now()
     try:
@@ -187,16 +187,16 @@ def send(config: Config, edition: Edition, address: str) -> str:
     """The previewed edition to one address through the configured transport, subject marked
     [TEST]. No ledger row: a test is not a delivery."""
     try:
-        email = email_validator.validate_email(address, check_deliverability=False).normalized
+        email = subscribers.normalise(address)
     except email_validator.EmailNotValidError as error:
         raise DigestError(f"{address or 'the address'}: {error}") from None
     marked = replace(edition, subject=f"[TEST] {edition.subject}")
     with Store(config.paths.database) as store:  # its unsubscribe link works, like a real one
         store.name(tokens.ids(config)(email), email)
-    message = letter(config, marked).bytes_for(Delivery(0, email, "", "pending", 0))
+    message = letter(config, marked).bytes_for(Delivery(0, email))
     try:
         result = deliver.send_one(config, email, message)
-    except deliver.TransportDown as error:
+    except transport.TransportDown as error:
         raise DigestError(f"cannot reach {deliver.where(config)}: {error}") from None
     if result.outcome is not Outcome.SENT:
         raise DigestError(f"{email}: {result.response}")

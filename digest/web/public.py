@@ -29,7 +29,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -46,11 +46,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import compose, deliver, images, metrics, subscribers, tokens
+from digest import compose, deliver, images, metrics, subscribers, tokens, transport
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Outcome, Result, Subscriber
-from digest.store import Store, now
+from digest.store import Archived, Store, now
 from digest.web import templates
 
 log = logging.getLogger("digest.web")
@@ -154,7 +154,7 @@ class Site:
         try:
             result = deliver.send_one(self.config, signup.email,
                                       self.confirmation(signup.email, url))
-        except deliver.TransportDown as error:
+        except transport.TransportDown as error:
             result = Result(Outcome.DEFERRED, str(error))
         if result.outcome is Outcome.SENT:
             return "sent"
@@ -179,7 +179,7 @@ class Site:
             "nothing happens.\n")
         return message.as_bytes()
 
-    def archived(self, limit: int) -> list[tuple[int, datetime, str]]:
+    def archived(self, limit: int) -> list[Archived]:
         with Store(self.config.paths.database) as store:
             return store.archived(limit)
 
@@ -338,7 +338,7 @@ async def feed(request: Request) -> Response:
     editions = await run_in_threadpool(_site(request).archived, 50)
     return render(request, "feed.xml", media_type="application/atom+xml", editions=editions,
                   home=f"{_site(request).public}/archive/",
-                  updated=editions[0][1] if editions else now())
+                  updated=editions[0].created_at if editions else now())
 
 
 async def picture(request: Request) -> Response:
