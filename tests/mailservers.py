@@ -99,13 +99,7 @@ recipient_delimiter = +
                  trace: TracebackType | None) -> None:
         subprocess.run([str(POSTFIX), "-c", str(self.root / "etc"), "stop"],
                        capture_output=True, check=False)
-        if self.process is not None:
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _ended(self.process, self.root)
 
     def delivered(self, count: int, timeout: float = 30) -> list[Path]:
         """The messages in the Maildir once there are `count` of them."""
@@ -183,15 +177,21 @@ service imap-login {{
                  trace: TracebackType | None) -> None:
         if self.process is not None:
             self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _ended(self.process, self.root)
 
 
 def _installed(program: Path, package: str) -> None:
     """A missing server fails its tests, saying what to install: never a silent skip."""
     if not program.exists():
         raise RuntimeError(f"{program} is missing: apt-get install {package} (.ci/run does)")
+
+
+def _ended(process: subprocess.Popen[bytes] | None, root: Path) -> None:
+    """Wait for a server told to stop (killed after 20 s), then remove its folders."""
+    if process is not None:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    shutil.rmtree(root, ignore_errors=True)
