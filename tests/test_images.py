@@ -121,13 +121,18 @@ def feed_of_pictures(web: FeedServer) -> None:
         for n, path in enumerate(names))))
 
 
-def test_collect_hosts_each_picture_once_and_serve_serves_it(site: Site, web: FeedServer) -> None:
+def hosting_pictures(site: Site, web: FeedServer) -> None:
+    """A site hosting the pictures of `feed_of_pictures`, every story mailed, to one reader."""
     feed_of_pictures(web)
     site.feeds = [("Pictures", web.url("/feed.xml"))]
     site.hosting = True
     site.extra = "[collect]\nfirst_run = 0\n"
     site.write()
     site.subscribers("email\nann@example.com\n")
+
+
+def test_collect_hosts_each_picture_once_and_serve_serves_it(site: Site, web: FeedServer) -> None:
+    hosting_pictures(site, web)
     for _ in range(2):
         assert digest("collect").exit_code == 0
     assert all(len(web.requests_to(path)) == 1 for path in ("/p/photo.jpg", "/p/bomb.png"))
@@ -179,12 +184,7 @@ def assert_loaded_as_declared(page: Page, count: int) -> None:
 @pytest.mark.parametrize("width", [320, 375, 600])
 def test_hosted_pictures_load_in_a_browser_as_the_mail_declares_them(
         site: Site, web: FeedServer, page: Page, artifacts: Path, width: int) -> None:
-    feed_of_pictures(web)
-    site.feeds = [("Pictures", web.url("/feed.xml"))]
-    site.hosting = True
-    site.extra = "[collect]\nfirst_run = 0\n"
-    site.write()
-    site.subscribers("email\nann@example.com\n")
+    hosting_pictures(site, web)
     assert digest("collect").exit_code == 0
     assert digest("render", "--out", "next.html").exit_code == 0
     web.remove("/p/missing.jpg")  # no longer even answers: its card keeps its size
