@@ -60,12 +60,18 @@ class Section:
     cards: tuple[Card, ...]
 
 
+# How often a subscriber is mailed: each cadence has editions of its own.
+CADENCES = ("daily", "weekly")
+
+
 @dataclass(frozen=True)
 class Subscriber:
     email: str  # normalised
     name: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     sections: tuple[str, ...] = ()  # the sections chosen; empty means every section
+    cadence: str = "daily"  # one of CADENCES: which editions this subscriber gets
+    timezone: str = ""  # an IANA zone name; empty means the newsletter's own
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The file is the operator's: a header row naming an `email` column, optionally `name`,
 `sections` (feed names separated by `;`, empty = every section), `status` (active, paused,
-unsubscribed) and any other column, kept as a custom field for the templates. UTF-8 with or
+unsubscribed), `cadence` (daily, weekly), `timezone` (an IANA zone name, empty = the
+newsletter's) and any other column, kept as a custom field for the templates. UTF-8 with or
 without a BOM, comma or semicolon delimited, blank lines and `#` comment lines ignored.
 
 A bad row never stops the list: it is reported with its line number and the reason, and the
@@ -16,16 +17,18 @@ import fcntl
 import io
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import DigestError
-from digest.records import Subscriber
+from digest.records import CADENCES, Subscriber
 
 STATUSES = ("active", "paused", "unsubscribed")
-KNOWN = ("email", "name", "sections", "status")
+KNOWN = ("email", "name", "sections", "status", "cadence", "timezone")
 # Values end up in mail bodies and the To header: no line breaks or NULs may survive.
 _CONTROL = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
 _EXTRA = "\0extra"  # marks a row with more cells than the header: no column can be named so
@@ -203,10 +206,23 @@ def _check(row: dict[str, str], known: dict[str, str] | None) -> tuple[Subscribe
             return (f"{email}: unknown section {unknown[0]!r} (the feeds are "
                     f"{', '.join(known.values())})")
         chosen = [known[name.casefold()] for name in chosen]
+    cadence = row.get("cadence", "").strip().lower() or CADENCES[0]
+    if cadence not in CADENCES:
+        return f"{email}: unknown cadence {cadence!r} (use {', '.join(CADENCES)})"
+    zone = row.get("timezone", "").strip()
+    if zone and zone not in zones():
+        return f"{email}: unknown time zone {zone!r} (an IANA name, e.g. Europe/Berlin)"
     name = row.get("name", "").translate(_CONTROL).strip()
     fields = {column: value.translate(_CONTROL).strip() for column, value in row.items()
               if column not in KNOWN}
-    return Subscriber(email, name, fields, tuple(dict.fromkeys(chosen))), status
+    return Subscriber(email, name, fields, tuple(dict.fromkeys(chosen)), cadence, zone), status
+
+
+@cache
+def zones() -> frozenset[str]:
+    """The IANA zone names a subscriber may give, as the system's (or tzdata's) database has
+    them: a name is checked against the list, never opened as a path."""
+    return frozenset(available_timezones())
 
 
 def without(subscribers: Iterable[Subscriber], suppressed: Iterable[str]) -> list[Subscriber]:
@@ -219,10 +235,10 @@ def write(subscribers: Iterable[Subscriber], fields: Iterable[str], out: IO[str]
     """The list as CSV with a header row, in the format `read` takes; returns the row count."""
     fields = list(fields)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["email", "name", "sections", *fields])
+    writer.writerow(["email", "name", "sections", "cadence", "timezone", *fields])
     count = 0
     for s in subscribers:
-        writer.writerow([s.email, s.name, ";".join(s.sections),
+        writer.writerow([s.email, s.name, ";".join(s.sections), s.cadence, s.timezone,
                          *(s.fields.get(f, "") for f in fields)])
         count += 1
     return count
@@ -249,7 +265,8 @@ def add(path: Path, subscriber: Subscriber) -> bool:
         elif not text.endswith(("\n", "\r")):
             handle.write("\n")
         values = {"email": subscriber.email, "name": subscriber.name,
-                  "sections": ";".join(subscriber.sections), "status": "active"}
+                  "sections": ";".join(subscriber.sections), "status": "active",
+                  "cadence": subscriber.cadence, "timezone": subscriber.timezone}
         # One physical line per row: the csv module leaves a lone CR unquoted.
         csv.writer(handle, delimiter=layout.delimiter, lineterminator="\n").writerow(
             [values.get(column, "").translate(_CONTROL) for column in layout.columns])

@@ -39,30 +39,40 @@ def test_bom_semicolons_comments_and_blank_lines_are_understood(tmp_path: Path) 
 def test_rejected_rows_name_their_line_and_reason_and_the_rest_stay(tmp_path: Path) -> None:
     path = tmp_path / "subscribers.csv"
     path.write_text(
-        "email,name,sections,status\n"
+        "email,name,sections,status,cadence,timezone\n"
         'ann@example.com,"Ann\nAnother line",,\n'   # lines 2-3: one record over two lines
         "not-an-address,Nobody,,\n"                 # 4
         "ANN@Example.com,Ann again,,\n"             # 5: same address in other case
         "cat@example.com,Cat,Sport,\n"              # 6: no such section
         "dan@example.com,Dan,,retired\n"            # 7: no such status
         "eve@example.com,Eve,,paused\n"             # 8: valid, held
-        "fay@example.com,Fay,,,surplus\n"           # 9: more cells than columns
+        "fay@example.com,Fay,,,,,surplus\n"         # 9: more cells than columns
         "gus@exa mple.com,Gus,,\n"                  # 10
         "hal@Example.COM,Hal,tech,active\n"         # 11
         "josé@example.com,José,,\n"                 # 12: relays may refuse it
-        "ida@bücher.example,Ida,,\n",               # 13: mailed to its IDNA form
+        "ida@bücher.example,Ida,,\n"                # 13: mailed to its IDNA form
+        "jan@example.com,Jan,,,monthly,\n"          # 14: no such cadence
+        "kim@example.com,Kim,,,Weekly,Asia/Kathmandu\n"
+        "lea@example.com,Lea,,,,Mars/Olympus\n"     # 16: no such zone
+        "max@example.com,Max,,,,../../etc/passwd\n",  # 17: a name, never a path
         encoding="utf-8")
     roster = listed(path)
     problems = {p.line: p.reason for p in roster.problems}
-    assert sorted(problems) == [4, 5, 6, 7, 9, 10, 12]
+    assert sorted(problems) == [4, 5, 6, 7, 9, 10, 12, 14, 16, 17]
     assert "Internationalized characters before the @-sign" in problems[12]
     assert problems[4].startswith("not-an-address: ")
     assert problems[5] == "ANN@example.com: duplicate of line 2"
     assert "unknown section 'Sport'" in problems[6] and "World, Tech" in problems[6]
     assert "unknown status 'retired'" in problems[7]
     assert "more than the header" in problems[9]
+    assert problems[14] == "jan@example.com: unknown cadence 'monthly' (use daily, weekly)"
+    assert "unknown time zone 'Mars/Olympus'" in problems[16]
+    assert "unknown time zone '../../etc/passwd'" in problems[17]
     assert [s.email for s in roster.subscribers] == [
-        "ann@example.com", "hal@example.com", "ida@xn--bcher-kva.example"]
+        "ann@example.com", "hal@example.com", "ida@xn--bcher-kva.example", "kim@example.com"]
+    assert (roster.subscribers[0].cadence, roster.subscribers[0].timezone) == ("daily", "")
+    assert (roster.subscribers[3].cadence, roster.subscribers[3].timezone) == (
+        "weekly", "Asia/Kathmandu")
     assert roster.subscribers[0].name == "Ann Another line"  # a name never spans lines
     assert roster.subscribers[1].sections == ("Tech",)  # as configured, whatever the case
     assert roster.held == 1
@@ -128,7 +138,7 @@ def test_export_writes_the_list_the_next_send_sees(site: Site) -> None:
     result = digest("subscribers", "export", "--out", "export.csv")
     assert result.exit_code == 0
     assert (site.root / "export.csv").read_text() == (
-        "email,name,sections,company\nann@example.com,Ann,,ACME\n")
+        "email,name,sections,cadence,timezone,company\nann@example.com,Ann,,daily,,ACME\n")
     assert "1 subscribers written; 1 rows rejected" in result.output
 
 
@@ -141,7 +151,7 @@ def test_operator_unsubscribes_addresses_from_the_mailbox(site: Site) -> None:
     assert rows(site.database, "SELECT email, source FROM suppressions") == [
         ("BOB@example.org", "operator")]
     exported = digest("subscribers", "export").stdout
-    assert exported == "email,name,sections\nann@example.com,,\n"
+    assert exported == "email,name,sections,cadence,timezone\nann@example.com,,,daily,\n"
 
 
 def templates_printing(site: Site, line: str) -> Path:
