@@ -32,7 +32,7 @@ from digest import language, signing
 from digest.cards import ELLIPSIS, clip, cut, joins, unspaced
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Card, Delivery, Edition, Image, Section, View
+from digest.records import Card, Delivery, Edition, Image, Rendition, Section, View
 
 
 class Personal:
@@ -155,6 +155,16 @@ class Context:
     direction: str  # "ltr" or "rtl", as the newsletter's language is written
 
 
+@dataclass(frozen=True)
+class Logo:
+    """The masthead's logo as the templates show it: the hosted copy at half its pixels (for
+    2× screens), or the configured URL at the masthead's height when none is hosted yet."""
+
+    url: str
+    width: int | None
+    height: int
+
+
 def one_line(value: str) -> str:
     """A value safe for a header: CR, LF and NUL become spaces, whatever Python's own guard."""
     return _BREAKS.sub(" ", value).strip()
@@ -163,8 +173,11 @@ def one_line(value: str) -> str:
 class Composer:
     """The templates of one configuration, loaded once."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, logo: Rendition | None = None) -> None:
         self.config = config
+        self.logo = Logo(config.images_url + logo.name, round(logo.width / 2),
+                         round(logo.height / 2)) if logo else \
+            Logo(config.newsletter.logo, None, 40) if config.newsletter.logo else None
         self.folder = config.paths.templates
         if not (self.folder / "digest.html").is_file():
             raise DigestError(f"{self.folder}: no digest.html template there")
@@ -241,6 +254,7 @@ class Composer:
         grouped = sections(cards)
         values = {
             "newsletter": newsletter,
+            "logo": self.logo,
             "edition": context,
             "lead": cards[0] if cards else None,
             "toc": grouped if len(grouped) > 1 else [],

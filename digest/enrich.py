@@ -250,6 +250,11 @@ class Enricher:
         """Download and host a picture (once per run)."""
         self._ask(url, lambda: self._download(url, feed))
 
+    def download_logo(self, url: str) -> None:
+        """Download and host the newsletter's logo: the operator configured it, so its host
+        is trusted as a feed's is."""
+        self._ask(url, lambda: self._download(url, url, logo=True))
+
     def _ask(self, what: str, work: Callable[[], PageRead | Copy]) -> None:
         if what in self.asked:
             return
@@ -293,17 +298,19 @@ class Enricher:
         return replace(read, facts=found, etag=fetched.etag,
                        last_modified=fetched.last_modified)
 
-    def _download(self, url: str, feed: str) -> Copy:
+    def _download(self, url: str, feed: str, logo: bool = False) -> Copy:
         assert self._http is not None
         data = images.bundled(url)
+        folder = self.config.paths.images
         try:
             if data is None:
                 with self.hosts.gate(url):
                     fetched = feeds.fetch(self._http, url, settings=self.pictures,
                                           configured=feed)
                 data = fetched.body or b""
-            wide, square = images.host(data, self.config.paths.images,
-                                       self.config.images.format)
+            if logo:
+                return Copy(url, Fate.HOSTED, images.logo(data, folder))
+            wide, square = images.host(data, folder, self.config.images.format)
         except feeds.Refused as refused:
             return Copy(url, Fate.DROPPED, problem=str(refused))
         except images.NotAPicture as error:

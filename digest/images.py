@@ -40,9 +40,13 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 MAX_PIXELS = 40_000_000
 # A side shorter than this is an icon or a spacer, not a picture for a card.
 MIN_SIDE = 16
-EXTENSIONS = {"jpeg": "jpg", "webp": "webp"}
-MEDIA_TYPES = {"jpg": "image/jpeg", "webp": "image/webp"}
-_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|webp)")
+# The masthead's logo: at most 40 px high and the column's 600 px wide, at twice that; drawn,
+# not photographed, so kept as PNG with its transparency (it sits on the masthead's colour).
+LOGO = (1200, 80)
+LOGO_BUDGET = 60_000
+EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "png": "png"}
+MEDIA_TYPES = {"jpg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
+_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|webp|png)")
 # The bundled sample feed's pictures live at this (reserved, never resolving) address; the
 # package carries them, so the demo shows pictures with no network.
 SAMPLE = "https://chronicle.example.com/images/"
@@ -66,6 +70,28 @@ def host(data: bytes, folder: Path, encoding: str = "jpeg") -> tuple[Rendition, 
 def cuts(data: bytes, encoding: str = "jpeg") -> tuple[tuple[bytes, int, int], ...]:
     """The wide and the square cut of the picture in `data`: (bytes, width, height) each.
     Never larger than the original: a small picture is cropped, not blown up."""
+    picture = _opaque(_decoded(data))
+    return tuple(_encoded(_cut(picture, box), encoding, BUDGET[box]) for box in (WIDE, SQUARE))
+
+
+def logo(data: bytes, folder: Path) -> Rendition:
+    """The logo in `data` scaled to fit LOGO, whole (a logo cropped is a broken logo) and
+    never blown up, written into `folder` as PNG."""
+    picture = _decoded(data)
+    clear = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
+    picture = picture.convert("RGBA" if clear else "RGB")
+    picture.thumbnail(LOGO, Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    picture.save(out, "PNG", optimize=True)
+    if out.tell() > LOGO_BUDGET:  # a photographic logo: 256 colours are plenty at 80 px
+        out = io.BytesIO()
+        picture.quantize(256, dither=Image.Dither.NONE).save(out, "PNG", optimize=True)
+    return _keep((out.getvalue(), *picture.size), folder, "png")
+
+
+def _decoded(data: bytes) -> Image.Image:
+    """The picture in `data`, upright, or NotAPicture: checked from its header (format, pixel
+    count, size) before anything is decoded."""
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
             width, height = opened.size
@@ -75,7 +101,7 @@ def cuts(data: bytes, encoding: str = "jpeg") -> tuple[tuple[bytes, int, int], .
                 raise NotAPicture(f"only {width}×{height} pixels")
             # A JPEG decodes at a fraction of its size when that still covers the cuts.
             opened.draft("RGB", (WIDE[0], WIDE[0]))
-            picture = _opaque(ImageOps.exif_transpose(opened))
+            return ImageOps.exif_transpose(opened)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own limit (89 million pixels), met as the header is read, before ours.
         raise NotAPicture(f"more than {MAX_PIXELS:,} pixels") from None
@@ -83,7 +109,6 @@ def cuts(data: bytes, encoding: str = "jpeg") -> tuple[tuple[bytes, int, int], .
         raise NotAPicture("not a JPEG, PNG, WebP or GIF picture") from None
     except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises on broken data
         raise NotAPicture(f"a damaged picture ({error})") from None
-    return tuple(_encoded(_cut(picture, box), encoding, BUDGET[box]) for box in (WIDE, SQUARE))
 
 
 def _opaque(picture: Image.Image) -> Image.Image:

@@ -112,6 +112,9 @@ def collect(config: Config, store: Store, stop: threading.Event | None = None,
                 ": disabled, not fetched again" if isinstance(answer.error, feeds.Gone) else "")
             reports[feed.url] = FeedReport(feed.url, feed.title, new, error)
             _look_closer(config, store, enricher, feed, state.id, seen)
+        logo = config.newsletter.logo
+        if config.hosting and logo and store.copy_wanted(logo, seen, enrich.TRIES):
+            enricher.download_logo(logo)
         _enrich(config, store, enricher, seen, stop)
     return Collected(tuple(report for report in reports.values() if report is not None))
 
@@ -225,9 +228,21 @@ def _enrich(config: Config, store: Store, enricher: enrich.Enricher, at: datetim
                 for url in store.pictures_wanted(result.feed_id, at, enrich.TRIES):
                     enricher.download(url, result.feed)
         else:
-            if result.problem:
+            if result.problem and result.url == config.newsletter.logo:
+                # The logo is the operator's own: its problem is theirs to hear of.
+                log.warning("newsletter.logo %s: %s; the mail links it as configured",
+                            result.url, result.problem)
+            elif result.problem:
                 log.debug("picture %s: %s (%s)", result.url, result.problem, result.fate)
             store.save_copy(result, at)
+
+
+def composer_for(config: Config, store: Store) -> Composer:
+    """The templates, and the hosted copy of the logo once collect has made one (until then
+    the mail links the configured one)."""
+    logo = config.newsletter.logo
+    copy = store.copies([logo]).get(logo) if logo and config.hosting else None
+    return Composer(config, copy.wide if copy else None)
 
 
 def dressed(config: Config, store: Store, chosen: list[Card]) -> list[Card]:
@@ -330,7 +345,7 @@ def _claim(config: Config, store: Store) -> list[Card]:
 def preview(config: Config, store: Store) -> Rendered | None:
     """The edition that would go out now, rendered but neither stored nor sent."""
     chosen = _claim(config, store)
-    return Composer(config).render(chosen, 0, now()) if chosen else None
+    return composer_for(config, store).render(chosen, 0, now()) if chosen else None
 
 
 def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
@@ -341,7 +356,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     this period's edition and deliver it. The transport is opened first: with the relay down
     no row is touched. `expect` hears how many messages each edition is about to send (for a
     progress bar)."""
-    composer = Composer(config)  # fails early on a broken template folder
+    composer = composer_for(config, store)  # fails early on a broken template folder
     unsubscribe_url, address_id = tokens.unsubscribe_links(config), tokens.ids(config)
     # With a return path, bounces and mailto unsubscribes name the delivery they answer.
     tokened = returns.returns(config) if config.delivery.return_path else None
@@ -491,7 +506,7 @@ def plan(config: Config, store: Store) -> Plan:
     if not chosen:
         return Plan(queued, 0, 0, 0.0)
     started = time.perf_counter()
-    Composer(config).render(chosen, 0, now())
+    composer_for(config, store).render(chosen, 0, now())
     seconds = time.perf_counter() - started
     present = list(dict.fromkeys(card.section for card in chosen))
     return Plan(queued, _audience(config, store, present)[0], len(chosen), seconds)

@@ -546,6 +546,13 @@ class Store:
             "images WHERE fate != 'kept' OR attempts >= ? OR tried_at >= ?)",
             (feed_id, tries, _iso(at)))]
 
+    def copy_wanted(self, url: str, at: datetime, tries: int) -> bool:
+        """Whether to download this one picture now (the logo): as `pictures_wanted` says
+        of a card's."""
+        return self.db.execute(
+            "SELECT 1 FROM images WHERE url = ? AND (fate != 'kept' OR attempts >= ? "
+            "OR tried_at >= ?)", (url, tries, _iso(at))).fetchone() is None
+
     def save_copy(self, copy: Copy, at: datetime) -> None:
         wide, square = copy.wide, copy.square
         self.db.execute(
@@ -579,6 +586,7 @@ class Store:
             wide = square = None
             if row["wide"]:
                 wide = Rendition(row["wide"], row["wide_width"], row["wide_height"])
+            if row["square"]:
                 square = Rendition(row["square"], row["square_width"], row["square_height"])
             found[row["url"]] = Copy(row["url"], Fate(row["fate"]), wide, square,
                                      row["problem"])

@@ -68,6 +68,7 @@ class Site:
     # and no test reaches past loopback.
     enrich: bool = False  # read article pages for missing pictures
     hosting: bool = False  # download and host the cards' pictures
+    logo: str = ""  # newsletter.logo
 
     @property
     def config(self) -> Path:
@@ -86,7 +87,7 @@ class Site:
         # [images] first: `extra` goes on with the last table written, as it always has.
         lines = ["[images]", f"host = {str(self.hosting).lower()}",
                  '[newsletter]', 'name = "Test Digest"', 'from = "Test Digest <news@example.com>"',
-                 'public_url = "https://news.example.com"']
+                 'public_url = "https://news.example.com"', f"logo = {self.logo!r}"]
         for name, url in self.feeds:
             lines += ["[[feeds]]", f"name = {name!r}", f"url = {url!r}",
                       f"enrich = {str(self.enrich).lower()}"]

@@ -104,6 +104,25 @@ def test_what_is_no_picture_is_refused_in_words(data: bytes, words: str) -> None
         images.cuts(data)
 
 
+def test_a_logo_is_scaled_whole_into_the_masthead_as_png_keeping_its_transparency(
+        tmp_path: Path) -> None:
+    drawn = picture((800, 200), "PNG", transparent=True)
+    hosted = images.logo(drawn, tmp_path)
+    copy = opened((tmp_path / hosted.name).read_bytes())
+    assert hosted.name.endswith(".png") and copy.format == "PNG" and copy.mode == "RGBA"
+    assert (hosted.width, hosted.height) == copy.size == (320, 80)  # whole, not cropped
+    assert copy.getpixel((160, 40))[3] == 0  # still clear where it was
+    wide = images.logo(picture((3000, 300), "JPEG"), tmp_path)
+    assert (wide.width, wide.height) == (800, 80) and opened(
+        (tmp_path / wide.name).read_bytes()).mode == "RGB"
+    small = images.logo(picture((100, 20), "GIF"), tmp_path)
+    assert (small.width, small.height) == (100, 20)  # never blown up
+    photo = images.logo(picture((1200, 80), "JPEG", quality=95), tmp_path)
+    assert (tmp_path / photo.name).stat().st_size <= images.LOGO_BUDGET
+    with pytest.raises(images.NotAPicture, match="more than"):
+        images.logo(png_header(20000, 20000), tmp_path)
+
+
 # -- collected, hosted and served ------------------------------------------------------------
 
 def feed_of_pictures(web: FeedServer) -> None:
@@ -165,6 +184,40 @@ def test_collect_hosts_each_picture_once_and_serve_serves_it(site: Site, web: Fe
             assert httpx.get(base + wrong).status_code == 404
 
 
+def test_the_logo_is_hosted_once_and_mailed_with_its_size(site: Site, web: FeedServer) -> None:
+    hosting_pictures(site, web)
+    web.serve("/brand/logo.png", picture((800, 200), "PNG", transparent=True),
+              content_type="image/png")
+    site.logo = web.url("/brand/logo.png")
+    site.write()
+    for _ in range(2):
+        assert digest("collect").exit_code == 0
+    assert len(web.requests_to("/brand/logo.png")) == 1
+    assert digest("render", "--out", "next.html").exit_code == 0
+    logo = next(tag for tag in images_in(Path("next.html").read_text())
+                if tag.get("class") == "logo")
+    assert logo["src"].startswith("https://news.example.com/img/")
+    assert (logo["width"], logo["height"], logo["alt"]) == ("160", "40", "")
+    with serving(web_app.app(config.load(site.config))) as base:
+        answer = httpx.get(base + logo["src"].removeprefix("https://news.example.com"))
+    assert answer.headers["content-type"] == "image/png"
+    assert opened(answer.content).size == (320, 80)
+
+
+def test_a_logo_that_cannot_be_had_is_a_warning_and_the_mail_links_it_as_configured(
+        site: Site, web: FeedServer) -> None:
+    hosting_pictures(site, web)
+    site.logo = web.url("/brand/missing.png")  # answers 404
+    site.write()
+    collected = digest("collect")
+    assert collected.exit_code == 0
+    assert f"WARNING collect newsletter.logo {site.logo}: HTTP 404" in collected.output
+    assert digest("render", "--out", "next.html").exit_code == 0
+    logo = next(tag for tag in images_in(Path("next.html").read_text())
+                if tag.get("class") == "logo")
+    assert (logo["src"], logo["height"]) == (site.logo, "40") and "width" not in logo
+
+
 LOADED = """[...document.images].map(i => ({complete: i.complete, natural: [i.naturalWidth,
     i.naturalHeight], declared: [+i.getAttribute('width'), +i.getAttribute('height')],
     shown: [i.clientWidth, i.clientHeight]}))"""
@@ -185,6 +238,10 @@ def assert_loaded_as_declared(page: Page, count: int) -> None:
 def test_hosted_pictures_load_in_a_browser_as_the_mail_declares_them(
         site: Site, web: FeedServer, page: Page, artifacts: Path, width: int) -> None:
     hosting_pictures(site, web)
+    # A wide logo: 400 px at 1×, so on a phone it must shrink in proportion.
+    web.serve("/brand/logo.jpg", picture((3000, 300)), content_type=JPEG)
+    site.logo = web.url("/brand/logo.jpg")
+    site.write()
     assert digest("collect").exit_code == 0
     assert digest("render", "--out", "next.html").exit_code == 0
     web.remove("/p/missing.jpg")  # no longer even answers: its card keeps its size
@@ -197,14 +254,15 @@ def test_hosted_pictures_load_in_a_browser_as_the_mail_declares_them(
         page.goto(edition.as_uri())
         page.wait_for_load_state("networkidle")
         shown = page.evaluate(LOADED)
-        assert len(shown) == 5
+        assert len(shown) == 6
         hosted = [image for image in shown if image["complete"] and image["natural"][0]]
-        assert len(hosted) == 4
+        assert len(hosted) == 5
         for image in shown:
             declared_width, declared_height = image["declared"]
-            # Loaded or not, each picture takes the room it declares.
+            # Loaded or not, each picture takes the room it declares (within a pixel's
+            # rounding: relative, as a logo is ten times wider than high).
             assert abs(image["shown"][0] / image["shown"][1]
-                       - declared_width / declared_height) < 0.02, image
+                       / (declared_width / declared_height) - 1) < 0.02, image
         for image in hosted:
             natural_width, natural_height = image["natural"]
             assert abs(natural_width / natural_height

@@ -116,7 +116,11 @@ def letter(config: Config, edition: Edition) -> Letter:
 
 def proof(config: Config, feed: str | None = None) -> tuple[Proof, Edition]:
     chosen, empty = gather(config, feed)
-    rendered = Composer(config).render(chosen, 0, now())
+    composer = Composer(config)
+    if config.paths.database.exists():  # where collect keeps the hosted logo, once it has one
+        with Store(config.paths.database) as store:
+            composer = jobs.composer_for(config, store)
+    rendered = composer.render(chosen, 0, now())
     edition = Edition(0, "preview", now(), rendered.subject, rendered.html, rendered.text,
                       rendered.marker)
     message = letter(config, edition).bytes_for(READER)
