@@ -288,17 +288,22 @@ def test_a_confirmed_sign_up_keeps_its_cadence_and_time_zone(
 @pytest.mark.parametrize("field, value, error", [
     ("cadence", "monthly", "Unknown cadence 'monthly'"),
     ("timezone", "Europe/Nowhere", "Unknown time zone 'Europe/Nowhere'"),
+    ("email", "new@", "That address does not work"),
 ])
 def test_a_sign_up_with_an_unknown_cadence_or_zone_is_refused_and_mails_nobody(
         site: Site, smtp: SmtpServer, field: str, value: str, error: str) -> None:
     site.smtp_port = smtp.port
     site.write()
     site.subscribers(SUBSCRIBERS)
+    posted = {"email": "new@example.com", "timezone": "Asia/Tokyo", "cadence": "weekly",
+              field: value}
     with served(site) as base:
-        response = httpx.post(f"{base}/subscribe", data={"email": "new@example.com",
-                                                         field: value})
+        response = httpx.post(f"{base}/subscribe", data=posted)
     assert response.status_code == 400 and error in unescape(response.text)
-    assert 'value="new@example.com"' in response.text  # the form again, as typed
+    # The form again, as filled in.
+    assert f'value="{posted["email"]}"' in response.text
+    assert ('value="weekly" checked' in response.text) == (field != "cadence")
+    assert ("<option selected>Asia/Tokyo</option>" in response.text) == (field != "timezone")
     assert smtp.messages == []
     assert rows(site.database, "SELECT count(*) FROM signups") == [(0,)]
 

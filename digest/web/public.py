@@ -368,7 +368,9 @@ async def subscribe(request: Request) -> Response:
     # A stranger's name lands in a CSV the operator may open in a spreadsheet: a leading
     # =, +, - or @ would make it a formula there (CSV injection).
     person = compose.one_line(str(form.get("name") or "")).lstrip("=+-@ \t")[:200]
-    signup = Subscriber("", person, {}, tuple(s for s in sections if s in form.getlist("section")))
+    # Kept as posted, so the form shown again after a mistake keeps every other choice.
+    signup = Subscriber("", person, {}, tuple(s for s in sections if s in form.getlist("section")),
+                        str(form.get("cadence", CADENCES[0])), str(form.get("timezone", "")))
     try:
         email = subscribers.normalise(address)
     except EmailNotValidError as problem:
@@ -378,8 +380,7 @@ async def subscribe(request: Request) -> Response:
     if error:
         return render(request, "subscribe.html", 400, sections=sections, email=address,
                       person=person, signup=signup, error=error, **choices(request))
-    return await _signup(request, replace(signup, email=email, cadence=str(form.get(
-        "cadence", CADENCES[0])), timezone=str(form.get("timezone", ""))))
+    return await _signup(request, replace(signup, email=email))
 
 
 async def preferences(request: Request) -> Response:
