@@ -487,7 +487,8 @@ def check(ctx: click.Context) -> None:
               default="-", show_default=True, help="file to write, - for standard output")
 @click.pass_context
 def export(ctx: click.Context, out_path: str) -> None:
-    """Write the list as the next send will see it: valid, active, suppressions applied."""
+    """Write the list as the next send will see it: valid, active, with the subscribers' own
+    preferences and the suppressions applied."""
     config = _config(ctx)
     with _store(config) as store:
         listed, roster = jobs.roster(config, store, quiet=True)

@@ -59,9 +59,10 @@ class Personal:
         self.name = f"DIGEST-PERSONAL-NAME-{marker}"
         self.email = f"DIGEST-PERSONAL-EMAIL-{marker}"
         self.unsubscribe = f"DIGEST-PERSONAL-UNSUBSCRIBE-{marker}"
+        self.preferences = f"DIGEST-PERSONAL-PREFERENCES-{marker}"
         end = re.escape(marker)
         self._field = re.compile(rf"DIGEST-PERSONAL-FIELD-((?:[0-9a-f]{{2}})*)-{end}")
-        self.pattern = re.compile(rf"(DIGEST-PERSONAL-(?:NAME|EMAIL|UNSUBSCRIBE|"
+        self.pattern = re.compile(rf"(DIGEST-PERSONAL-(?:NAME|EMAIL|UNSUBSCRIBE|PREFERENCES|"
                                   rf"FIELD-(?:[0-9a-f]{{2}})*)-{end})")
 
     @classmethod
@@ -130,10 +131,11 @@ class _Fields:
 
 def anonymous(text: str, marker: str, unsubscribe_url: str) -> str:
     """A rendered edition (its placeholders ending in `marker`) as the archive shows it:
-    nobody's name, address, fields or personal links; the unsubscribe link goes to
-    `unsubscribe_url`."""
+    nobody's name, address, fields or personal links; the unsubscribe and preferences links
+    go to `unsubscribe_url`."""
     personal = Personal(marker)
-    values = {personal.name: "", personal.email: "you", personal.unsubscribe: unsubscribe_url}
+    values = {personal.name: "", personal.email: "you", personal.unsubscribe: unsubscribe_url,
+              personal.preferences: unsubscribe_url}
     return personal.pattern.sub(lambda match: values.get(match.group(), ""), text)
 
 
@@ -263,6 +265,7 @@ class Composer:
             "subscriber": {"name": personal.name, "email": personal.email,
                            "fields": _Fields(personal)},
             "unsubscribe_url": personal.unsubscribe,
+            "preferences_url": personal.preferences,
             "forward_url": forward_url(subject, self.words.gettext(
                 "I thought you might like this: %(url)s") % {"url": web_url}),
             "web_version": web,
@@ -529,11 +532,14 @@ class Letter:
 
     def __init__(self, config: Config, edition: Edition,
                  unsubscribe_url: Callable[[str], str],
-                 mailto: Callable[[str], str] | None = None) -> None:
+                 mailto: Callable[[str], str] | None = None,
+                 preferences_url: Callable[[str], str] | None = None) -> None:
         newsletter = config.newsletter
         self.edition = edition
         self.domain = newsletter.domain
         self.unsubscribe_url = unsubscribe_url
+        # `digest check`'s sample names nobody: without a maker its link is left empty.
+        self.preferences_url = preferences_url or (lambda email: "")
         # Each subscriber's own mailto (see returns.py) when given, else the one address.
         shared = newsletter.unsubscribe_mailto or f"unsubscribe@{self.domain}"
         self.mailto = mailto or (lambda email: shared)
@@ -571,7 +577,8 @@ class Letter:
         url = self.unsubscribe_url(delivery.email)
         personal = self.personal
         values = {personal.name: delivery.name, personal.email: delivery.email,
-                  personal.unsubscribe: url}
+                  personal.unsubscribe: url,
+                  personal.preferences: self.preferences_url(delivery.email)}
         for placeholder, name in self.fields.items():
             values[placeholder] = delivery.fields.get(name, "")
         message = b"".join((

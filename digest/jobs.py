@@ -294,13 +294,16 @@ class Sent:
 
 def roster(config: Config, store: Store, quiet: bool = False
            ) -> tuple[list[Subscriber], subscribers.Roster]:
-    """Who gets the next edition: the valid rows of the CSV, less the suppressed addresses;
-    and the whole reading of the file. Rejected rows are logged unless `quiet` (for a command
+    """Who gets the next edition: the valid rows of the CSV as their subscribers chose on
+    their preferences page, less those who paused and the suppressed addresses; and the whole
+    reading of the file. Rejected rows are logged unless `quiet` (for a command
     that prints them itself)."""
-    listed = subscribers.read(config.paths.subscribers, [feed.title for feed in config.feeds])
+    names = [feed.title for feed in config.feeds]
+    listed = subscribers.read(config.paths.subscribers, names)
     for problem in () if quiet else listed.problems:
         log.warning("%s:%d: skipped: %s", config.paths.subscribers, problem.line, problem.reason)
-    return subscribers.without(listed.subscribers, store.suppressed()), listed
+    chosen = subscribers.preferred(listed.subscribers, store.preferences(), names)
+    return subscribers.without(chosen, store.suppressed()), listed
 
 
 def view(chosen: tuple[str, ...], present: list[str]) -> str | None:
@@ -321,13 +324,15 @@ def messages(config: Config, store: Store, edition: Edition,
               mailto: Callable[[str], str] | None = None) -> Callable[[Delivery], bytes]:
     """Each delivery's bytes, from the Letter of its view (built once per view, on first use)."""
     views = store.edition_views(edition)
-    letters = {"": Letter(config, edition, unsubscribe_url, mailto)}
+    preferences_url = tokens.preferences_links(config)
+    letters = {"": Letter(config, edition, unsubscribe_url, mailto, preferences_url)}
 
     def message_for(delivery: Delivery) -> bytes:
         letter = letters.get(delivery.view)
         if letter is None:
             letter = letters[delivery.view] = Letter(
-                config, views.get(delivery.view, edition), unsubscribe_url, mailto)
+                config, views.get(delivery.view, edition), unsubscribe_url, mailto,
+                preferences_url)
         return letter.bytes_for(delivery)
 
     return message_for
@@ -459,12 +464,21 @@ def _make_edition(config: Config, store: Store, composer: Composer,
 def _audience(config: Config, store: Store, present: list[str]
               ) -> tuple[int, list[str], Callable[[], Iterator[Subscriber]]]:
     """Who an edition with these sections goes to: how many, the views they need, and a walk
-    of them (the valid, active, unsuppressed rows with news in their sections).
+    of them (the valid, active, unsuppressed rows, as their subscribers chose and not
+    paused, with news in their sections).
 
     The list is walked, never held: a first walk counts and reports bad rows, a second feeds
     the ledger, so memory does not grow with the list."""
-    listing = subscribers.Listing(config.paths.subscribers, [f.title for f in config.feeds])
+    names = [f.title for f in config.feeds]
+    listing = subscribers.Listing(config.paths.subscribers, names)
     suppressed = {subscribers.key(email) for email in store.suppressed()}
+    preferences = store.preferences()
+
+    def rows() -> Iterator[Subscriber | subscribers.Problem | None]:
+        """The list's rows as their subscribers chose (a paused one is None, as if held)."""
+        for found in listing.walk():
+            yield (subscribers.prefer(found, preferences.get(subscribers.key(found.email)),
+                                      names) if isinstance(found, Subscriber) else found)
 
     def gets(found: Subscriber | subscribers.Problem | None) -> str | None:
         if not isinstance(found, Subscriber) or subscribers.key(found.email) in suppressed:
@@ -472,7 +486,7 @@ def _audience(config: Config, store: Store, present: list[str]
         return view(found.sections, present)
 
     count, wanted = 0, dict[str, None]()  # the views, in the order first needed
-    for found in listing.walk():
+    for found in rows():
         if isinstance(found, subscribers.Problem):
             log.warning("%s:%d: skipped: %s", listing.path, found.line, found.reason)
         elif (chosen := gets(found)) is not None:
@@ -480,7 +494,7 @@ def _audience(config: Config, store: Store, present: list[str]
             wanted[chosen] = None
 
     def walk() -> Iterator[Subscriber]:
-        return (found for found in listing.walk()
+        return (found for found in rows()
                 if isinstance(found, Subscriber) and gets(found) is not None)
 
     return count, list(wanted), walk

@@ -75,6 +75,17 @@ class Subscriber:
 
 
 @dataclass(frozen=True)
+class Preferences:
+    """What a subscriber chose on their preferences page: it wins over the list's row for
+    their address, as an opt-out does, and the operator's file is never rewritten."""
+
+    sections: tuple[str, ...] = ()  # empty means every section
+    cadence: str = "daily"  # one of CADENCES
+    timezone: str = ""  # an IANA zone name; empty means the newsletter's own
+    paused: bool = False  # nothing is mailed to them until they resume
+
+
+@dataclass(frozen=True)
 class Edition:
     """What was composed once and is mailed to everyone; stored so that a resend or the
     archive shows exactly what went out."""

@@ -28,6 +28,7 @@ from digest.records import (
     Fate,
     Image,
     PageFacts,
+    Preferences,
     Rendition,
     Result,
     Status,
@@ -249,6 +250,21 @@ MIGRATIONS = (
     # stored; such an article is seen (eligible = 0), never mailed. NULL: none held it.
     """
     ALTER TABLE articles ADD COLUMN held TEXT;
+    """,
+    # What each subscriber chose on their preferences page, by the address as compared
+    # (subscribers.key): it wins over subscribers.csv, which stays the operator's. A sign-up
+    # keeps the cadence and time zone asked for, until its confirmation writes them there.
+    """
+    CREATE TABLE preferences (
+        address TEXT PRIMARY KEY,          -- subscribers.key of the address
+        sections TEXT NOT NULL,            -- a JSON list of section names; [] every section
+        cadence TEXT NOT NULL,             -- daily|weekly
+        timezone TEXT NOT NULL,            -- an IANA name; '' the newsletter's
+        paused INTEGER NOT NULL,           -- 1: nothing mailed until they resume
+        updated_at TEXT NOT NULL
+    );
+    ALTER TABLE signups ADD COLUMN cadence TEXT NOT NULL DEFAULT 'daily';
+    ALTER TABLE signups ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
     """,
 )
 
@@ -930,20 +946,48 @@ class Store:
             if made >= most:
                 return False
             db.execute("INSERT INTO signups (id, email, recipient, name, sections, created_at, "
-                       "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       "expires_at, cadence, timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (signup_id, signup.email, recipient, signup.name,
-                        json.dumps(list(signup.sections)), _iso(at), _iso(expires)))
+                        json.dumps(list(signup.sections)), _iso(at), _iso(expires),
+                        signup.cadence, signup.timezone))
         return True
 
     def signup(self, signup_id: str, at: datetime) -> Subscriber | None:
         """The sign-up kept under this id, while its link is valid."""
-        row = self.db.execute("SELECT email, name, sections FROM signups WHERE id = ? AND "
-                              "expires_at >= ?", (signup_id, _iso(at))).fetchone()
-        return Subscriber(row[0], row[1], {}, tuple(json.loads(row[2]))) if row else None
+        row = self.db.execute("SELECT email, name, sections, cadence, timezone FROM signups "
+                              "WHERE id = ? AND expires_at >= ?",
+                              (signup_id, _iso(at))).fetchone()
+        return Subscriber(row[0], row[1], {}, tuple(json.loads(row[2])), row[3],
+                          row[4]) if row else None
 
     def drop_signup(self, signup_id: str) -> None:
         """Forget a sign-up whose confirmation mail never left: nobody holds its link."""
         self.db.execute("DELETE FROM signups WHERE id = ?", (signup_id,))
+
+    # -- what subscribers chose on their preferences page -----------------------------------
+
+    def preferences(self) -> dict[str, Preferences]:
+        """Every choice made, by address key: few rows (only those who used the page), read
+        once per send."""
+        return {row[0]: _preferences(row) for row in self.db.execute(
+            "SELECT address, sections, cadence, timezone, paused FROM preferences")}
+
+    def preference(self, address: str) -> Preferences | None:
+        """What the subscriber with this address key chose, if they ever saved the page."""
+        row = self.db.execute("SELECT address, sections, cadence, timezone, paused FROM "
+                              "preferences WHERE address = ?", (address,)).fetchone()
+        return _preferences(row) if row else None
+
+    def prefer(self, address: str, chosen: Preferences) -> None:
+        """Keep what the subscriber with this address key chose, in place of any before."""
+        self.db.execute(
+            "INSERT INTO preferences (address, sections, cadence, timezone, paused, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET "
+            "sections = excluded.sections, cadence = excluded.cadence, "
+            "timezone = excluded.timezone, paused = excluded.paused, "
+            "updated_at = excluded.updated_at",
+            (address, json.dumps(list(chosen.sections)), chosen.cadence, chosen.timezone,
+             int(chosen.paused), _iso(now())))
 
     # -- what came back ------------------------------------------------------------------------
 
@@ -1241,6 +1285,10 @@ def _once(rows: list[sqlite3.Row], mailed: dict[str, set[int]]) -> list[sqlite3.
                 continue
         kept.append(row)
     return kept
+
+
+def _preferences(row: sqlite3.Row) -> Preferences:
+    return Preferences(tuple(json.loads(row[1])), row[2], row[3], bool(row[4]))
 
 
 def _edition(row: sqlite3.Row, html: str) -> Edition:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
-from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +25,7 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import DigestError
-from digest.records import CADENCES, Subscriber
+from digest.records import CADENCES, Preferences, Subscriber
 
 STATUSES = ("active", "paused", "unsubscribed")
 KNOWN = ("email", "name", "sections", "status", "cadence", "timezone")
@@ -223,6 +223,28 @@ def zones() -> frozenset[str]:
     """The IANA zone names a subscriber may give, as the system's (or tzdata's) database has
     them: a name is checked against the list, never opened as a path."""
     return frozenset(available_timezones())
+
+
+def prefer(subscriber: Subscriber, chosen: Preferences | None,
+           sections: Collection[str]) -> Subscriber | None:
+    """The subscriber as they chose on their preferences page, which wins over their row;
+    None while they paused. `sections` are the configured ones: a chosen section since
+    removed is dropped, and when none is left the row's choice holds again, so nobody is
+    silently cut off by a renamed feed."""
+    if chosen is None:
+        return subscriber
+    if chosen.paused:
+        return None
+    kept = tuple(name for name in chosen.sections if name in sections)
+    return replace(subscriber, sections=kept if kept or not chosen.sections
+                   else subscriber.sections, cadence=chosen.cadence, timezone=chosen.timezone)
+
+
+def preferred(subscribers: Iterable[Subscriber], chosen: Mapping[str, Preferences],
+              sections: Collection[str]) -> list[Subscriber]:
+    """The subscribers as each chose (see `prefer`), those who paused left out."""
+    return [s for s in (prefer(s, chosen.get(key(s.email)), sections) for s in subscribers)
+            if s is not None]
 
 
 def without(subscribers: Iterable[Subscriber], suppressed: Iterable[str]) -> list[Subscriber]:

@@ -72,9 +72,20 @@ def ids(config: Config) -> Callable[[str], str]:
 def unsubscribe_links(config: Config) -> Callable[[str], str]:
     """The maker of each subscriber's unsubscribe URL (what List-Unsubscribe and the footer
     point at). The store must know the id before a mail carrying it goes out."""
+    return _links(config, "unsubscribe")
+
+
+def preferences_links(config: Config) -> Callable[[str], str]:
+    """The maker of each subscriber's "Manage preferences" URL. It names the address by the
+    same id as the unsubscribe link: the page can unsubscribe too, so it grants nothing more
+    to whoever holds the mail."""
+    return _links(config, "preferences")
+
+
+def _links(config: Config, page: str) -> Callable[[str], str]:
     named = ids(config)
     public = config.newsletter.public_url.rstrip("/")
-    return lambda email: f"{public}/unsubscribe/{named(email)}"
+    return lambda email: f"{public}/{page}/{named(email)}"
 
 
 def secret(from_environment: str, state: Path) -> bytes:

@@ -28,8 +28,8 @@ def forms(marker: str) -> list[str]:
     """Every placeholder a template could make with this marker, and malformed field ones."""
     fields = [f"DIGEST-PERSONAL-FIELD-{hex_}-{marker}"
               for hex_ in [c.encode().hex() for c in COLUMNS] + ["ff", "f", "", "c3"]]
-    return [f"DIGEST-PERSONAL-{kind}-{marker}" for kind in ("NAME", "EMAIL", "UNSUBSCRIBE")
-            ] + fields
+    kinds = ("NAME", "EMAIL", "UNSUBSCRIBE", "PREFERENCES")
+    return [f"DIGEST-PERSONAL-{kind}-{marker}" for kind in kinds] + fields
 
 
 FORMS = forms(LEGACY) + forms(GUESS)
@@ -94,13 +94,14 @@ def assert_only_where_printed(received: Received) -> None:
     name, company, secret = PEOPLE[email]
     url = unsubscribe_url(message)
     token = url.rsplit("/", 1)[1]
+    preferences = url.replace("/unsubscribe/", "/preferences/")
     html = message.get_body(("html",)).get_content()
     text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
     printed = {
         "html": [f"Hello {name} of {company}</p>", f"This email was sent to {email}.",
-                 f'href="{url}"'],
+                 f'href="{url}"', f'href="{preferences}"'],
         "text": [f"Hello {name} of {company}\n", f"This email was sent to {email}.\n",
-                 f"{url}\n"],
+                 f"{url}\n", f"{preferences}\n"],
     }
     rest = {"html": html, "text": text}
     for part, spots in printed.items():
@@ -153,7 +154,8 @@ def assert_archive_is_anyones(site: Site) -> None:
         assert f"https://tracker.example.net/i/{FORMS.index(form)}/{form}.png" in page
     assert INTRO in page
     assert 'href="https://news.example.com/subscribe"' in page
-    for value in ("ann@", "bob@", "Ann Lee", "ACME", "ann-secret", "bob-secret", "/unsubscribe/"):
+    for value in ("ann@", "bob@", "Ann Lee", "ACME", "ann-secret", "bob-secret", "/unsubscribe/",
+                  "/preferences/"):
         assert value not in page, value
 
 

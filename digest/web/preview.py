@@ -111,7 +111,8 @@ def gather(config: Config, feed: str | None) -> tuple[list[Card], list[str]]:
 
 
 def letter(config: Config, edition: Edition) -> Letter:
-    return Letter(config, edition, tokens.unsubscribe_links(config))
+    return Letter(config, edition, tokens.unsubscribe_links(config),
+                  preferences_url=tokens.preferences_links(config))
 
 
 def proof(config: Config, feed: str | None = None) -> tuple[Proof, Edition]:

@@ -6,6 +6,9 @@
                                  the page below
     GET  /unsubscribe/{token}    a page with a button: a GET alone never unsubscribes, since
                                  mail scanners prefetch links
+    GET  /preferences/{token}    "Manage preferences" in every mail's footer: sections, cadence,
+                                 time zone, pause or resume, unsubscribe; POST saves, the
+                                 form again with the error (status 400) for any unknown value
     POST /resubscribe/{token}    mails a confirmation link: only its click lifts the opt-out
     GET  /subscribe, POST        the sign-up form; a confirmation mail with an expiring link
                                  (double opt-in), rate-limited per client and per recipient
@@ -29,6 +32,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
@@ -49,7 +53,7 @@ from starlette.routing import Route
 from digest import compose, deliver, images, metrics, subscribers, tokens, transport
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Outcome, Result, Subscriber
+from digest.records import CADENCES, Outcome, Preferences, Result, Subscriber
 from digest.store import Archived, Store, now
 from digest.web import templates
 
@@ -65,6 +69,10 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 PRIVATE = {**HEADERS, "Cache-Control": "no-store"}  # pages reached through a personal token
+
+# What the forms say of each cadence, in the order offered (the first is the default).
+CADENCE_WORDS = {"daily": "Every day", "weekly": "Once a week: the week's stories in one round-up"}
+assert tuple(CADENCE_WORDS) == CADENCES
 
 # However many clients ask, one address gets at most this many confirmation mails a day: the
 # form must not be a way to flood a stranger's inbox.
@@ -129,11 +137,39 @@ class Site:
             store.suppress(email, "unsubscribed", source)
 
     def confirm(self, signup: Subscriber) -> None:
-        """Add the confirmed address to the list (when not there yet) and lift any opt-out."""
-        subscribers.add(self.config.paths.subscribers, signup)
+        """Add the confirmed address to the list (when not there yet) and lift any opt-out.
+        A cadence or time zone the list has no column for is kept as the new subscriber's
+        preferences instead, so no choice made on the form is lost."""
+        path = self.config.paths.subscribers
+        added = subscribers.add(path, signup)
+        columns = subscribers.columns(path)
+        unkept = ((signup.cadence != CADENCES[0] and "cadence" not in columns)
+                  or (bool(signup.timezone) and "timezone" not in columns))
         with Store(self.config.paths.database) as store:
+            if added and unkept:
+                store.prefer(subscribers.key(signup.email), Preferences(
+                    signup.sections, signup.cadence, signup.timezone))
             if store.unsuppress(signup.email):
                 log.info("%s re-subscribed: opt-out lifted", signup.email)
+
+    def standing(self, email: str) -> tuple[Preferences, bool]:
+        """What the preferences page shows for the address: what is in effect for it (its
+        own choice, else its row of the list, else the defaults), and whether it opted out."""
+        names = [feed.title for feed in self.config.feeds]
+        with Store(self.config.paths.database) as store:
+            chosen = store.preference(subscribers.key(email))
+            opted_out = subscribers.key(email) in {subscribers.key(address)
+                                                   for address in store.suppressed()}
+        if chosen is None:
+            listed = next((found for found in subscribers.Listing(
+                self.config.paths.subscribers, names).walk() if isinstance(found, Subscriber)
+                and subscribers.key(found.email) == subscribers.key(email)), Subscriber(email))
+            chosen = Preferences(listed.sections, listed.cadence, listed.timezone)
+        return chosen, opted_out
+
+    def prefer(self, email: str, chosen: Preferences) -> None:
+        with Store(self.config.paths.database) as store:
+            store.prefer(subscribers.key(email), chosen)
 
     def send_confirmation(self, signup: Subscriber) -> Literal["sent", "limited", "failed"]:
         """Keep the sign-up and mail its confirmation link through the configured transport.
@@ -288,23 +324,93 @@ async def _signup(request: Request, signup: Subscriber) -> Response:
                   hours=site.config.web.confirm_hours)
 
 
+def choices(request: Request) -> dict[str, Any]:
+    """What the sign-up and preferences forms offer besides sections: the cadences, and every
+    IANA zone after the newsletter's own (the default, kept as '')."""
+    return {"cadences": CADENCE_WORDS, "zones": sorted(subscribers.zones()),
+            "newsletter_zone": _site(request).config.newsletter.timezone}
+
+
+def _refusal(form: FormData, sections: list[str]) -> str:
+    """What is wrong with the cadence, time zone or sections posted, '' when nothing: the
+    forms only offer good values, so a bad one was made by hand and is named back."""
+    unknown = [name for name in form.getlist("section") if name not in sections]
+    cadence = form.get("cadence", CADENCES[0])
+    zone = form.get("timezone", "")
+    if unknown:
+        return f"There is no section {str(unknown[0])!r}."
+    if cadence not in CADENCES:
+        return f"Unknown cadence {str(cadence)!r}: choose {' or '.join(CADENCES)}."
+    if zone and zone not in subscribers.zones():
+        return f"Unknown time zone {str(zone)!r}: choose one from the list."
+    return ""
+
+
+def _chosen(form: FormData, sections: list[str]) -> Preferences | str:
+    """The preferences page's form as preferences, or what is wrong with it."""
+    if form.get("via") != "page":  # a scanner's or a bare POST: nothing is saved
+        return "Please use the form to save your choices."
+    delivery = form.get("delivery")
+    if delivery not in ("active", "paused"):
+        return f"Unknown delivery {str(delivery)!r}: choose active or paused."
+    return _refusal(form, sections) or Preferences(
+        tuple(name for name in sections if name in form.getlist("section")),
+        str(form.get("cadence")), str(form.get("timezone", "")), delivery == "paused")
+
+
 async def subscribe(request: Request) -> Response:
     sections = await run_in_threadpool(_site(request).sections)
     if request.method == "GET":
         return render(request, "subscribe.html", sections=sections, error="", email="",
-                      person="")
+                      person="", signup=Subscriber(""), **choices(request))
     form = await _form(request)
     address = str(form.get("email") or "").strip()
     # A stranger's name lands in a CSV the operator may open in a spreadsheet: a leading
     # =, +, - or @ would make it a formula there (CSV injection).
     person = compose.one_line(str(form.get("name") or "")).lstrip("=+-@ \t")[:200]
+    # Kept as posted, so the form shown again after a mistake keeps every other choice.
+    signup = Subscriber("", person, {}, tuple(s for s in sections if s in form.getlist("section")),
+                        str(form.get("cadence", CADENCES[0])), str(form.get("timezone", "")))
     try:
         email = subscribers.normalise(address)
-    except EmailNotValidError as error:
+    except EmailNotValidError as problem:
+        error = f"That address does not work: {problem}"
+    else:
+        error = _refusal(form, sections)
+    if error:
         return render(request, "subscribe.html", 400, sections=sections, email=address,
-                      person=person, error=f"That address does not work: {error}")
-    chosen = tuple(s for s in sections if s in form.getlist("section"))
-    return await _signup(request, Subscriber(email, person, {}, chosen))
+                      person=person, signup=signup, error=error, **choices(request))
+    return await _signup(request, replace(signup, email=email))
+
+
+async def preferences(request: Request) -> Response:
+    site, token = _site(request), request.path_params["token"]
+    email = await run_in_threadpool(site.address, token)
+    if email is None:
+        return refused(request)
+    sections = [feed.title for feed in site.config.feeds]
+    error, saved = "", False
+    if request.method == "POST":  # a GET changes nothing
+        form = await _form(request)
+        if form.get("via") == "page" and form.get("action") == "unsubscribe":
+            await run_in_threadpool(site.suppress, email, "preferences page")
+            return render(request, "unsubscribed.html", private=True, email=email, token=token)
+        chosen = _chosen(form, sections)
+        if isinstance(chosen, str):
+            error = chosen
+        else:
+            await run_in_threadpool(site.prefer, email, chosen)
+            saved = True
+    try:
+        shown, opted_out = await run_in_threadpool(site.standing, email)
+    except DigestError as problem:  # the list is unreadable: the operator's to fix
+        log.error("preferences page of %s not shown: %s", email, problem)
+        return message(request, "Please try again later", "We could not read your "
+                       "preferences just now. Please open the link again later.", 503)
+    return render(request, "preferences.html", 400 if error else 200, private=True,
+                  email=email, token=token, chosen=shown, opted_out=opted_out,
+                  sections=sections if len(sections) > 1 else [], error=error, saved=saved,
+                  **choices(request))
 
 
 async def confirm(request: Request) -> Response:
@@ -383,6 +489,7 @@ def app(config: Config) -> Starlette:
         Route("/", welcome, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
+        Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm, methods=["GET"]),
         Route("/archive/", archive, methods=["GET"]),
