@@ -528,6 +528,22 @@ def deliver_released(config: Config, store: Store,
                     expect=expect, new_edition=False)
 
 
+def as_chosen(config: Config, held: Held) -> tuple[Config, list[Card]]:
+    """A held edition as the editor's choices so far make it: the configuration with its
+    intro, and its cards (dropped ones out, pinned ones first)."""
+    return (with_intro(config, held.intro),
+            _ordered(held, held.chosen(Choice.DROP), held.chosen(Choice.PIN)))
+
+
+def with_intro(config: Config, intro: str | None) -> Config:
+    """The configuration with an edition's own intro in place of newsletter.intro (None:
+    the configured one). The templates print it escaped; the edition's placeholders are
+    drawn not to occur in it, as in any text they are given (see compose.Personal)."""
+    if intro is None:
+        return config
+    return replace(config, newsletter=replace(config.newsletter, intro=intro))
+
+
 def _ordered(held: Held, dropped: frozenset[int], pinned: frozenset[int]) -> list[Card]:
     """The held edition's cards less the dropped, the pinned first, each group in edition
     order."""
@@ -557,7 +573,7 @@ def timeouts(config: Config, store: Store, moment: datetime,
     for held in store.waiting(cadence):
         if moment < held.held_at + wait:
             continue
-        kept = _ordered(held, held.chosen(Choice.DROP), held.chosen(Choice.PIN))
+        _, kept = as_chosen(config, held)
         # Every story dropped: sending it as it is would send nothing.
         if config.newsletter.approval_fallback == "skip" or not kept:
             if store.let_pass(held.id):
@@ -577,8 +593,7 @@ def timeouts(config: Config, store: Store, moment: datetime,
 def _release(config: Config, store: Store, held: Held, chosen: list[Card], intro: str | None,
              state: State, when: datetime, discarded: Iterable[int] = ()) -> Edition | None:
     """A held edition composed with these cards and intro, and its ledger made."""
-    if intro is not None:
-        config = replace(config, newsletter=replace(config.newsletter, intro=intro))
+    config = with_intro(config, intro)
     chosen = dressed(config, store, chosen)
     present = list(dict.fromkeys(card.section for card in chosen))
     count, wanted, recipients = _audience(config, store, present)

@@ -4,17 +4,18 @@ who drops or pins stories and writes an intro in the preview (real Chromium) or 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
-import time
 from datetime import timedelta
 from email.message import EmailMessage
 
+import httpx
 import pytest
 from playwright.sync_api import Page
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss, serving
-from test_scheduler import logged, running, until
+from test_scheduler import Scheduler, logged, running, until
 
 from digest import config, jobs
 from digest.store import State, Store
@@ -59,6 +60,12 @@ def headlines(message: EmailMessage) -> list[str]:
     page = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     return [re.sub(r"<[^>]+>", "", found) for found in re.findall(
         r'<h3 class="h3[^"]*"[^>]*>(.*?)</h3>', page, re.S)]
+
+
+def shown_state(edition: int) -> str:
+    """The edition's state as `digest status --json` shows it."""
+    found = json.loads(digest("status", "--json").stdout)
+    return next(e["state"] for e in found["editions"] if e["id"] == edition)
 
 
 def state(site: Site, edition: int) -> str:
@@ -164,3 +171,195 @@ def test_bad_approvals_are_one_line_and_exit_2(
     assert "edition 1 is not held for approval (it is approved)" in twice.output
     assert len(twice.output.strip().splitlines()) == 1
     assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+
+
+def test_a_bad_approval_setting_is_one_line_naming_the_key(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    for newsletter, schedule, said in (
+            ('approval_fallback = "wait"\n', "", "newsletter.approval_fallback must be one of "
+                                                  "send, skip, not 'wait'"),
+            ("", 'approval_timeout = "soon"\n', "schedule.approval_timeout must be a duration"),
+            ("", 'approval_timeout = "0s"\n', "schedule.approval_timeout must be a duration")):
+        setup(site, web, smtp, newsletter, schedule)
+        result = digest("status")
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fallback", ["send", "skip"])
+def test_the_approval_timeout_sends_or_skips_once_it_has_passed(
+        site: Site, web: FeedServer, smtp: SmtpServer, fallback: str) -> None:
+    setup(site, web, smtp, f'approval_fallback = "{fallback}"\n', 'approval_timeout = "30m"\n')
+    assert digest("collect").exit_code == 0
+    assert digest("send").exit_code == 0
+    settings = config.load(site.config)
+    with Store(site.database) as store:
+        (held,) = store.waiting()
+        # The editor had dropped one already: "as it is" means with that choice.
+        store.choose(held.id, ids(site)["Bridge repaired"], jobs.Choice.DROP)
+    waiting = digest("status")
+    assert waiting.exit_code == 1
+    deadline = held.held_at + timedelta(minutes=30)
+    fate = "sent as it is" if fallback == "send" else "skipped"
+    assert (f"edition 1 held for approval since {held.held_at:%Y-%m-%d %H:%M} UTC: {fate} at "
+            f"{deadline:%Y-%m-%d %H:%M} UTC (schedule.approval_timeout = 30m)") in waiting.output
+
+    with Store(site.database) as store:
+        assert jobs.timeouts(settings, store, deadline - timedelta(seconds=1)) == []
+        assert store.state(1) is State.HELD
+        (timed,) = jobs.timeouts(settings, store, deadline)
+        assert jobs.timeouts(settings, store, deadline + timedelta(hours=1)) == []
+    assert timed.held.id == 1 and not timed.problem
+    after = digest("send")  # delivers what is due, then makes this period's edition
+    if fallback == "send":
+        assert timed.edition is not None and state(site, 1) == "timed out"
+        assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+        assert headlines(smtp.messages[0].message) == ["Harbour opens", "Lighthouse relit"]
+        assert shown_state(1) == "timed out"
+        # The story it dropped went back, and the next edition holds it.
+        assert list(story_ids(site, 2)) == ["Bridge repaired"]
+    else:
+        assert timed.edition is None and state(site, 1) == "skipped"
+        assert smtp.messages == []
+        assert shown_state(1) == "skipped"
+        with Store(site.database) as store:
+            assert store.archived() == []
+        # None of it was mailed: every story is back, in the next edition.
+        assert "edition 2: 3 articles held for approval" in after.output
+        assert list(story_ids(site, 2)) == ["Harbour opens", "Bridge repaired",
+                                            "Lighthouse relit"]
+
+
+# -- in the real scheduler process, and in Chromium on the preview ------------------------------
+
+SECONDS = 'collect = "1s"\njitter = "0s"\nsend = "*/2 * * * * *"\nreconcile = "1s"\n'
+
+
+def held_logged(scheduler: Scheduler, edition: int) -> list[dict]:
+    return [line for line in logged(scheduler, "edition held for approval")
+            if line["edition"] == edition]
+
+
+@pytest.mark.slow
+def test_the_editor_drops_pins_writes_an_intro_and_approves_in_the_browser(
+        site: Site, web: FeedServer, smtp: SmtpServer, page: Page) -> None:
+    setup(site, web, smtp, "", SECONDS)
+    with running(site) as scheduler, serving(preview.app(site.config)) as base:
+        until(lambda: held_logged(scheduler, 1), what="edition 1 to be held")
+        # The slots that follow make none while it waits, and say why.
+        until(lambda: any("edition 1 is held for approval" in line["reason"]
+                          for line in logged(scheduler, "no edition")), what="a slot let pass")
+        assert rows(site.database, "SELECT count(*) FROM editions") == [(1,)]
+        assert smtp.messages == []
+
+        page.goto(base)
+        assert page.locator("#held-title").inner_text().startswith(
+            "Edition 1, held for approval since")
+        page.get_by_role("button", name="Drop Bridge repaired").click()
+        assert "story" in page.locator("#notice").inner_text()
+        page.get_by_role("button", name="Pin Lighthouse relit to the top").click()
+        page.frame_locator("#edition").locator("h3").first.wait_for()
+        shown = page.frame_locator("#edition").locator("h3").all_inner_texts()
+        assert shown == ["Lighthouse relit", "Harbour opens"]
+        page.get_by_label("Intro, above the stories").fill(INTRO)
+        page.get_by_role("button", name="Approve and send").click()
+        assert ("edition 1 approved: the running scheduler delivers it"
+                in page.locator("#notice").inner_text())
+
+        smtp.wait_for(2, timeout=30)
+        for received in smtp.messages:
+            message = received.message
+            assert headlines(message) == ["Lighthouse relit", "Harbour opens"]
+            page_html = message.get_body(("html",)).get_content()
+            assert "Good &lt;b&gt;morning&lt;/b&gt; &amp; welcome" in page_html
+            assert "Bridge repaired" not in page_html
+            assert "Good <b>morning</b> & welcome" in message.get_body(("plain",)).get_content()
+
+        # The dropped story went back to the pool: the next slot's edition holds it.
+        until(lambda: held_logged(scheduler, 2), what="edition 2 to be held")
+        assert list(story_ids(site, 2)) == ["Bridge repaired"]
+        page.goto(base)
+        page.get_by_role("button", name="Approve and send").click()
+        smtp.wait_for(4, timeout=30)
+        assert scheduler.stop() == 0
+    assert headlines(smtp.messages[-1].message) == ["Bridge repaired"]
+    assert smtp.recipients() == {"ann@example.com": 2, "bob@example.org": 2}
+    assert rows(site.database, "SELECT id, state FROM editions ORDER BY id")[:2] == [
+        (1, "approved"), (2, "approved")]
+
+
+def test_a_post_from_elsewhere_changes_nothing(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp)
+    assert digest("collect").exit_code == 0
+    assert digest("send").exit_code == 0
+    story = ids(site)["Harbour opens"]
+    with serving(preview.app(site.config)) as base:
+        token = re.search(r'name="token" value="([^"]+)"', httpx.get(base).text)
+        assert token is not None
+        for headers, token_sent in (({"Origin": "https://elsewhere.example"}, token[1]),
+                                    ({}, token[1]), ({"Origin": base}, ""),
+                                    ({"Origin": base}, "forged")):
+            for path, data in (("/held/choose", {"story": story, "choice": "drop"}),
+                               ("/held/intro", {"intro": "hijacked"}),
+                               ("/held/approve", {"intro": "hijacked"})):
+                answer = httpx.post(f"{base}{path}", headers=headers,
+                                    data={"token": token_sent, "edition": "1", **data})
+                assert answer.status_code == 303 and "refused" in answer.headers["location"]
+        assert state(site, 1) == "held" and smtp.messages == []
+        assert rows(site.database, "SELECT intro FROM editions") == [(None,)]
+        assert rows(site.database, "SELECT count(*) FROM edition_articles WHERE choice "
+                                   "IS NOT NULL") == [(0,)]
+        # The page's own post, with its token, is heard.
+        mine = httpx.post(f"{base}/held/choose", headers={"Origin": base},
+                          data={"token": token[1], "edition": "1", "story": story,
+                                "choice": "drop"})
+        assert "dropped" in mine.headers["location"]
+
+
+@pytest.mark.slow
+def test_a_restart_while_held_keeps_it_held_and_makes_no_second_edition(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    setup(site, web, smtp, "", SECONDS)
+    with running(site) as scheduler:
+        until(lambda: held_logged(scheduler, 1), what="edition 1 to be held")
+        assert scheduler.stop(signal.SIGTERM) == 0
+    with running(site) as again:
+        # Several slots come and go in the new process: none makes an edition.
+        until(lambda: len([line for line in logged(again, "no edition")
+                           if "edition 1 is held" in line["reason"]]) >= 2,
+              what="two slots let pass after the restart")
+        assert again.stop() == 0
+    assert rows(site.database, "SELECT id, state FROM editions") == [(1, "held")]
+    assert rows(site.database, "SELECT count(*) FROM deliveries") == [(0,)]
+    assert smtp.messages == []
+    assert not logged(again, "edition held for approval")
+    # Still the editor's to approve, whole.
+    assert digest("approve", "1").exit_code == 0
+    assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fallback", ["send", "skip"])
+def test_the_scheduler_applies_the_approval_timeout(
+        site: Site, web: FeedServer, smtp: SmtpServer, fallback: str) -> None:
+    setup(site, web, smtp, f'approval_fallback = "{fallback}"\n',
+          SECONDS + 'approval_timeout = "1s"\n')
+    with running(site) as scheduler:
+        if fallback == "send":
+            smtp.wait_for(2, timeout=30)
+            until(lambda: logged(scheduler, "approval timed out: edition sent as it was"),
+                  what="the timeout to be logged")
+        else:
+            # Skipped, its stories back in the pool: the next edition holds all of them again.
+            until(lambda: held_logged(scheduler, 2), what="edition 2 to be held")
+            assert logged(scheduler, "approval timed out: edition skipped, its stories go "
+                                     "back to the pool")[0]["edition"] == 1
+            assert held_logged(scheduler, 2)[0]["articles"] == 3
+        assert scheduler.stop() == 0
+    first = rows(site.database, "SELECT state FROM editions WHERE id = 1")
+    if fallback == "send":
+        assert first == [("timed out",)]
+        assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+    else:
+        assert first == [("skipped",)] and smtp.messages == []
