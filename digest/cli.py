@@ -552,9 +552,12 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
     config = _config(ctx)
     with _store(config) as store:
         try:
-            store.edition(edition)
+            state = store.state(edition)
         except KeyError:
             raise DigestError(f"edition {edition} does not exist (see `digest status`)") from None
+        if not state.mailed:
+            raise DigestError(f"edition {edition} was never mailed (it is {state}): nothing "
+                              "to resend")
         one = _recipient(config, store, address) if address else None
         chosen = store.requeue(edition, statuses) if statuses else []
         if one is not None:

@@ -164,6 +164,10 @@ def test_bad_approvals_are_one_line_and_exit_2(
         assert result.exit_code == 2, (args, result.output)
         assert said in result.output and len(result.output.strip().splitlines()) == 1, args
     assert smtp.messages == [] and state(site, 1) == "held"
+    # Nor can it be resent before it was ever sent.
+    resent = digest("resend", "1", "--to", "ann@example.com")
+    assert resent.exit_code == 2 and "edition 1 was never mailed (it is held)" in resent.output
+    assert rows(site.database, "SELECT count(*) FROM deliveries") == [(0,)]
 
     assert digest("approve", "1").exit_code == 0
     twice = digest("approve", "1")
