@@ -255,6 +255,9 @@ def test_the_editor_drops_pins_writes_an_intro_and_approves_in_the_browser(
                           for line in logged(scheduler, "no edition")), what="a slot let pass")
         assert rows(site.database, "SELECT count(*) FROM editions") == [(1,)]
         assert smtp.messages == []
+        # Its own slot is an edition held, not a slot let pass.
+        slot = held_logged(scheduler, 1)[0]["period"]
+        assert all(line["period"] != slot for line in logged(scheduler, "no edition"))
 
         page.goto(base)
         assert page.locator("#held-title").inner_text().startswith(
@@ -328,6 +331,8 @@ def test_a_restart_while_held_keeps_it_held_and_makes_no_second_edition(
     with running(site) as scheduler:
         until(lambda: held_logged(scheduler, 1), what="edition 1 to be held")
         assert scheduler.stop(signal.SIGTERM) == 0
+    # News arrives meanwhile: it waits for the edition after the held one.
+    web.serve("/feed.xml", rss(LATER, *STORIES))
     with running(site) as again:
         # Several slots come and go in the new process: none makes an edition.
         until(lambda: len([line for line in logged(again, "no edition")
@@ -338,9 +343,11 @@ def test_a_restart_while_held_keeps_it_held_and_makes_no_second_edition(
     assert rows(site.database, "SELECT count(*) FROM deliveries") == [(0,)]
     assert smtp.messages == []
     assert not logged(again, "edition held for approval")
-    # Still the editor's to approve, whole.
+    assert logged(again, "collected")[0]["new"] == 1
+    # Still the editor's to approve, whole, as it was held.
     assert digest("approve", "1").exit_code == 0
     assert smtp.recipients() == {"ann@example.com": 1, "bob@example.org": 1}
+    assert headlines(smtp.messages[0].message) == [item.title for item in STORIES]
 
 
 @pytest.mark.slow
