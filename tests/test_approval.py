@@ -9,6 +9,7 @@ import re
 import signal
 from datetime import timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
 import pytest
@@ -246,7 +247,7 @@ def held_logged(scheduler: Scheduler, edition: int) -> list[dict]:
 
 @pytest.mark.slow
 def test_the_editor_drops_pins_writes_an_intro_and_approves_in_the_browser(
-        site: Site, web: FeedServer, smtp: SmtpServer, page: Page) -> None:
+        site: Site, web: FeedServer, smtp: SmtpServer, page: Page, artifacts: Path) -> None:
     setup(site, web, smtp, "", SECONDS)
     with running(site) as scheduler, serving(preview.app(site.config)) as base:
         until(lambda: held_logged(scheduler, 1), what="edition 1 to be held")
@@ -269,6 +270,7 @@ def test_the_editor_drops_pins_writes_an_intro_and_approves_in_the_browser(
         shown = page.frame_locator("#edition").locator("h3").all_inner_texts()
         assert shown == ["Lighthouse relit", "Harbour opens"]
         page.get_by_label("Intro, above the stories").fill(INTRO)
+        page.screenshot(path=str(artifacts / "held.png"), full_page=True)
         page.get_by_role("button", name="Approve and send").click()
         assert ("edition 1 approved: the running scheduler delivers it"
                 in page.locator("#notice").inner_text())
