@@ -270,6 +270,13 @@ def test_the_editor_drops_pins_writes_an_intro_and_approves_in_the_browser(
         shown = page.frame_locator("#edition").locator("h3").all_inner_texts()
         assert shown == ["Lighthouse relit", "Harbour opens"]
         page.get_by_label("Intro, above the stories").fill(INTRO)
+        page.get_by_role("button", name="Save the intro").click()
+        assert page.locator("#notice").inner_text() == "intro saved"
+        # Shown as written, as text: its markup is not obeyed.
+        frame = page.frame_locator("#edition")
+        assert INTRO in frame.locator("body").inner_text()
+        assert frame.locator("b", has_text="morning").count() == 0
+        assert page.get_by_label("Intro, above the stories").input_value() == INTRO
         page.screenshot(path=str(artifacts / "held.png"), full_page=True)
         page.get_by_role("button", name="Approve and send").click()
         assert ("edition 1 approved: the running scheduler delivers it"
