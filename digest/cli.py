@@ -344,11 +344,20 @@ def _print_status(config: Config, found: report.StatusReport) -> None:
     table = Table("id", "created", "articles", "deliveries", "came back", "subject",
                   title="Editions", title_justify="left")
     for e in found.editions:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(e.counts.items()))
+        words = report.STATE_WORDS[e.state]
+        counts = ", ".join([f"{n} {s}" for s, n in sorted(e.counts.items())]
+                           + ([words] if words else []))
         back = ", ".join(f"{n} {word}" for word, n in found.returned[e.id].items() if n)
         table.add_row(str(e.id), report.when(e.created_at), str(e.articles), counts, back,
                       e.subject)
     out.print(table)
+    for held in found.held:
+        table = Table("story", "section", "title", "choice", title_justify="left",
+                      title=f"Edition {held.id}, held for approval")
+        for card in held.cards:
+            table.add_row(str(card.id), card.section, card.title,
+                          str(held.choices.get(card.id, "")))
+        out.print(table)
     out.print(f"Subscribers: {found.active} active, {found.suppressed} suppressed"
               + (f" ({report.reasons(found.suppressed_by_reason)})"
                  if found.suppressed_by_reason else "")
@@ -544,9 +553,12 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
     config = _config(ctx)
     with _store(config) as store:
         try:
-            store.edition(edition)
+            state = store.state(edition)
         except KeyError:
             raise DigestError(f"edition {edition} does not exist (see `digest status`)") from None
+        if not state.mailed:
+            raise DigestError(f"edition {edition} was never mailed (it is {state}): nothing "
+                              "to resend")
         one = _recipient(config, store, address) if address else None
         chosen = store.requeue(edition, statuses) if statuses else []
         if one is not None:
@@ -566,6 +578,36 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
         with lock.held(config.paths.state), _progress("resending") as progress:
             sent = jobs.send(config, store, deliver.transport(config), progress=progress,
                              expect=progress.expect, new_edition=False)
+    _report_deliveries(sent)
+    _summarise(sent, time.monotonic() - started)
+    ctx.exit(1 if sent.troubled else 0)
+
+
+@main.command()
+@click.argument("edition", type=int)
+@click.option("--drop", multiple=True, type=int, metavar="ID",
+              help="leave this story out (repeatable); it goes back to the pool")
+@click.option("--pin", multiple=True, type=int, metavar="ID",
+              help="put this story first (repeatable)")
+@click.option("--intro", metavar="TEXT", help="the edition's intro, above the stories")
+@click.option("--discard", is_flag=True,
+              help="the dropped stories are never mailed, not kept for the next edition")
+@click.pass_context
+def approve(ctx: click.Context, edition: int, drop: tuple[int, ...], pin: tuple[int, ...],
+            intro: str | None, discard: bool) -> None:
+    """Send an edition held for approval (newsletter.approval), with these choices on top of
+    those saved in the preview. `digest status` lists its stories' IDs."""
+    config = _config(ctx)
+    started = time.monotonic()
+    with _store(config) as store:
+        approved = jobs.approve(config, store, edition, drop, pin, intro, discard)
+        console.print(f"edition {approved.id} approved: {approved.subject}", markup=False)
+        with _progress("sending") as progress:
+            sent = jobs.deliver_released(config, store, progress, progress.expect)
+    if sent is None:
+        console.print(f"the running scheduler (PID {lock.holder(config.paths.state)}) "
+                      f"delivers it at its next reconcile (every {config.schedule.reconcile})")
+        return
     _report_deliveries(sent)
     _summarise(sent, time.monotonic() - started)
     ctx.exit(1 if sent.troubled else 0)

@@ -66,6 +66,10 @@ class Newsletter:
     social: tuple[Social, ...] = ()
     # The masthead's picture: an http(s) URL, shown 40 px high beside the name; empty: none.
     logo: str = ""
+    # Each edition is made at its slot and held until an editor approves it (the preview, or
+    # `digest approve`); past schedule.approval_timeout it is sent as it is, or skipped.
+    approval: bool = False
+    approval_fallback: str = "send"  # "send" or "skip"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -144,6 +148,13 @@ class Schedule:
     reconcile: str = "5m"
     # When `digest inbox` reads what came back (cron line or interval); empty: never.
     inbox: str = ""
+    # How long a held edition waits for approval (newsletter.approval); empty: for ever.
+    approval_timeout: str = ""
+
+    @property
+    def approval_wait(self) -> timedelta | None:
+        """schedule.approval_timeout, or None when a held edition waits for ever."""
+        return self.span("approval_timeout") if self.approval_timeout else None
 
     def span(self, key: str) -> timedelta:
         """One of the duration keys, or a DigestError naming it."""
@@ -277,6 +288,7 @@ CHOICES = {
     ("inbox", "security"): ("ssl", "starttls", "none"),
     ("inbox", "source"): ("maildir", "imap"),
     ("images", "format"): ("jpeg", "webp"),
+    ("newsletter", "approval_fallback"): ("send", "skip"),
 }
 
 
@@ -379,6 +391,10 @@ def _check(config: Config, where: str) -> None:
                               f"{problem}")
     if not config.feeds:
         raise DigestError(f"{where}: no feeds configured")
+    wait = config.schedule.approval_timeout
+    if wait and not (duration(wait) or timedelta(0)) > timedelta(0):
+        raise DigestError(f"{where}: schedule.approval_timeout must be a duration longer than "
+                          f"0 such as \"90s\", \"30m\", \"6h\", not {wait!r}")
     for number, item in enumerate(config.web.metrics_allow, 1):
         try:
             ipaddress.ip_network(item, strict=False)

@@ -6,6 +6,8 @@
                 page | host each card's picture (see enrich.py)
     send:     finish unfinished editions | claim unmailed articles | render once
               | store edition + ledger | deliver
+              (with newsletter.approval: claim | hold; then approve, or the timeout,
+              | render once with the editor's choices | store + ledger | deliver)
     demo:     a fresh folder | collect the sample | send through a local sink | a web page
 
 Each feed's failure is a value, recorded on the feed; the others go on. Each stage's records
@@ -46,7 +48,18 @@ from digest.deliver import Pool, Tally
 from digest.errors import DigestError
 from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber, View
 from digest.sink import Sink
-from digest.store import Composed, FeedState, FeedUpdate, Inbound, Said, Store, now
+from digest.store import (
+    Choice,
+    Composed,
+    FeedState,
+    FeedUpdate,
+    Held,
+    Inbound,
+    Said,
+    State,
+    Store,
+    now,
+)
 from digest.transport import TransportDown
 
 log = logging.getLogger("digest")
@@ -283,6 +296,7 @@ class Sent:
     note: str  # why none was made, or what was made, in words
     recovered: int = 0  # rows found `sending` after a crash, now `unknown`
     expired: int = 0  # deferred rows past smtp.deferred_max_age, now `failed`
+    held: Held | None = None  # the new edition, made and held for approval
 
     def count(self, outcome: Outcome) -> int:
         return sum(tally.counts[outcome.value] for tally in self.tallies)
@@ -399,7 +413,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
                         carrier.policy.suppress_after_bounces)
         return tally
 
-    edition, note = None, "stopped before making a new edition"
+    edition, held, note = None, None, "stopped before making a new edition"
     try:
         tallies = []
         for number in store.unfinished():
@@ -412,16 +426,26 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
         elif not new_edition:
             note = "no new edition asked for"
         elif stop is None or not stop.is_set():
-            edition, note = _make_edition(config, store, composer, period)
-            if edition is not None:
+            made, note = _make_edition(config, store, composer, period)
+            if isinstance(made, Held):
+                held = made
+            elif made is not None:
+                edition = made
                 tallies.append(deliver_edition(edition))
     finally:
         carrier.close()
-    return Sent(tuple(tallies), edition, note, recovered, expired)
+    return Sent(tuple(tallies), edition, note, recovered, expired, held)
 
 
-def _make_edition(config: Config, store: Store, composer: Composer,
-                  period: str | None) -> tuple[Edition | None, str]:
+def _make_edition(config: Config, store: Store, composer: Composer, period: str | None,
+                  cadence: str = "daily") -> tuple[Edition | Held | None, str]:
+    """This period's edition, delivered at once, or with newsletter.approval held; None and
+    why when none is made."""
+    waiting = store.waiting(cadence) if config.newsletter.approval else []
+    if waiting:
+        return None, (f"edition {waiting[0].id} is held for approval since "
+                      f"{waiting[0].held_at:%Y-%m-%d %H:%M} UTC: no new edition until it is "
+                      f"approved (`digest approve {waiting[0].id}` or the preview)")
     chosen = _claim(config, store)
     if not chosen:
         return None, "no new articles since the last edition: nothing to send"
@@ -436,11 +460,27 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     when = now()
     # A manual run is its own period; the scheduler passes the slot it fires for.
     key = period or when.astimezone(config.newsletter.zone).isoformat()
-    personal = composer.personal(chosen)
-
     # Its number, printed in it and in its links, is the id the store gives it next: editions
     # are made under the state folder's lock, one process at a time.
     number = store.next_edition()
+    if config.newsletter.approval:
+        held = Held(number, key, when, tuple(chosen), cadence=cadence)
+        if not store.hold(held):
+            return None, f"the edition for {key} exists already"
+        return held, (f"edition {number}: {len(chosen)} articles held for approval "
+                      f"(`digest approve {number}` or the preview)")
+    composed = _composed(composer, chosen, number, key, when, wanted, cadence)
+    edition = store.create_edition(composed, recipients(),
+                                   lambda subscriber: view(subscriber.sections, present) or "")
+    if edition is None:
+        return None, f"the edition for {key} exists already"
+    return edition, f"edition {edition.id}: {len(chosen)} articles to {count} subscribers"
+
+
+def _composed(composer: Composer, chosen: list[Card], number: int, key: str, when: datetime,
+              wanted: list[str], cadence: str) -> Composed:
+    """The edition rendered once for the mail, once for the web, once per partial view."""
+    personal = composer.personal(chosen)
 
     def render(cards: list[Card], fit: bool = True, web: bool = False) -> Rendered:
         return composer.render(cards, number, when, fit=fit, personal=personal, web=web)
@@ -453,12 +493,139 @@ def _make_edition(config: Config, store: Store, composer: Composer,
     # Once per distinct view, however many subscribers share it.
     views: dict[str, View] = {name: render([c for c in chosen if c.section in name.split(";")])
                               for name in wanted if name}
-    composed = Composed(number, key, when, mailed, web, personal.marker, tuple(chosen), views)
-    edition = store.create_edition(composed, recipients(),
-                                   lambda subscriber: view(subscriber.sections, present) or "")
+    return Composed(number, key, when, mailed, web, personal.marker, tuple(chosen), views,
+                    cadence)
+
+
+# -- the editor's hold: approve, or the approval timeout ----------------------------------------
+
+def approve(config: Config, store: Store, number: int, drop: Iterable[int] = (),
+            pin: Iterable[int] = (), intro: str | None = None, discard: bool = False,
+            clock: Callable[[], datetime] = now) -> Edition:
+    """The held edition `number` composed once with the editor's choices (those saved in the
+    preview, and `drop`, `pin`, `intro` on top) and its delivery rows made; delivering it is
+    the caller's next step (`send`, or the running scheduler's next reconcile). Dropped
+    stories go back to the pool, or with `discard` are never mailed. A mistake (no such
+    edition, one not held, a story not in it) is a DigestError of status 2."""
+    try:
+        held = store.holding(number)
+    except KeyError:
+        raise DigestError(f"edition {number} does not exist (see `digest status`)", 2) from None
+    if held is None:
+        state = store.state(number)
+        raise DigestError(f"edition {number} is not held for approval (it is {state}): "
+                          "nothing to approve", 2)
+    drop, pin = set(drop), set(pin)
+    stories = [card.id for card in held.cards]
+    for story in sorted(drop | pin):
+        if story not in stories:
+            raise DigestError(f"story {story} is not in edition {number} (its stories: "
+                              f"{', '.join(map(str, stories))})", 2)
+    if drop & pin:
+        raise DigestError(f"story {min(drop & pin)}: both --drop and --pin", 2)
+    dropped = (held.chosen(Choice.DROP) - pin) | drop
+    pinned = (held.chosen(Choice.PIN) - drop) | pin
+    if dropped >= set(stories):
+        raise DigestError(f"edition {number}: every story is dropped, nothing would be sent", 2)
+    edition = _release(config, store, held, _ordered(held, dropped, pinned),
+                       held.intro if intro is None else intro,
+                       State.APPROVED, clock(), dropped if discard else frozenset())
     if edition is None:
-        return None, f"the edition for {key} exists already"
-    return edition, f"edition {edition.id}: {len(chosen)} articles to {count} subscribers"
+        raise DigestError(f"edition {number} was released meanwhile (approved, or its "
+                          "approval timed out)", 2)
+    return edition
+
+
+def deliver_released(config: Config, store: Store,
+                     progress: Callable[[Outcome], None] = lambda outcome: None,
+                     expect: Callable[[int], None] = lambda count: None) -> Sent | None:
+    """Deliver what is due (an edition just approved, say) under the state folder's lock;
+    None when a running scheduler holds it: its next reconcile delivers."""
+    if lock.holder(config.paths.state):
+        return None
+    with lock.held(config.paths.state):
+        return send(config, store, deliver.transport(config), progress=progress,
+                    expect=expect, new_edition=False)
+
+
+def as_chosen(config: Config, held: Held) -> tuple[Config, list[Card]]:
+    """A held edition as the editor's choices so far make it: the configuration with its
+    intro, and its cards (dropped ones out, pinned ones first)."""
+    return (with_intro(config, held.intro),
+            _ordered(held, held.chosen(Choice.DROP), held.chosen(Choice.PIN)))
+
+
+def with_intro(config: Config, intro: str | None) -> Config:
+    """The configuration with an edition's own intro in place of newsletter.intro (None:
+    the configured one). The templates print it escaped; the edition's placeholders are
+    drawn not to occur in it, as in any text they are given (see compose.Personal)."""
+    if intro is None:
+        return config
+    return replace(config, newsletter=replace(config.newsletter, intro=intro))
+
+
+def _ordered(held: Held, dropped: frozenset[int], pinned: frozenset[int]) -> list[Card]:
+    """The held edition's cards less the dropped, the pinned first, each group in edition
+    order."""
+    return sorted((card for card in held.cards if card.id not in dropped),
+                  key=lambda card: card.id not in pinned)
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """A held edition past schedule.approval_timeout, and what became of it."""
+
+    held: Held
+    edition: Edition | None  # delivered as it was; None: skipped (approval_fallback)
+    problem: str = ""  # why it could not be sent as it was (then it stays held)
+
+
+def timeouts(config: Config, store: Store, moment: datetime,
+             cadence: str | None = None) -> list[TimedOut]:
+    """The held editions (of one cadence, or all) whose approval timeout has passed at
+    `moment`: each composed as it stands (the choices saved so far) with its delivery rows
+    made, or with newsletter.approval_fallback = "skip" let pass, its stories back to the
+    pool. Nothing when there is no timeout."""
+    wait = config.schedule.approval_wait
+    if wait is None:
+        return []
+    done = []
+    for held in store.waiting(cadence):
+        if moment < held.held_at + wait:
+            continue
+        _, kept = as_chosen(config, held)
+        # Every story dropped: sending it as it is would send nothing.
+        if config.newsletter.approval_fallback == "skip" or not kept:
+            if store.let_pass(held.id):
+                done.append(TimedOut(held, None))
+            continue
+        try:
+            edition = _release(config, store, held, kept, held.intro, State.TIMED_OUT,
+                               moment)
+        except DigestError as error:
+            done.append(TimedOut(held, None, str(error)))
+            continue
+        if edition is not None:
+            done.append(TimedOut(held, edition))
+    return done
+
+
+def _release(config: Config, store: Store, held: Held, chosen: list[Card], intro: str | None,
+             state: State, when: datetime, discarded: Iterable[int] = ()) -> Edition | None:
+    """A held edition composed with these cards and intro, and its ledger made."""
+    config = with_intro(config, intro)
+    chosen = dressed(config, store, chosen)
+    present = list(dict.fromkeys(card.section for card in chosen))
+    count, wanted, recipients = _audience(config, store, present)
+    if not count:
+        raise DigestError(f"edition {held.id}: no subscriber in {config.paths.subscribers} "
+                          "gets it (none active and not suppressed, or none whose sections "
+                          "have news)", 1)
+    composed = _composed(composer_for(config, store), chosen, held.id, held.period, when,
+                         wanted, held.cadence)
+    return store.release(composed, recipients(),
+                         lambda subscriber: view(subscriber.sections, present) or "", state,
+                         intro, discarded)
 
 
 def _audience(config: Config, store: Store, present: list[str]

@@ -13,7 +13,7 @@ from typing import Any
 from digest import jobs, lock, scheduling
 from digest.config import Config
 from digest.filters import Hold
-from digest.store import EditionSummary, FeedState, Refusals, Store
+from digest.store import EditionSummary, FeedState, Held, Refusals, State, Store
 
 # A feed failing this long is down, not having a bad moment.
 FEED_DOWN = timedelta(hours=24)
@@ -54,14 +54,21 @@ class StatusReport:
     pid: int | None  # the process at work on the state folder (the scheduler), if any
     runs: tuple[scheduling.NextRun, ...]
     attention: tuple[str, ...]  # what an operator must look at; status exits 1 while any
+    held: tuple[Held, ...] = ()  # editions waiting for approval, oldest first
 
     def as_json(self) -> dict[str, Any]:
         return {
             "feeds": [feed.as_json() for feed in self.feeds],
             "editions": [{"id": e.id, "period": e.period, "created_at": _iso(e.created_at),
                           "subject": e.subject, "articles": e.articles, "deliveries": e.counts,
-                          "returns": self.returned[e.id]}
+                          "returns": self.returned[e.id], "state": str(e.state),
+                          "held_at": _iso(e.held_at)}
                          for e in self.editions],
+            "held": [{"id": h.id, "period": h.period, "held_at": _iso(h.held_at),
+                      "intro": h.intro,
+                      "stories": [{"id": card.id, "title": card.title, "section": card.section,
+                                   "choice": h.choices.get(card.id)} for card in h.cards]}
+                     for h in self.held],
             "subscribers": {"active": self.active, "suppressed": self.suppressed,
                             "suppressed_by_reason": self.suppressed_by_reason,
                             "rejected_rows": self.rejected_rows},
@@ -82,12 +89,31 @@ def status(config: Config, store: Store, moment: datetime) -> StatusReport:
     pid = lock.holder(config.paths.state)
     numbers = [e.id for e in editions]
     returned, refused = store.returned(numbers), store.refusals(numbers)
+    held = store.waiting()
     return StatusReport(
         _statuses(feeds, store, moment), tuple(editions), returned,
         len(listed), len(store.suppressed()), store.suppressed_by_reason(),
         len(roster.problems), pid, tuple(runs),
         tuple(attention(feeds, editions, moment, runs, busy=pid is not None)
-              + returns_attention(editions, returned, refused)))
+              + returns_attention(editions, returned, refused) + waiting(config, held)),
+        tuple(held))
+
+
+def waiting(config: Config, held: Sequence[Held]) -> list[str]:
+    """Editions held for approval: since when, and what happens at the timeout."""
+    wait = config.schedule.approval_wait
+    fate = "sent as it is" if config.newsletter.approval_fallback == "send" else "skipped"
+    return [f"edition {h.id} held for approval since {when(h.held_at)}: "
+            + (f"{fate} at {when(h.held_at + wait)} (schedule.approval_timeout = "
+               f"{config.schedule.approval_timeout}) unless approved before"
+               if wait is not None else "it waits (no schedule.approval_timeout)")
+            + f"; `digest approve {h.id}` or the preview sends it" for h in held]
+
+
+# How `status` names an edition's state beside its delivery counts.
+STATE_WORDS = {State.MAILED: "", State.HELD: "held for approval", State.APPROVED: "approved",
+               State.TIMED_OUT: "sent as it was at the approval timeout",
+               State.SKIPPED: "skipped at the approval timeout"}
 
 
 def feed_statuses(config: Config, store: Store, moment: datetime) -> tuple[FeedStatus, ...]:

@@ -4,8 +4,9 @@ newsletter's time zone, and reconcile every few minutes.
     start:      lock the state folder | collect | reconcile
     collect:    every `schedule.collect`, up to `schedule.jitter` late
     send:       at each `schedule.send` slot: reconcile
-    reconcile:  every `schedule.reconcile`: resume undelivered editions | make the latest
-                slot's edition if it is due, missing and within `schedule.grace`
+    reconcile:  every `schedule.reconcile`: held editions past `schedule.approval_timeout`
+                sent or skipped | resume undelivered editions | make the latest slot's
+                edition if it is due, missing and within `schedule.grace`
 
 APScheduler keeps its jobs in memory, declared from the config at every start: correctness
 lives in our tables (one edition per period, the skipped periods, the delivery ledger), not in
@@ -273,6 +274,10 @@ class Runner:
     def _reconcile(self, moment: datetime) -> None:
         config = self.config
         with Store(config.paths.database) as store:
+            # Held editions past their approval timeout first: one sent as it was has its
+            # rows now, and is delivered below with the rest.
+            for timed in jobs.timeouts(config, store, moment):
+                _timed_out(timed, config.schedule.approval_timeout)
             # The send job itself runs a moment after its slot: even a grace of "0s" must
             # let it find the slot it fired for.
             window = max(self.grace, ON_TIME)
@@ -287,7 +292,8 @@ class Runner:
             except DigestError as error:
                 event(log, logging.ERROR, str(error), period=due)
                 return
-            if make and due is not None and sent.edition is None and not self.stop.is_set():
+            if make and due is not None and sent.edition is None and sent.held is None and (
+                    not self.stop.is_set()):
                 store.skip(due, sent.note)
                 event(log, logging.INFO, "no edition", period=due, reason=sent.note)
         if sent.recovered:
@@ -296,6 +302,9 @@ class Runner:
         if sent.edition is not None:
             event(log, logging.INFO, "edition made", edition=sent.edition.id,
                   period=sent.edition.period, subject=sent.edition.subject)
+        if sent.held is not None:
+            event(log, logging.INFO, "edition held for approval", edition=sent.held.id,
+                  period=sent.held.period, articles=len(sent.held.cards))
         for tally in sent.tallies:
             if not tally.counts:
                 continue
@@ -319,6 +328,19 @@ class Runner:
             logs.JOB.reset(token)
         self.collect()
         self.reconcile("start")
+
+
+def _timed_out(timed: jobs.TimedOut, timeout: str) -> None:
+    number = timed.held.id
+    if timed.problem:
+        event(log, logging.ERROR, f"approval timed out, not sent: {timed.problem}",
+              edition=number, timeout=timeout)
+    elif timed.edition is None:
+        event(log, logging.WARNING, "approval timed out: edition skipped, its stories go "
+              "back to the pool", edition=number, timeout=timeout)
+    else:
+        event(log, logging.WARNING, "approval timed out: edition sent as it was",
+              edition=number, timeout=timeout, subject=timed.edition.subject)
 
 
 def _listen(scheduler: BlockingScheduler) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,16 @@ MIGRATIONS = (
     ALTER TABLE signups ADD COLUMN cadence TEXT NOT NULL DEFAULT 'daily';
     ALTER TABLE signups ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
     """,
+    # The editor's hold (newsletter.approval): an edition made at its slot waits, its stories
+    # claimed but nothing composed and no delivery rows, until it is approved (or the approval
+    # timeout sends or skips it). While it waits, the editor's choices: each story dropped or
+    # pinned to the top, and the edition's intro (NULL: the configured newsletter.intro).
+    """
+    ALTER TABLE editions ADD COLUMN state TEXT NOT NULL DEFAULT 'mailed';
+    ALTER TABLE editions ADD COLUMN held_at TEXT;
+    ALTER TABLE editions ADD COLUMN intro TEXT;
+    ALTER TABLE edition_articles ADD COLUMN choice TEXT;
+    """,
 )
 
 UNDELIVERED = (Status.PENDING, Status.DEFERRED)
@@ -334,6 +345,27 @@ class PageWanted:
     last_modified: str | None = None
 
 
+class State(StrEnum):
+    """Where an edition stands. Only a held edition is still open to an editor's choices."""
+
+    MAILED = "mailed"  # composed and delivered as made: no hold
+    HELD = "held"  # made at its slot, waiting for approval: nothing composed, no rows
+    APPROVED = "approved"  # held, then approved by an editor and delivered
+    TIMED_OUT = "timed out"  # held past schedule.approval_timeout, then delivered as it was
+    SKIPPED = "skipped"  # held past the timeout and let pass: its stories went back
+
+    @property
+    def mailed(self) -> bool:
+        return self in (State.MAILED, State.APPROVED, State.TIMED_OUT)
+
+
+class Choice(StrEnum):
+    """What an editor did with one story of a held edition."""
+
+    DROP = "drop"  # left out; back to the pool for the next edition (or discarded)
+    PIN = "pin"  # first in the edition
+
+
 @dataclass(frozen=True)
 class EditionSummary:
     id: int
@@ -343,6 +375,24 @@ class EditionSummary:
     articles: int
     counts: dict[str, int]  # delivery status -> rows
     fault: str | None = None  # why its last run stopped on an error, if it did
+    state: State = State.MAILED
+    held_at: datetime | None = None  # when it was made and held, if it was
+
+
+@dataclass(frozen=True)
+class Held:
+    """An edition waiting for approval: its stories and the editor's choices so far."""
+
+    id: int
+    period: str
+    held_at: datetime
+    cards: tuple[Card, ...]  # in edition order, dropped ones included
+    choices: dict[int, Choice] = field(default_factory=dict)  # by story (article id)
+    intro: str | None = None  # the editor's intro; None: the configured newsletter.intro
+    cadence: str = "daily"
+
+    def chosen(self, choice: Choice) -> frozenset[int]:
+        return frozenset(story for story, made in self.choices.items() if made is choice)
 
 
 @dataclass(frozen=True)
@@ -666,43 +716,150 @@ class Store:
         period, cadence, whole = composed.period, composed.cadence, composed.whole
         edition_id = composed.id
         with self.transaction() as db:
-            if db.execute("SELECT 1 FROM editions WHERE cadence = ? AND period = ?",
-                          (cadence, period)).fetchone():
+            if not self._numbered(db, edition_id, period, cadence):
                 return None
-            if db.execute("SELECT 1 FROM editions WHERE id = ?", (edition_id,)).fetchone():
-                raise DigestError(f"edition {edition_id} was made meanwhile by another process "
-                                  "(not under the state folder's lock): run again", 1)
             db.execute(
                 "INSERT INTO editions (id, period, cadence, created_at, subject, html, text, "
                 "web_html, marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (edition_id, period, cadence, _iso(composed.created_at), whole.subject,
                  whole.html, whole.text, composed.web_html, composed.marker))
-            db.executemany(
-                "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
-                "VALUES (?, ?, ?, ?)", [(edition_id, card.id, cadence, position)
-                                        for position, card in enumerate(composed.cards)])
-            # The same story from other feeds (see _once) is claimed with the card that
-            # carries it, so it never turns up in a later edition either.
-            db.execute(
-                "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
-                "SELECT ?, twin.id, ?, claimed.position FROM edition_articles AS claimed "
-                "JOIN articles AS card ON card.id = claimed.article_id "
-                "JOIN articles AS twin ON twin.canonical = card.canonical "
-                "AND twin.feed_id != card.feed_id "
-                "WHERE claimed.edition_id = ? AND twin.id NOT IN "
-                "(SELECT article_id FROM edition_articles WHERE cadence = ?) "
-                "ON CONFLICT DO NOTHING", (edition_id, cadence, edition_id, cadence))
-            db.executemany(
-                "INSERT INTO edition_views (edition_id, view, subject, html, text) "
-                "VALUES (?, ?, ?, ?, ?)", [(edition_id, key, view.subject, view.html, view.text)
-                                           for key, view in composed.views.items()])
-            db.executemany(
-                "INSERT INTO deliveries (edition_id, email, name, fields, view) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
-                 for s in subscribers))
+            self._fill(db, composed, subscribers, view_of)
         return Edition(edition_id, period, composed.created_at, whole.subject, whole.html,
                        whole.text, composed.marker)
+
+    def _numbered(self, db: sqlite3.Connection, edition_id: int, period: str,
+                  cadence: str) -> bool:
+        """Whether a new edition may take this id for this period: False when the period
+        has its edition already; an error when another process took the id."""
+        if db.execute("SELECT 1 FROM editions WHERE cadence = ? AND period = ?",
+                      (cadence, period)).fetchone():
+            return False
+        if db.execute("SELECT 1 FROM editions WHERE id = ?", (edition_id,)).fetchone():
+            raise DigestError(f"edition {edition_id} was made meanwhile by another process "
+                              "(not under the state folder's lock): run again", 1)
+        return True
+
+    def _fill(self, db: sqlite3.Connection, composed: Composed,
+              subscribers: Iterable[Subscriber], view_of: Callable[[Subscriber], str]) -> None:
+        """A composed edition's articles, views and delivery rows."""
+        edition_id, cadence = composed.id, composed.cadence
+        db.executemany(
+            "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
+            "VALUES (?, ?, ?, ?)", [(edition_id, card.id, cadence, position)
+                                    for position, card in enumerate(composed.cards)])
+        # The same story from other feeds (see _once) is claimed with the card that
+        # carries it, so it never turns up in a later edition either.
+        db.execute(
+            "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
+            "SELECT ?, twin.id, ?, claimed.position FROM edition_articles AS claimed "
+            "JOIN articles AS card ON card.id = claimed.article_id "
+            "JOIN articles AS twin ON twin.canonical = card.canonical "
+            "AND twin.feed_id != card.feed_id "
+            "WHERE claimed.edition_id = ? AND twin.id NOT IN "
+            "(SELECT article_id FROM edition_articles WHERE cadence = ?) "
+            "ON CONFLICT DO NOTHING", (edition_id, cadence, edition_id, cadence))
+        db.executemany(
+            "INSERT INTO edition_views (edition_id, view, subject, html, text) "
+            "VALUES (?, ?, ?, ?, ?)", [(edition_id, key, view.subject, view.html, view.text)
+                                       for key, view in composed.views.items()])
+        db.executemany(
+            "INSERT INTO deliveries (edition_id, email, name, fields, view) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
+             for s in subscribers))
+
+    # -- the editor's hold -----------------------------------------------------------------
+
+    def hold(self, held: Held) -> bool:
+        """The edition made and held: its row (nothing composed yet) and its stories claimed,
+        no delivery rows. False when this period already has its edition."""
+        with self.transaction() as db:
+            if not self._numbered(db, held.id, held.period, held.cadence):
+                return False
+            db.execute(
+                "INSERT INTO editions (id, period, cadence, created_at, subject, html, text, "
+                "marker, state, held_at) VALUES (?, ?, ?, ?, '', '', '', '', ?, ?)",
+                (held.id, held.period, held.cadence, _iso(held.held_at), State.HELD,
+                 _iso(held.held_at)))
+            db.executemany(
+                "INSERT INTO edition_articles (edition_id, article_id, cadence, position) "
+                "VALUES (?, ?, ?, ?)", [(held.id, card.id, held.cadence, position)
+                                        for position, card in enumerate(held.cards)])
+        return True
+
+    def waiting(self, cadence: str | None = None) -> list[Held]:
+        """The held editions (of one cadence, or all), oldest first."""
+        sql = "SELECT id FROM editions WHERE state = ?"
+        found = self.db.execute(sql + (" AND cadence = ?" if cadence else "") + " ORDER BY id",
+                                (State.HELD, cadence) if cadence else (State.HELD,))
+        return [held for (number,) in found.fetchall()
+                if (held := self.holding(number)) is not None]
+
+    def holding(self, edition_id: int) -> Held | None:
+        """The edition as it waits for approval, None when it is not held (any more);
+        KeyError when there is no such edition."""
+        row = self._edition_row(edition_id)
+        if row["state"] != State.HELD:
+            return None
+        stories = self.db.execute(
+            "SELECT articles.*, feeds.name AS feed_name, edition_articles.choice "
+            "FROM edition_articles JOIN articles ON articles.id = edition_articles.article_id "
+            "JOIN feeds ON feeds.id = articles.feed_id WHERE edition_id = ? "
+            "ORDER BY position", (edition_id,)).fetchall()
+        return Held(edition_id, row["period"], _at(row["held_at"]),
+                    tuple(_card(story) for story in stories),
+                    {story["id"]: Choice(story["choice"]) for story in stories
+                     if story["choice"]}, row["intro"], row["cadence"])
+
+    def state(self, edition_id: int) -> State:
+        """Where the edition stands; KeyError when there is no such edition."""
+        return State(self._edition_row(edition_id)["state"])
+
+    def choose(self, edition_id: int, story: int, choice: Choice | None) -> bool:
+        """An editor's choice for one story of a held edition (None: as it came). False when
+        the edition is not held or the story is not in it."""
+        return self.db.execute(
+            "UPDATE edition_articles SET choice = ? WHERE edition_id = ? AND article_id = ? "
+            "AND edition_id IN (SELECT id FROM editions WHERE state = ?)",
+            (choice, edition_id, story, State.HELD)).rowcount == 1
+
+    def set_intro(self, edition_id: int, intro: str) -> bool:
+        """The held edition's intro, as the editor wrote it. False when it is not held."""
+        return self.db.execute("UPDATE editions SET intro = ? WHERE id = ? AND state = ?",
+                               (intro, edition_id, State.HELD)).rowcount == 1
+
+    def release(self, composed: Composed, subscribers: Iterable[Subscriber],
+                view_of: Callable[[Subscriber], str], state: State, intro: str | None,
+                discarded: Iterable[int] = ()) -> Edition | None:
+        """A held edition, composed at last with the editor's choices, and its delivery rows,
+        all at once. Its stories are the composed cards: a dropped one goes back to the pool,
+        or, among `discarded`, is never mailed. None when it is not held any more (approved
+        or timed out meanwhile): a held edition is released once."""
+        whole, edition_id = composed.whole, composed.id
+        with self.transaction() as db:
+            if db.execute(
+                    "UPDATE editions SET created_at = ?, subject = ?, html = ?, text = ?, "
+                    "web_html = ?, marker = ?, intro = ?, state = ? WHERE id = ? AND state = ?",
+                    (_iso(composed.created_at), whole.subject, whole.html, whole.text,
+                     composed.web_html, composed.marker, intro, state, edition_id,
+                     State.HELD)).rowcount != 1:
+                return None
+            db.execute("DELETE FROM edition_articles WHERE edition_id = ?", (edition_id,))
+            self._fill(db, composed, subscribers, view_of)
+            db.executemany("UPDATE articles SET eligible = 0 WHERE id = ?",
+                           [(story,) for story in discarded])
+        return Edition(edition_id, composed.period, composed.created_at, whole.subject,
+                       whole.html, whole.text, composed.marker)
+
+    def let_pass(self, edition_id: int) -> bool:
+        """A held edition skipped: none of it is mailed, its stories go back to the pool.
+        False when it is not held any more."""
+        with self.transaction() as db:
+            if db.execute("UPDATE editions SET state = ? WHERE id = ? AND state = ?",
+                          (State.SKIPPED, edition_id, State.HELD)).rowcount != 1:
+                return False
+            db.execute("DELETE FROM edition_articles WHERE edition_id = ?", (edition_id,))
+        return True
 
     def next_edition(self) -> int:
         """The id the next edition gets: rendered before it is stored, it prints it."""
@@ -710,8 +867,10 @@ class Store:
 
     def web_page(self, edition_id: int) -> Edition:
         """The edition as its web version shows it (placeholders still in it): `html` holds
-        every card it carried."""
+        every card it carried. KeyError for one that was never mailed (held, skipped)."""
         row = self._edition_row(edition_id)
+        if not State(row["state"]).mailed:
+            raise KeyError(edition_id)
         return _edition(row, row["html"] if row["web_html"] is None else row["web_html"])
 
     def edition(self, edition_id: int) -> Edition:
@@ -734,7 +893,8 @@ class Store:
         counts = self.delivery_counts([row["id"] for row in rows])
         return [EditionSummary(row["id"], row["period"], _at(row["created_at"]), row["subject"],
                                row["n"], {s: n for s, n in counts[row["id"]].items() if n},
-                               row["fault"]) for row in rows]
+                               row["fault"], State(row["state"]), _moment(row["held_at"]))
+                for row in rows]
 
     def edition_views(self, edition: Edition) -> dict[str, Edition]:
         """The edition as the subscribers of each of its partial views get it, by view key."""
@@ -745,7 +905,8 @@ class Store:
     def archived(self, limit: int = 100) -> list[Archived]:
         """The newest editions, newest first."""
         return [Archived(row[0], _at(row[1]), row[2]) for row in self.db.execute(
-            "SELECT id, created_at, subject FROM editions ORDER BY id DESC LIMIT ?", (limit,))]
+            "SELECT id, created_at, subject FROM editions WHERE state IN (?, ?, ?) "
+            "ORDER BY id DESC LIMIT ?", (*(s for s in State if s.mailed), limit))]
 
     def unfinished(self) -> list[int]:
         """Editions with deliveries still to make, oldest first."""

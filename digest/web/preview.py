@@ -1,7 +1,12 @@
 """The editors' preview: the edition that would go out now, as a subscriber would get it.
 
-    source (unmailed articles, or any feed) | render once | one subscriber's message bytes
-    | parsed back | shown under switches (widths, dark, images off, text, raw source)
+    source (unmailed articles, or any feed, or the edition held for approval) | render once
+    | one subscriber's message bytes | parsed back | shown under switches (widths, dark,
+    images off, text, raw source)
+
+With newsletter.approval an edition waits here: each story can be dropped or pinned to the
+top, the intro written, and the edition approved, which composes and sends it (see
+jobs.approve).
 
 The page shows the message made by `compose.Letter` and parsed back from its bytes, so what an
 editor sees is what is mailed, not a second rendering. It is for the editors of this machine
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -21,6 +27,8 @@ from urllib.parse import urlencode
 
 import email_validator
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -39,7 +47,7 @@ from digest.compose import MAX_ENCODED, MAX_HTML, Composer, Letter
 from digest.config import Config
 from digest.errors import DigestError
 from digest.records import Card, Delivery, Edition, Outcome
-from digest.store import Store, now
+from digest.store import Choice, Held, Store, now
 from digest.web import templates
 
 HOST = "127.0.0.1"
@@ -115,13 +123,28 @@ def letter(config: Config, edition: Edition) -> Letter:
                   preferences_url=tokens.preferences_links(config))
 
 
-def proof(config: Config, feed: str | None = None) -> tuple[Proof, Edition]:
-    chosen, empty = gather(config, feed)
+def waiting(config: Config) -> Held | None:
+    """The edition held for approval that the preview shows (the oldest), if any."""
+    with Store(config.paths.database) as store:
+        held = store.waiting()
+    return held[0] if held else None
+
+
+def proof(config: Config, feed: str | None = None,
+          held: Held | None = None) -> tuple[Proof, Edition]:
+    """The edition that would go out now, of one feed, or the held one as the editor's
+    choices so far make it."""
+    if held is None:
+        chosen, empty = gather(config, feed)
+    else:
+        config, cards = jobs.as_chosen(config, held)
+        with Store(config.paths.database) as store:
+            chosen, empty = jobs.dressed(config, store, cards), []
     composer = Composer(config)
     if config.paths.database.exists():  # where collect keeps the hosted logo, once it has one
         with Store(config.paths.database) as store:
             composer = jobs.composer_for(config, store)
-    rendered = composer.render(chosen, 0, now())
+    rendered = composer.render(chosen, held.id if held else 0, now())
     edition = Edition(0, "preview", now(), rendered.subject, rendered.html, rendered.text,
                       rendered.marker)
     message = letter(config, edition).bytes_for(READER)
@@ -216,17 +239,22 @@ class Preview:
     def __init__(self, config_path: str | Path | None, feed: str | None) -> None:
         self.config_path = config_path
         self.feed = feed
-        self.last: tuple[str, Proof, Edition] | None = None
+        self.last: tuple[str, Held | None, Proof, Edition] | None = None
+        # Every form of the page carries it: a post from anywhere else is refused.
+        self.token = secrets.token_urlsafe(32)
 
     def current(self) -> tuple[Config, str]:
         config = configuration.load(self.config_path)
         return config, version(config)
 
-    def made(self) -> tuple[Config, Proof, Edition]:
+    def made(self) -> tuple[Config, Proof, Edition, Held | None]:
+        """The proof to show, made again when the templates, the config or the held
+        edition's choices have changed."""
         config, stamp = self.current()
-        if self.last is None or self.last[0] != stamp:
-            self.last = (stamp, *proof(config, self.feed))
-        return config, self.last[1], self.last[2]
+        held = waiting(config) if self.feed is None else None
+        if self.last is None or self.last[:2] != (stamp, held):
+            self.last = (stamp, held, *proof(config, self.feed, held))
+        return config, self.last[2], self.last[3], held
 
     def stamp(self) -> str:
         try:
@@ -240,7 +268,8 @@ def _preview(request: Request) -> Preview:
     return preview
 
 
-def _shell(request: Request, stamp: str, shown: Proof | None, error: str = "") -> Response:
+def _shell(request: Request, stamp: str, shown: Proof | None, error: str = "",
+           held: Held | None = None, intro: str = "") -> Response:
     """The page around the edition (or the error that stopped it), as the query asks."""
     query = request.query_params
     view = query.get("view", "")
@@ -268,6 +297,7 @@ def _shell(request: Request, stamp: str, shown: Proof | None, error: str = "") -
     return templates.TemplateResponse(request, "preview.html", {
         "stamp": stamp, "switches": switches, "notice": query.get("notice"), "shown": shown,
         "error": error, "frame": frame, "width": WIDTHS.get(view), "limit": MAX_ENCODED,
+        "held": held, "intro": intro, "token": _preview(request).token,
     }, 500 if shown is None else 200)
 
 
@@ -275,10 +305,11 @@ async def index(request: Request) -> Response:
     # Taken before rendering: a change made meanwhile still triggers a reload.
     stamp = _preview(request).stamp()
     try:
-        _, shown, _ = _preview(request).made()
+        config, shown, _, held = _preview(request).made()
     except DigestError as error:  # a mistake in a template or the config shows on the page
         return _shell(request, stamp, None, str(error))
-    return _shell(request, stamp, shown)
+    intro = config.newsletter.intro if held is None or held.intro is None else held.intro
+    return _shell(request, stamp, shown, held=held, intro=intro)
 
 
 async def edition(request: Request) -> Response:
@@ -304,20 +335,104 @@ async def changes(request: Request) -> Response:
     return JSONResponse({"version": _preview(request).stamp()})
 
 
-async def send_test(request: Request) -> Response:
-    # A page elsewhere in the editor's browser must not mail through this form: only a
-    # post from this very page counts, and browsers always say where a post comes from.
+def _back(notice: str) -> Response:
+    return RedirectResponse("/?" + urlencode({"notice": notice}), status_code=303)
+
+
+def _cross_site(request: Request) -> str | None:
+    """Why a post is not from this very page, or None. A page elsewhere in the editor's
+    browser must not mail through these forms, and browsers always say where a post comes
+    from (Origin)."""
     if request.headers.get("origin") != f"{request.url.scheme}://{request.url.netloc}":
-        return RedirectResponse("/?" + urlencode({"notice": "refused: not sent from this "
-                                                            "page (foreign origin)"}), 303)
+        return "refused: not sent from this page (foreign origin)"
+    return None
+
+
+def _foreign(request: Request, form: FormData) -> str | None:
+    """`_cross_site`, and for the forms that mail the whole list (approve) or shape what it
+    gets, the app's token as well: only a page this app served knows it."""
+    refused = _cross_site(request)
+    if refused is None and not secrets.compare_digest(str(form.get("token", "")),
+                                                      _preview(request).token):
+        refused = "refused: not sent from this page (missing or stale token: reload the page)"
+    return refused
+
+
+async def send_test(request: Request) -> Response:
+    refused = _cross_site(request)
+    if refused:
+        return _back(refused)
     form = await request.form()
     address = str(form.get("address", "")).strip()
     try:
-        config, _, shown = _preview(request).made()
+        config, _, shown, _ = _preview(request).made()
         notice = send(config, shown, address)
     except DigestError as error:
         notice = f"not sent: {error}"
-    return RedirectResponse("/?" + urlencode({"notice": notice}), status_code=303)
+    return _back(notice)
+
+
+def _number(form: FormData, key: str) -> int | None:
+    try:
+        return int(str(form.get(key, "")))
+    except ValueError:
+        return None
+
+
+async def choose(request: Request) -> Response:
+    """Drop a story of the held edition, pin it to the top, or undo that."""
+    form = await request.form()
+    refused = _foreign(request, form)
+    if refused:
+        return _back(refused)
+    edition, story = _number(form, "edition"), _number(form, "story")
+    made = str(form.get("choice", ""))
+    if edition is None or story is None or made not in ("", *Choice):
+        return _back("not changed: the form did not name a story and a choice")
+    choice = Choice(made) if made else None
+    with Store(_preview(request).current()[0].paths.database) as store:
+        if not store.choose(edition, story, choice):
+            return _back(f"not changed: story {story} is not in edition {edition} held for "
+                         "approval (approved meanwhile?)")
+    words = {None: "as it came", Choice.DROP: "dropped", Choice.PIN: "pinned to the top"}
+    return _back(f"story {story}: {words[choice]}")
+
+
+async def approve(request: Request) -> Response:
+    """Save the intro; with the Approve button, compose the held edition and send it."""
+    form = await request.form()
+    refused = _foreign(request, form)
+    if refused:
+        return _back(refused)
+    edition = _number(form, "edition")
+    intro = str(form.get("intro", "")).replace("\r\n", "\n").strip()
+    config = _preview(request).current()[0]
+    if edition is None:
+        return _back("not approved: no edition given")
+    if request.url.path.endswith("/intro"):
+        with Store(config.paths.database) as store:
+            saved = store.set_intro(edition, intro)
+        return _back("intro saved" if saved else f"intro not saved: edition {edition} is "
+                                                 "not held for approval")
+    try:
+        notice = await run_in_threadpool(_approve, config, edition, intro,
+                                         form.get("discard") == "1")
+    except DigestError as error:
+        notice = f"not approved: {error}"
+    return _back(notice)
+
+
+def _approve(config: Config, edition: int, intro: str, discard: bool) -> str:
+    with Store(config.paths.database) as store:
+        approved = jobs.approve(config, store, edition, intro=intro, discard=discard)
+        sent = jobs.deliver_released(config, store)
+    said = f"edition {approved.id} approved"
+    if sent is None:
+        return (f"{said}: the running scheduler delivers it at its next reconcile (every "
+                f"{config.schedule.reconcile})")
+    counts = ", ".join(f"{sent.count(outcome)} {outcome.value}" for outcome in Outcome
+                       if sent.count(outcome))
+    return f"{said} and sent: {counts or 'nothing due'}"
 
 
 def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
@@ -329,6 +444,9 @@ def app(config_path: str | Path | None, feed: str | None = None) -> Starlette:
         Route("/", index), Route("/edition", edition), Route("/edition.txt", plain_text),
         Route("/source", raw_source), Route("/version", changes),
         Route("/send-test", send_test, methods=["POST"]),
+        Route("/held/choose", choose, methods=["POST"]),
+        Route("/held/intro", approve, methods=["POST"]),
+        Route("/held/approve", approve, methods=["POST"]),
     ])
     application.state.preview = Preview(config_path, feed)
     return application
