@@ -66,6 +66,9 @@ class Newsletter:
     social: tuple[Social, ...] = ()
     # The masthead's picture: an http(s) URL, shown 40 px high beside the name; empty: none.
     logo: str = ""
+    # Read the send slots in each subscriber's own zone (their `timezone`, else this one's):
+    # one edition per slot, its deliveries due at each zone's local slot.
+    local_time: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
@@ -135,6 +138,8 @@ class Schedule:
     # A cron line (5 fields, or 6 with seconds first) or an interval such as "30m".
     collect: str = "*/30 * * * *"
     send: str = "0 7 * * *"
+    # The weekly round-up's slot, a cron line in the newsletter's zone (Monday 07:00).
+    weekly: str = "0 7 * * 1"
     # Each collect starts up to this much later, at random: many installations started on the
     # hour do not all fetch the same feeds in the same second.
     jitter: str = "1m"
