@@ -20,7 +20,7 @@ from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
 
 from digest import config as configuration
-from digest import deliver, jobs
+from digest import deliver, jobs, scheduling
 from digest.clock import Lapse
 from digest.config import Config
 from digest.store import Store
@@ -352,3 +352,33 @@ def test_a_fortnight_of_daily_and_weekly_readers_in_the_real_scheduler_with_a_re
             for line in (site.root / name).read_text().splitlines() if line.strip()]
     assert [line["message"] for line in logs].count("scheduler started") == 2
     assert not [line for line in logs if line["level"] in ("ERROR", "CRITICAL")]
+
+
+class Hands:
+    """A clock the test sets."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_a_slot_made_up_at_start_waits_for_the_collect_already_under_way(
+        site: Site, web: FeedServer, smtp: SmtpServer) -> None:
+    config = setup(site, web, smtp)
+    # The feed answers slowly: the scheduled collect is still fetching when start comes.
+    web.serve("/feed.xml", rss(story(1, 6)), delay=1.5)
+    runner = scheduling.Runner(config, threading.Event(), Hands(MONDAY + timedelta(hours=1)))
+    fetching = threading.Thread(target=runner.collect)
+    fetching.start()
+    until(lambda: web.requests_to("/feed.xml"), 10, "the collect to be fetching")
+    runner.start()
+    fetching.join(10)
+    # Monday's 07:00 slots, an hour ago, are made up with the story, not let pass for want
+    # of it: the daily and the weekly one.
+    assert rows(site.database, "SELECT count(*) FROM skipped_periods") == [(0,)]
+    assert rows(site.database, "SELECT cadence, period FROM editions ORDER BY id") == [
+        ("daily", "2026-11-30T07:00:00"), ("weekly", "2026-11-30T07:00:00")]
+    assert smtp.recipients() == {"ann@example.com": 1, "dee@example.com": 1,
+                                 "wes@example.com": 1}
