@@ -75,7 +75,8 @@ def _schedule(config: Config) -> list[str]:
     problems, fine = [], []
     triggers: dict[str, Callable[[], object]] = {
         "collect": lambda: scheduling.collect_trigger(config, now()),
-        "send": lambda: scheduling.send_trigger(config)}
+        "send": lambda: scheduling.send_trigger(config),
+        "weekly": lambda: scheduling.send_trigger(config, "weekly")}
     for name, make in triggers.items():
         try:
             make()

@@ -46,7 +46,7 @@ from digest import inbox as inboxes
 from digest import subscribers as subscriber_list
 from digest.config import Config
 from digest.errors import DigestError
-from digest.records import Outcome, Subscriber
+from digest.records import CADENCES, Outcome, Subscriber
 from digest.sink import Sink
 from digest.store import Store, now
 from digest.web import public
@@ -209,16 +209,20 @@ def collect(ctx: click.Context) -> None:
 @click.option("--dry-run", is_flag=True,
               help="render and count what would go out, with the time it would take; "
                    "send and record nothing")
+@click.option("--cadence", type=click.Choice(CADENCES), default=CADENCES[0], show_default=True,
+              help="which edition to make: the daily one, or the weekly round-up (for the "
+                   "subscribers of that cadence)")
 @click.pass_context
-def send(ctx: click.Context, dry_run: bool) -> None:
-    """Finish unfinished editions, then make and deliver this period's edition.
+def send(ctx: click.Context, dry_run: bool, cadence: str) -> None:
+    """Finish unfinished editions, then make and deliver this period's edition of the
+    cadence (daily, or the weekly round-up with `--cadence weekly`).
 
     Ctrl-C or SIGTERM stops after the messages in flight, recorded; the rest wait for the
     next run (exit status 130 after Ctrl-C, 143 after SIGTERM). A second one stops at once."""
     config = _config(ctx)
     if dry_run:
         with _store(config) as store:
-            _report_plan(config, jobs.plan(config, store))
+            _report_plan(config, jobs.plan(config, store, cadence))
         return
     started, stop = time.monotonic(), threading.Event()
     # Ctrl-C or SIGTERM: the messages in flight are finished and recorded, the rest wait.
@@ -227,7 +231,7 @@ def send(ctx: click.Context, dry_run: bool) -> None:
             lock.held(config.paths.state), _store(config) as store, \
             _progress("sending") as progress:
         sent = jobs.send(config, store, deliver.transport(config), progress=progress,
-                         stop=stop, expect=progress.expect)
+                         stop=stop, expect=progress.expect, cadence=cadence)
     _report_send(sent)
     _summarise(sent, time.monotonic() - started)
     if signals:
@@ -341,15 +345,15 @@ def _print_status(config: Config, found: report.StatusReport) -> None:
     for shown in found.feeds:
         for note in shown.notes:
             out.print(f"{shown.feed.name} ({shown.feed.url}): {note}", markup=False)
-    table = Table("id", "created", "articles", "deliveries", "came back", "subject",
+    table = Table("id", "cadence", "created", "articles", "deliveries", "came back", "subject",
                   title="Editions", title_justify="left")
     for e in found.editions:
         words = report.STATE_WORDS[e.state]
         counts = ", ".join([f"{n} {s}" for s, n in sorted(e.counts.items())]
                            + ([words] if words else []))
         back = ", ".join(f"{n} {word}" for word, n in found.returned[e.id].items() if n)
-        table.add_row(str(e.id), report.when(e.created_at), str(e.articles), counts, back,
-                      e.subject)
+        table.add_row(str(e.id), e.cadence, report.when(e.created_at), str(e.articles), counts,
+                      back, e.subject)
     out.print(table)
     for held in found.held:
         table = Table("story", "section", "title", "choice", title_justify="left",
@@ -358,7 +362,8 @@ def _print_status(config: Config, found: report.StatusReport) -> None:
             table.add_row(str(card.id), card.section, card.title,
                           str(held.choices.get(card.id, "")))
         out.print(table)
-    out.print(f"Subscribers: {found.active} active, {found.suppressed} suppressed"
+    by_cadence = ", ".join(f"{n} {cadence}" for cadence, n in found.cadences.items())
+    out.print(f"Subscribers: {found.active} active ({by_cadence}), {found.suppressed} suppressed"
               + (f" ({report.reasons(found.suppressed_by_reason)})"
                  if found.suppressed_by_reason else "")
               + (f", {found.rejected_rows} rows rejected" if found.rejected_rows else ""))

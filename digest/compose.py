@@ -155,6 +155,7 @@ class Context:
     web_url: str
     number: int | None  # the issue number: the edition's id, none in a preview
     direction: str  # "ltr" or "rtl", as the newsletter's language is written
+    cadence: str = "daily"  # "weekly": the week's round-up
 
 
 @dataclass(frozen=True)
@@ -216,14 +217,14 @@ class Composer:
 
     def render(self, cards: list[Card], edition_id: int, when: datetime, more: int = 0,
                fit: bool = True, personal: Personal | None = None,
-               web: bool = False) -> Rendered:
+               web: bool = False, cadence: str = "daily") -> Rendered:
         """The edition as everyone gets it, personal values still placeholders. Cards that
         would push the HTML past the clipping size are left out from the end, and the edition
         says how many more stories its web version has; with `fit` false, that web version,
         every card in it. The renderings of one edition (its web version, its views) share
         the `personal` made for all of its cards; without one, this rendering gets its own.
         `web` renders the archive's copy: the templates show a sign-up link, not a mail
-        footer."""
+        footer. A weekly edition's subject opens with the words that say so."""
         personal = personal or self.personal(cards)
         newsletter = self.config.newsletter
         headline = cards[0].title if cards else ""
@@ -231,6 +232,8 @@ class Composer:
         whole = one_line(self._string(newsletter.subject, newsletter=newsletter,
                                       headline=headline, date_text=date_text,
                                       count=len(cards)))
+        if cadence == "weekly":
+            whole = self.words.gettext("Weekly round-up: %(subject)s") % {"subject": whole}
         subject, rest = cut_subject(whole)
         ahead = newsletter.preheader or preheader(
             cards, newsletter.name, rest=rest, told=headline in whole,
@@ -238,7 +241,7 @@ class Composer:
         kept = len(cards)
         while True:
             rendered = self._render(cards[:kept], subject, ahead, date_text, edition_id,
-                                    more + len(cards) - kept, personal, web)
+                                    more + len(cards) - kept, personal, web, cadence)
             load = size_load(rendered.html)
             if load < 1 or kept == 0 or not fit:
                 return replace(rendered, left_out=len(cards) - kept)
@@ -247,12 +250,13 @@ class Composer:
             kept = min(kept - 1, int(kept / load))
 
     def _render(self, cards: list[Card], subject: str, ahead: str, date_text: str,
-                edition_id: int, more: int, personal: Personal, web: bool) -> Rendered:
+                edition_id: int, more: int, personal: Personal, web: bool,
+                cadence: str) -> Rendered:
         newsletter = self.config.newsletter
         public = newsletter.public_url.rstrip("/")
         web_url = f"{public}/archive/{edition_id}"
         context = Context(subject, ahead, date_text, web_url, edition_id or None,
-                          self.direction)
+                          self.direction, cadence)
         grouped = sections(cards)
         values = {
             "newsletter": newsletter,

@@ -70,6 +70,9 @@ class Newsletter:
     # `digest approve`); past schedule.approval_timeout it is sent as it is, or skipped.
     approval: bool = False
     approval_fallback: str = "send"  # "send" or "skip"
+    # Read the send slots in each subscriber's own zone (their `timezone`, else this one's):
+    # one edition per slot, its deliveries due at each zone's local slot.
+    local_time: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
@@ -139,6 +142,8 @@ class Schedule:
     # A cron line (5 fields, or 6 with seconds first) or an interval such as "30m".
     collect: str = "*/30 * * * *"
     send: str = "0 7 * * *"
+    # The weekly round-up's slot, a cron line in the newsletter's zone (Monday 07:00).
+    weekly: str = "0 7 * * 1"
     # Each collect starts up to this much later, at random: many installations started on the
     # hour do not all fetch the same feeds in the same second.
     jitter: str = "1m"

@@ -20,7 +20,7 @@ from email.utils import parseaddr
 from digest.config import Config, Smtp
 from digest.errors import DigestError
 from digest.records import Delivery, Outcome, Result, Status
-from digest.store import UNDELIVERED, Settled, Store, now
+from digest.store import UNDELIVERED, Settled, Store
 from digest.transport import MaildirTransport, SmtpTransport, Transport, TransportDown
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class _Run:
         self.either = _Either(self.stop, self.halt)
         self.lock = threading.Lock()
         self.due = store.due(edition_id)
-        self.looked, self.since = -OPT_OUTS_EVERY, now() - OPT_OUTS_MARGIN  # look at once
+        self.looked, self.since = -OPT_OUTS_EVERY, store.clock() - OPT_OUTS_MARGIN  # look at once
         self.opted_out: set[str] = set()  # seen since the run began
         self.withheld: set[str] = set()  # their rows, never to be offered in this run
         self.counts: Counter[Status] = Counter()
@@ -253,7 +253,7 @@ class _Run:
         skipped, the others are withheld in the ledger."""
         moment = time.monotonic()
         if moment - self.looked >= OPT_OUTS_EVERY:
-            self.looked, since = moment, now() - OPT_OUTS_MARGIN
+            self.looked, since = moment, self.store.clock() - OPT_OUTS_MARGIN
             fresh = self.store.opted_out_since(self.since) - self.opted_out
             if fresh:
                 self.opted_out |= fresh
@@ -269,7 +269,7 @@ class _Run:
         if not self.policy.hourly_cap:
             return True
         if self.pool.budget is None:
-            since = now() - timedelta(hours=1)
+            since = self.store.clock() - timedelta(hours=1)
             self.pool.budget = self.policy.hourly_cap - self.store.sent_since(since)
         if self.pool.budget <= 0:
             self._halt(f"hourly cap of {self.policy.hourly_cap} messages reached; the rest "
@@ -298,7 +298,8 @@ class _Run:
             if self.either.wait(pause):
                 break  # told to stop: nothing in flight, the row stays deferred
         deferred = result.outcome is Outcome.DEFERRED
-        return Settled(delivery, result, _next_try(delivery) if deferred else None)
+        return Settled(delivery, result,
+                       _next_try(delivery, self.store.clock()) if deferred else None)
 
     def _count(self, done: Settled) -> None:
         """Tally an outcome and watch the failure streak; lock held."""
@@ -352,5 +353,5 @@ def run(store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
     return _Run(store, edition_id, message_for, pool, sender, progress, stop)()
 
 
-def _next_try(delivery: Delivery) -> datetime:
-    return now() + RETRY_BASE * int(2 ** min(delivery.attempts, 6))
+def _next_try(delivery: Delivery, moment: datetime) -> datetime:
+    return moment + RETRY_BASE * int(2 ** min(delivery.attempts, 6))

@@ -19,17 +19,20 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError
 
 from digest import (
     cards,
+    clock,
     compose,
     deliver,
     enrich,
@@ -352,29 +355,59 @@ def messages(config: Config, store: Store, edition: Edition,
     return message_for
 
 
-def _claim(config: Config, store: Store) -> list[Card]:
-    """The next edition's articles; those past the limit, or past their feed's
-    max_per_edition, roll into the one after."""
+def _claim(config: Config, store: Store, cadence: str = "daily") -> list[Card]:
+    """The next edition's articles. A daily one's past the limit, or past their feed's
+    max_per_edition, roll into the one after. A weekly one takes the whole week, newest
+    first, whatever the daily editions mailed: the mail shows `max_articles` of them and
+    links to its web version for the rest (see `cut`)."""
+    urls = [feed.url for feed in config.feeds]
+    if cadence == "weekly":
+        chosen, _ = store.unmailed(urls, sys.maxsize, cadence, since=_week_from(store))
+        chosen.sort(key=lambda card: card.published, reverse=True)
+        return dressed(config, store, chosen)
     caps = {feed.url: feed.max_per_edition for feed in config.feeds if feed.max_per_edition}
-    chosen, _ = store.unmailed([feed.url for feed in config.feeds],
-                               config.newsletter.max_articles, caps=caps)
+    chosen, _ = store.unmailed(urls, config.newsletter.max_articles, caps=caps)
     return dressed(config, store, chosen)
+
+
+# The first weekly edition looks back a week.
+WEEK = timedelta(days=7)
+# Later ones take what no weekly edition carried, collected since the previous one was made,
+# less this margin: an article read just before that edition but stored just after it (the
+# collect job runs beside the send job) is in the next one, not lost. Every article older
+# than the previous edition that it did not carry is outside its own week anyway.
+WEEK_OVERLAP = timedelta(days=1)
+
+
+def _week_from(store: Store) -> datetime:
+    previous = store.latest_made("weekly")
+    return store.clock() - WEEK if previous is None else previous - WEEK_OVERLAP
+
+
+def cut(config: Config, cadence: str, cards: list[Card]) -> tuple[list[Card], int]:
+    """The cards an edition's mail shows, and how many more its web version holds: a weekly
+    one stops at `newsletter.max_articles` (a daily one was claimed within it)."""
+    if cadence != "weekly":
+        return cards, 0
+    shown = cards[:config.newsletter.max_articles]
+    return shown, len(cards) - len(shown)
 
 
 def preview(config: Config, store: Store) -> Rendered | None:
     """The edition that would go out now, rendered but neither stored nor sent."""
     chosen = _claim(config, store)
-    return composer_for(config, store).render(chosen, 0, now()) if chosen else None
+    return composer_for(config, store).render(chosen, 0, store.clock()) if chosen else None
 
 
 def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
          progress: Callable[[Outcome], None] = lambda outcome: None,
          stop: threading.Event | None = None,
-         expect: Callable[[int], None] = lambda count: None, new_edition: bool = True) -> Sent:
+         expect: Callable[[int], None] = lambda count: None, new_edition: bool = True,
+         cadence: str = "daily") -> Sent:
     """Finish what earlier runs left undelivered, then (unless `new_edition` is false) make
-    this period's edition and deliver it. The transport is opened first: with the relay down
-    no row is touched. `expect` hears how many messages each edition is about to send (for a
-    progress bar)."""
+    this period's edition of the `cadence` and deliver it. The transport is opened first:
+    with the relay down no row is touched. `expect` hears how many messages each edition is
+    about to send (for a progress bar)."""
     composer = composer_for(config, store)  # fails early on a broken template folder
     unsubscribe_url, address_id = tokens.unsubscribe_links(config), tokens.ids(config)
     # With a return path, bounces and mailto unsubscribes name the delivery they answer.
@@ -385,7 +418,8 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
     if recovered:
         log.warning("%d deliveries were in flight when the last run stopped; marked unknown "
                     "(see `digest status`, `digest resend`)", recovered)
-    expired = store.expire_deferred(now() - timedelta(hours=carrier.policy.deferred_max_age))
+    expired = store.expire_deferred(
+        store.clock() - timedelta(hours=carrier.policy.deferred_max_age))
     if expired:
         log.warning("%d deliveries still deferred past smtp.deferred_max_age are now failed",
                     expired)
@@ -426,7 +460,7 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
         elif not new_edition:
             note = "no new edition asked for"
         elif stop is None or not stop.is_set():
-            made, note = _make_edition(config, store, composer, period)
+            made, note = _make_edition(config, store, composer, period, cadence)
             if isinstance(made, Held):
                 held = made
             elif made is not None:
@@ -439,25 +473,27 @@ def send(config: Config, store: Store, carrier: Pool, period: str | None = None,
 
 def _make_edition(config: Config, store: Store, composer: Composer, period: str | None,
                   cadence: str = "daily") -> tuple[Edition | Held | None, str]:
-    """This period's edition, delivered at once, or with newsletter.approval held; None and
-    why when none is made."""
+    """This period's edition of the cadence, delivered at once, or with newsletter.approval
+    held; None and why when none is made."""
     waiting = store.waiting(cadence) if config.newsletter.approval else []
     if waiting:
         return None, (f"edition {waiting[0].id} is held for approval since "
                       f"{waiting[0].held_at:%Y-%m-%d %H:%M} UTC: no new edition until it is "
                       f"approved (`digest approve {waiting[0].id}` or the preview)")
-    chosen = _claim(config, store)
+    chosen = _claim(config, store, cadence)
+    what = "weekly edition" if cadence == "weekly" else "edition"
     if not chosen:
-        return None, "no new articles since the last edition: nothing to send"
+        return None, f"no new articles since the last {what}: nothing to send"
     if len(chosen) < config.newsletter.min_articles:
         return None, (f"only {len(chosen)} new articles, fewer than newsletter.min_articles = "
-                      f"{config.newsletter.min_articles}: no edition, they wait for the next")
+                      f"{config.newsletter.min_articles}: no {what}, they wait for the next")
     present = list(dict.fromkeys(card.section for card in chosen))
-    count, wanted, recipients = _audience(config, store, present)
+    count, wanted, recipients = _audience(config, store, present, cadence)
     if not count:
-        return None, (f"no subscriber in {config.paths.subscribers} gets this edition (none "
-                      "active and not suppressed, or none whose sections have news)")
-    when = now()
+        return None, (f"no {cadence} subscriber in {config.paths.subscribers} gets this "
+                      f"{what} (none active and not suppressed, or none whose sections have "
+                      "news)")
+    when = store.clock()
     # A manual run is its own period; the scheduler passes the slot it fires for.
     key = period or when.astimezone(config.newsletter.zone).isoformat()
     # Its number, printed in it and in its links, is the id the store gives it next: editions
@@ -466,29 +502,32 @@ def _make_edition(config: Config, store: Store, composer: Composer, period: str 
     if config.newsletter.approval:
         held = Held(number, key, when, tuple(chosen), cadence=cadence)
         if not store.hold(held):
-            return None, f"the edition for {key} exists already"
-        return held, (f"edition {number}: {len(chosen)} articles held for approval "
+            return None, f"the {what} for {key} exists already"
+        return held, (f"{what} {number}: {len(chosen)} articles held for approval "
                       f"(`digest approve {number}` or the preview)")
-    composed = _composed(composer, chosen, number, key, when, wanted, cadence)
+    composed = _composed(config, composer, chosen, number, key, when, wanted, cadence)
     edition = store.create_edition(composed, recipients(),
-                                   lambda subscriber: view(subscriber.sections, present) or "")
+                                   lambda subscriber: view(subscriber.sections, present) or "",
+                                   _due(config, period))
     if edition is None:
-        return None, f"the edition for {key} exists already"
-    return edition, f"edition {edition.id}: {len(chosen)} articles to {count} subscribers"
+        return None, f"the {what} for {key} exists already"
+    return edition, f"{what} {edition.id}: {len(chosen)} articles to {count} subscribers"
 
 
-def _composed(composer: Composer, chosen: list[Card], number: int, key: str, when: datetime,
-              wanted: list[str], cadence: str) -> Composed:
+def _composed(config: Config, composer: Composer, chosen: list[Card], number: int, key: str,
+              when: datetime, wanted: list[str], cadence: str) -> Composed:
     """The edition rendered once for the mail, once for the web, once per partial view."""
     personal = composer.personal(chosen)
 
     def render(cards: list[Card], fit: bool = True, web: bool = False) -> Rendered:
-        return composer.render(cards, number, when, fit=fit, personal=personal, web=web)
+        shown, more = (cards, 0) if web else cut(config, cadence, cards)
+        return composer.render(shown, number, when, more, fit=fit, personal=personal, web=web,
+                               cadence=cadence)
 
     mailed = render(chosen)
     # The web version, where "view in browser" and "N more stories" point, is nobody's
     # copy: a sign-up link in place of the mail's footer, and every card, also those the
-    # clipping guard left out of the mail.
+    # clipping guard or the weekly cut left out of the mail.
     web = render(chosen, fit=False, web=True).html
     # Once per distinct view, however many subscribers share it.
     views: dict[str, View] = {name: render([c for c in chosen if c.section in name.split(";")])
@@ -616,23 +655,46 @@ def _release(config: Config, store: Store, held: Held, chosen: list[Card], intro
     config = with_intro(config, intro)
     chosen = dressed(config, store, chosen)
     present = list(dict.fromkeys(card.section for card in chosen))
-    count, wanted, recipients = _audience(config, store, present)
+    count, wanted, recipients = _audience(config, store, present, held.cadence)
     if not count:
         raise DigestError(f"edition {held.id}: no subscriber in {config.paths.subscribers} "
                           "gets it (none active and not suppressed, or none whose sections "
                           "have news)", 1)
-    composed = _composed(composer_for(config, store), chosen, held.id, held.period, when,
-                         wanted, held.cadence)
+    composed = _composed(config, composer_for(config, store), chosen, held.id, held.period,
+                         when, wanted, held.cadence)
     return store.release(composed, recipients(),
                          lambda subscriber: view(subscriber.sections, present) or "", state,
-                         intro, discarded)
+                         intro, discarded, _due(config, held.period))
 
 
-def _audience(config: Config, store: Store, present: list[str]
+def zone(config: Config, subscriber: Subscriber) -> ZoneInfo:
+    """The zone a subscriber's slots are read in: their own, else the newsletter's."""
+    return ZoneInfo(subscriber.timezone) if subscriber.timezone else config.newsletter.zone
+
+
+def _due(config: Config, period: str | None) -> Callable[[Subscriber], datetime | None]:
+    """When each subscriber's delivery of a slot's edition becomes due: with
+    `newsletter.local_time`, when their own zone reaches the slot; otherwise (and for a
+    manual run, which is nobody's slot) at once."""
+    if period is None or not config.newsletter.local_time:
+        return lambda subscriber: None
+    wall = datetime.fromisoformat(period)
+    return lambda subscriber: clock.wall_moment(zone(config, subscriber), wall)
+
+
+def zones(config: Config, store: Store, cadence: str) -> set[ZoneInfo]:
+    """The zones the active subscribers of a cadence read their slots in (the newsletter's
+    when there are none): where a local-time slot is reached first."""
+    listed, _ = roster(config, store, quiet=True)
+    return {zone(config, subscriber) for subscriber in listed
+            if subscriber.cadence == cadence} or {config.newsletter.zone}
+
+
+def _audience(config: Config, store: Store, present: list[str], cadence: str = "daily"
               ) -> tuple[int, list[str], Callable[[], Iterator[Subscriber]]]:
-    """Who an edition with these sections goes to: how many, the views they need, and a walk
-    of them (the valid, active, unsuppressed rows, as their subscribers chose and not
-    paused, with news in their sections).
+    """Who an edition of this cadence with these sections goes to: how many, the views they
+    need, and a walk of them (the valid, active, unsuppressed rows of that cadence, as their
+    subscribers chose and not paused, with news in their sections).
 
     The list is walked, never held: a first walk counts and reports bad rows, a second feeds
     the ledger, so memory does not grow with the list."""
@@ -648,7 +710,8 @@ def _audience(config: Config, store: Store, present: list[str]
                                       names) if isinstance(found, Subscriber) else found)
 
     def gets(found: Subscriber | subscribers.Problem | None) -> str | None:
-        if not isinstance(found, Subscriber) or subscribers.key(found.email) in suppressed:
+        if (not isinstance(found, Subscriber) or found.cadence != cadence
+                or subscribers.key(found.email) in suppressed):
             return None
         return view(found.sections, present)
 
@@ -681,16 +744,17 @@ class Plan:
         return self.queued + self.recipients
 
 
-def plan(config: Config, store: Store) -> Plan:
+def plan(config: Config, store: Store, cadence: str = "daily") -> Plan:
     queued = sum(store.due_count(number) for number in store.unfinished())
-    chosen = _claim(config, store)
+    chosen = _claim(config, store, cadence)
     if not chosen:
         return Plan(queued, 0, 0, 0.0)
     started = time.perf_counter()
-    composer_for(config, store).render(chosen, 0, now())
+    shown, more = cut(config, cadence, chosen)
+    composer_for(config, store).render(shown, 0, store.clock(), more, cadence=cadence)
     seconds = time.perf_counter() - started
     present = list(dict.fromkeys(card.section for card in chosen))
-    return Plan(queued, _audience(config, store, present)[0], len(chosen), seconds)
+    return Plan(queued, _audience(config, store, present, cadence)[0], len(chosen), seconds)
 
 
 def through_sink(config: Config, sink: Sink) -> Config:

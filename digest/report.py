@@ -13,6 +13,7 @@ from typing import Any
 from digest import jobs, lock, scheduling
 from digest.config import Config
 from digest.filters import Hold
+from digest.records import CADENCES
 from digest.store import EditionSummary, FeedState, Held, Refusals, State, Store
 
 # A feed failing this long is down, not having a bad moment.
@@ -45,9 +46,10 @@ class FeedStatus:
 @dataclass(frozen=True)
 class StatusReport:
     feeds: tuple[FeedStatus, ...]
-    editions: tuple[EditionSummary, ...]  # the last ones, newest first
+    editions: tuple[EditionSummary, ...]  # the last ones of each cadence, newest first
     returned: dict[int, dict[str, int]]  # per edition: hard and soft bounces, complaints
     active: int  # subscribers the next edition goes to
+    cadences: dict[str, int]  # of those, how many get each cadence
     suppressed: int
     suppressed_by_reason: dict[str, int]
     rejected_rows: int
@@ -59,7 +61,8 @@ class StatusReport:
     def as_json(self) -> dict[str, Any]:
         return {
             "feeds": [feed.as_json() for feed in self.feeds],
-            "editions": [{"id": e.id, "period": e.period, "created_at": _iso(e.created_at),
+            "editions": [{"id": e.id, "cadence": e.cadence, "period": e.period,
+                          "created_at": _iso(e.created_at),
                           "subject": e.subject, "articles": e.articles, "deliveries": e.counts,
                           "returns": self.returned[e.id], "state": str(e.state),
                           "held_at": _iso(e.held_at)}
@@ -69,7 +72,8 @@ class StatusReport:
                       "stories": [{"id": card.id, "title": card.title, "section": card.section,
                                    "choice": h.choices.get(card.id)} for card in h.cards]}
                      for h in self.held],
-            "subscribers": {"active": self.active, "suppressed": self.suppressed,
+            "subscribers": {"active": self.active, "cadences": self.cadences,
+                            "suppressed": self.suppressed,
                             "suppressed_by_reason": self.suppressed_by_reason,
                             "rejected_rows": self.rejected_rows},
             "scheduler": {"pid": self.pid,
@@ -83,8 +87,12 @@ class StatusReport:
 def status(config: Config, store: Store, moment: datetime) -> StatusReport:
     """The report as of `moment`: the state file, the subscriber list, the lock, the config's
     schedules. Nothing is written."""
-    feeds, editions = _feeds(config, store), store.editions()
+    feeds = _feeds(config, store)
+    # Each cadence's last editions: a week of dailies must not hide the weekly ones.
+    editions = sorted((e for cadence in CADENCES for e in store.editions(cadence=cadence)),
+                      key=lambda e: e.id, reverse=True)
     listed, roster = jobs.roster(config, store)
+    cadences = {cadence: sum(s.cadence == cadence for s in listed) for cadence in CADENCES}
     runs = scheduling.next_runs(config, moment)
     pid = lock.holder(config.paths.state)
     numbers = [e.id for e in editions]
@@ -92,7 +100,7 @@ def status(config: Config, store: Store, moment: datetime) -> StatusReport:
     held = store.waiting()
     return StatusReport(
         _statuses(feeds, store, moment), tuple(editions), returned,
-        len(listed), len(store.suppressed()), store.suppressed_by_reason(),
+        len(listed), cadences, len(store.suppressed()), store.suppressed_by_reason(),
         len(roster.problems), pid, tuple(runs),
         tuple(attention(feeds, editions, moment, runs, busy=pid is not None)
               + returns_attention(editions, returned, refused) + waiting(config, held)),

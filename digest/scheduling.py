@@ -1,12 +1,17 @@
-"""The scheduler: collect on its schedule (with jitter), send on its cron line in the
-newsletter's time zone, and reconcile every few minutes.
+"""The scheduler: collect on its schedule (with jitter), send on its cron lines in the
+newsletter's time zone (or each subscriber's, with `newsletter.local_time`), and reconcile
+every few minutes.
 
     start:      lock the state folder | collect | reconcile
     collect:    every `schedule.collect`, up to `schedule.jitter` late
-    send:       at each `schedule.send` slot: reconcile
+    send:       at each `schedule.send` (daily) and `schedule.weekly` slot: reconcile
     reconcile:  every `schedule.reconcile`: held editions past `schedule.approval_timeout`
-                sent or skipped | resume undelivered editions | make the latest slot's
-                edition if it is due, missing and within `schedule.grace`
+                sent or skipped | resume undelivered editions | for each cadence, make the
+                latest slot's edition if it is due, missing and within `schedule.grace` |
+                deliver the rows whose due time has come
+
+Every moment comes from one clock (digest/clock.py): the system's, or a time lapse that
+rehearses a schedule against the outbox or a sink.
 
 APScheduler keeps its jobs in memory, declared from the config at every start: correctness
 lives in our tables (one edition per period, the skipped periods, the delivery ledger), not in
@@ -22,8 +27,8 @@ import re
 import signal
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,14 +44,17 @@ from apscheduler.events import (
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import deliver, jobs, lock, logs, mailboxes
+from digest import clock, deliver, jobs, lock, logs, mailboxes
+from digest.clock import SYSTEM, Clock, Lapse
 from digest.config import Config, duration
 from digest.errors import DigestError
 from digest.logs import event
-from digest.store import Store, now
+from digest.records import CADENCES
+from digest.store import Store
 
 log = logging.getLogger("digest.scheduler")
 
@@ -55,6 +63,7 @@ STOP_MARGIN = timedelta(seconds=15)
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # A send job this late is still on time (the thread pool may be busy for a moment).
 ON_TIME = timedelta(minutes=1)
+UTC_ZONE = ZoneInfo("UTC")
 
 
 # -- triggers and periods: pure, given the config and a moment ------------------------------
@@ -120,8 +129,45 @@ def _every(config: Config, key: str, start: datetime,
                            jitter=int(jitter.total_seconds()) if jitter else None)
 
 
-def send_trigger(config: Config) -> CronTrigger:
-    return cron(config.schedule.send, config.newsletter.zone, "send")
+# The schedule key of each cadence's send slot.
+SLOTS = {"daily": "send", "weekly": "weekly"}
+
+
+def send_trigger(config: Config, cadence: str = "daily",
+                 zone: ZoneInfo | None = None) -> CronTrigger:
+    """The cadence's send slots in `zone` (the newsletter's unless given)."""
+    key = SLOTS[cadence]
+    return cron(getattr(config.schedule, key), zone or config.newsletter.zone, key)
+
+
+def slots_trigger(config: Config, zones: Iterable[ZoneInfo], cadence: str) -> BaseTrigger:
+    """When the scheduler wakes for a cadence's slot: in the newsletter's zone, or with
+    `newsletter.local_time` in each zone in use (its subscribers' own)."""
+    if not config.newsletter.local_time:
+        return send_trigger(config, cadence)
+    return OrTrigger([send_trigger(config, cadence, zone)
+                      for zone in sorted(zones, key=str)])
+
+
+def local_due_period(config: Config, cadence: str, zones: Iterable[ZoneInfo],
+                     moment: datetime, grace: timedelta) -> str | None:
+    """With `newsletter.local_time`: the slot whose edition should exist at `moment`, the
+    latest any zone in use has reached (within the grace period). The slots are wall-clock
+    times, the same in every zone, so they are read off the cron line in UTC (where every
+    wall-clock time happens exactly once); a zone reaches one at clock.wall_moment."""
+    walls = send_trigger(config, cadence, UTC_ZONE)
+    found: str | None = None
+    for zone in zones:
+        # The zone's wall clock, read as if it were UTC.
+        seen = moment.astimezone(zone).replace(tzinfo=UTC_ZONE)
+        slot = latest_slot(walls, seen, grace)
+        while slot is not None and clock.wall_moment(zone, slot.replace(tzinfo=None)) > moment:
+            # A slot in a gap (clocks sprung forward over it) comes a little later.
+            slot = latest_slot(walls, slot - timedelta(microseconds=1), grace)
+        if slot is not None:
+            key = period(slot, UTC_ZONE)
+            found = max(found or key, key)
+    return found
 
 
 def latest_slot(trigger: BaseTrigger, moment: datetime, within: timedelta) -> datetime | None:
@@ -168,11 +214,13 @@ class NextRun:
 
 
 def next_runs(config: Config, moment: datetime) -> list[NextRun]:
-    """When each scheduled job fires next after `moment`, from the config alone. A wrong
-    schedule is a run's problem, not an error: status still shows everything else."""
+    """When each scheduled job fires next after `moment`, from the config alone (the send
+    slots of each cadence in the newsletter's zone). A wrong schedule is a run's problem,
+    not an error: status still shows everything else."""
     triggers: dict[str, Callable[[], BaseTrigger | None]] = {
         "collect": lambda: collect_trigger(config, moment, jittered=False),
-        "send": lambda: send_trigger(config)}
+        "send": lambda: send_trigger(config),
+        "weekly": lambda: send_trigger(config, "weekly")}
     if config.schedule.inbox:
         triggers["inbox"] = lambda: inbox_trigger(config, moment)
     runs = []
@@ -186,16 +234,56 @@ def next_runs(config: Config, moment: datetime) -> list[NextRun]:
     return runs
 
 
+# How many of its fire times a Lapsed trigger remembers: APScheduler hands back the last
+# few it was given (a run's times, then the next one).
+GIVEN = 16
+
+
+class Lapsed(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
+    """A trigger read on the scheduler's clock. APScheduler asks in real time and waits in
+    real time; the trigger inside computes its fire times in the clock's time (a time lapse
+    in a rehearsal, the identity in production: one code path for both). APScheduler 3 has
+    no clock of its own to replace, and its maintainers suggest wrapping the triggers."""
+
+    def __init__(self, trigger: BaseTrigger, lapse: Lapse) -> None:
+        self.trigger, self.lapse = trigger, lapse
+        # The last fire times handed out, real to simulated: APScheduler gives them back as
+        # previous ones, and mapping one back through floats could land a microsecond before
+        # its slot, which would then fire again and again.
+        self._given: OrderedDict[datetime, datetime] = OrderedDict()
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        previous = None
+        if previous_fire_time is not None:
+            previous = self._given.get(previous_fire_time)
+            if previous is None:
+                previous = self.lapse.simulated(previous_fire_time)
+        upcoming: datetime | None = self.trigger.get_next_fire_time(
+            previous, self.lapse.simulated(now))
+        if upcoming is None:
+            return None
+        real = self.lapse.real(upcoming)
+        self._given[real] = upcoming
+        while len(self._given) > GIVEN:
+            self._given.popitem(last=False)
+        return real
+
+    def __str__(self) -> str:
+        return f"{self.trigger} on {self.lapse}"
+
+
 # -- the jobs ----------------------------------------------------------------------------------
 
 class Runner:
     """The jobs as the scheduler runs them: each in its own thread with its own Store, never
     two sends at once (two would mail the same pending rows), and all of them stoppable."""
 
-    def __init__(self, config: Config, stop: threading.Event) -> None:
+    def __init__(self, config: Config, stop: threading.Event, clock: Clock = SYSTEM) -> None:
         self.config = config
         self.stop = stop
-        self.trigger = send_trigger(config)
+        self.clock = clock
+        self.triggers = {cadence: send_trigger(config, cadence) for cadence in CADENCES}
         self.grace = config.schedule.span("grace")
         self._collecting = threading.Lock()
         self._sending = threading.Lock()
@@ -204,15 +292,16 @@ class Runner:
         self._idle = threading.Condition()
 
     @contextmanager
-    def _job(self, name: str, guard: threading.Lock) -> Iterator[bool]:
-        """Runs the body unless stopping or the same work is already under way."""
+    def _job(self, name: str, guard: threading.Lock, wait: bool = False) -> Iterator[bool]:
+        """Runs the body unless stopping or the same work is already under way (unless
+        `wait`: then once that is done)."""
         token = logs.JOB.set(name)
         with self._idle:
             self._active += 1
         try:
             if self.stop.is_set():
                 yield False
-            elif not guard.acquire(blocking=False):
+            elif not guard.acquire(blocking=wait):
                 event(log, logging.INFO, "skipped: the previous run is still working")
                 yield False
             else:
@@ -230,12 +319,12 @@ class Runner:
         with self._idle:
             return self._idle.wait_for(lambda: self._active == 0, timeout)
 
-    def collect(self) -> None:
-        with self._job("collect", self._collecting) as go:
+    def collect(self, wait: bool = False) -> None:
+        with self._job("collect", self._collecting, wait) as go:
             if not go:
                 return
-            with Store(self.config.paths.database) as store:
-                collected = jobs.collect(self.config, store, self.stop)
+            with self._store() as store:
+                collected = jobs.collect(self.config, store, self.stop, self.clock.now)
             for feed in collected.failed:
                 event(log, logging.WARNING, f"feed {feed.url}: {feed.error}")
             for feed in collected.skipped:
@@ -254,7 +343,7 @@ class Runner:
                 event(log, logging.ERROR, str(error))
                 return
             try:
-                with Store(self.config.paths.database) as store:
+                with self._store() as store:
                     read = list(jobs.inbox(self.config, store, box))
             finally:
                 box.close()
@@ -266,14 +355,28 @@ class Runner:
             event(log, logging.INFO, "inbox read", messages=len(read),
                   set_aside=sum(handled.set_aside for handled in read), **actions)
 
+    def _store(self) -> Store:
+        return Store(self.config.paths.database, self.clock.now)
+
     def reconcile(self, name: str = "reconcile") -> None:
         with self._job(name, self._sending) as go:
             if go:
-                self._reconcile(now())
+                self._reconcile(self.clock.now())
+
+    def due_period(self, store: Store, cadence: str, moment: datetime,
+                   window: timedelta) -> str | None:
+        """The cadence's slot whose edition should exist at `moment`, if any."""
+        config = self.config
+        if config.newsletter.local_time:
+            return local_due_period(config, cadence, jobs.zones(config, store, cadence),
+                                    moment, window)
+        return due_period(self.triggers[cadence], config.newsletter.zone, moment, window)
 
     def _reconcile(self, moment: datetime) -> None:
+        """Each cadence on its own: its latest slot's edition made if missing (or the slot
+        let pass, with the reason), and every delivery due delivered."""
         config = self.config
-        with Store(config.paths.database) as store:
+        with self._store() as store:
             # Held editions past their approval timeout first: one sent as it was has its
             # rows now, and is delivered below with the rest.
             for timed in jobs.timeouts(config, store, moment):
@@ -281,30 +384,39 @@ class Runner:
             # The send job itself runs a moment after its slot: even a grace of "0s" must
             # let it find the slot it fired for.
             window = max(self.grace, ON_TIME)
-            due = due_period(self.trigger, config.newsletter.zone, moment, window)
-            make = due is not None and not store.decided(due)
-            if not make and not store.anything_due():
+            due: dict[str, str | None] = {cadence: period for cadence in CADENCES
+                   if (period := self.due_period(store, cadence, moment, window)) is not None
+                   and not store.decided(period, cadence)}
+            if not due and not store.anything_due():
                 log.debug("nothing due")
                 return
-            try:
-                sent = jobs.send(config, store, deliver.transport(config), period=due,
-                                 stop=self.stop, new_edition=make)
-            except DigestError as error:
-                event(log, logging.ERROR, str(error), period=due)
-                return
-            if make and due is not None and sent.edition is None and sent.held is None and (
-                    not self.stop.is_set()):
-                store.skip(due, sent.note)
-                event(log, logging.INFO, "no edition", period=due, reason=sent.note)
+            for cadence, period in (due or {"daily": None}).items():
+                if self.stop.is_set():
+                    break
+                try:
+                    sent = jobs.send(config, store, deliver.transport(config), period=period,
+                                     stop=self.stop, new_edition=period is not None,
+                                     cadence=cadence)
+                except DigestError as error:
+                    event(log, logging.ERROR, str(error), period=period, cadence=cadence)
+                    continue
+                if period is not None and sent.edition is None and sent.held is None and (
+                        not self.stop.is_set()):
+                    store.skip(period, sent.note, cadence)
+                    event(log, logging.INFO, "no edition", period=period, cadence=cadence,
+                          reason=sent.note)
+                self._said(sent, cadence)
+
+    def _said(self, sent: jobs.Sent, cadence: str) -> None:
         if sent.recovered:
             event(log, logging.WARNING, "deliveries in doubt after an interrupted run marked "
                   "unknown (see `digest status`, `digest resend`)", unknown=sent.recovered)
         if sent.edition is not None:
             event(log, logging.INFO, "edition made", edition=sent.edition.id,
-                  period=sent.edition.period, subject=sent.edition.subject)
+                  period=sent.edition.period, cadence=cadence, subject=sent.edition.subject)
         if sent.held is not None:
             event(log, logging.INFO, "edition held for approval", edition=sent.held.id,
-                  period=sent.held.period, articles=len(sent.held.cards))
+                  period=sent.held.period, cadence=cadence, articles=len(sent.held.cards))
         for tally in sent.tallies:
             if not tally.counts:
                 continue
@@ -319,14 +431,16 @@ class Runner:
         sending), then fresh articles, so that a made-up edition carries them."""
         token = logs.JOB.set("start")
         try:
-            with Store(self.config.paths.database) as store:
+            with self._store() as store:
                 recovered = store.recover()
             if recovered:
                 event(log, logging.WARNING, "deliveries in doubt after an interrupted run "
                       "marked unknown (see `digest status`, `digest resend`)", unknown=recovered)
         finally:
             logs.JOB.reset(token)
-        self.collect()
+        # A collect already under way (its schedule fired first) is waited for: a slot made
+        # up now must not be let pass for want of the articles it is fetching.
+        self.collect(wait=True)
         self.reconcile("start")
 
 
@@ -370,34 +484,46 @@ def _listen(scheduler: BlockingScheduler) -> None:
     scheduler.add_listener(report, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
 
-def scheduler_for(config: Config, runner: Runner) -> BlockingScheduler:
+def scheduler_for(config: Config, runner: Runner, lapse: Lapse = SYSTEM) -> BlockingScheduler:
+    """Every job on a trigger read on the lapse, the runner's clock (see Lapsed):
+    APScheduler's own times, the misfire grace included, are real ones."""
     schedule = config.schedule
     zone = config.newsletter.zone
     scheduler = BlockingScheduler(timezone=zone, job_defaults={
         "coalesce": True, "max_instances": 1,
         # A run late by less than the grace period still runs, once (coalesce).
-        "misfire_grace_time": int(runner.grace.total_seconds()) or 1})
+        "misfire_grace_time": int(lapse.span(runner.grace).total_seconds()) or 1})
     _listen(scheduler)
-    scheduler.add_job(runner.start, id="start", next_run_time=now())
-    scheduler.add_job(runner.collect, collect_trigger(config, now()), id="collect")
-    scheduler.add_job(runner.reconcile, send_trigger(config), args=("send",), id="send")
-    scheduler.add_job(runner.reconcile, IntervalTrigger(
-        seconds=schedule.span("reconcile").total_seconds(), timezone=zone), id="reconcile")
-    reading = inbox_trigger(config, now())
+    start = lapse.now()
+    scheduler.add_job(runner.start, id="start", next_run_time=lapse.real(start))
+    scheduler.add_job(runner.collect, Lapsed(collect_trigger(config, start), lapse),
+                      id="collect")
+    zones: set[ZoneInfo] = set()
+    if config.newsletter.local_time:
+        with runner._store() as store:
+            zones = set().union(*(jobs.zones(config, store, c) for c in CADENCES))
+    for cadence, key in SLOTS.items():
+        scheduler.add_job(runner.reconcile, Lapsed(slots_trigger(config, zones, cadence),
+                                                   lapse), args=(key,), id=key)
+    every = schedule.span("reconcile")
+    scheduler.add_job(runner.reconcile, Lapsed(IntervalTrigger(
+        seconds=every.total_seconds(), timezone=zone, start_date=start + every), lapse),
+        id="reconcile")
+    reading = inbox_trigger(config, start)
     if reading is not None:
-        scheduler.add_job(runner.inbox, reading, id="inbox")
+        scheduler.add_job(runner.inbox, Lapsed(reading, lapse), id="inbox")
     return scheduler
 
 
-def forever(config: Config) -> int:
+def forever(config: Config, clock: Lapse = SYSTEM) -> int:
     """Run until SIGTERM or SIGINT. The first stops taking work, lets the message in flight
     finish and be recorded, and exits 0; a second exits at once (the ledger stays consistent:
     a row still `sending` becomes `unknown` at the next start)."""
     with lock.held(config.paths.state):
         logs.JOB.set("scheduler")
         stop = threading.Event()
-        runner = Runner(config, stop)
-        scheduler = scheduler_for(config, runner)
+        runner = Runner(config, stop, clock)
+        scheduler = scheduler_for(config, runner, clock)
         # Python runs signal handlers in the main thread only when it wakes, and the kernel
         # may hand the signal to a busy worker while the main thread sleeps until the next
         # job. So every thread blocks the signals (threads started later inherit the mask)
@@ -407,7 +533,10 @@ def forever(config: Config) -> int:
                          name="signals").start()
         event(log, logging.INFO, "scheduler started", pid=os.getpid(),
               collect=config.schedule.collect, send=config.schedule.send,
-              timezone=config.newsletter.timezone, state=str(config.paths.state))
+              weekly=config.schedule.weekly, timezone=config.newsletter.timezone,
+              local_time=config.newsletter.local_time, state=str(config.paths.state),
+              **({} if clock == SYSTEM else {"time_lapse": f"{clock.origin.isoformat()} at "
+                                             f"{clock.real_origin}, x{clock.speed:g}"}))
         scheduler.start()
         limit = 2 * config.smtp.timeout + STOP_MARGIN.total_seconds()
         if not runner.wait_idle(limit):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -277,14 +278,21 @@ MIGRATIONS = (
     ALTER TABLE editions ADD COLUMN intro TEXT;
     ALTER TABLE edition_articles ADD COLUMN choice TEXT;
     """,
+    # Local morning (newsletter.local_time): when each delivery becomes due, its zone's own
+    # slot, so one edition serves every zone and a restart mid-day offers exactly the rows
+    # whose time has come. NULL: due as soon as the edition is made.
+    """
+    ALTER TABLE deliveries ADD COLUMN due_at TEXT;
+    """,
 )
 
 UNDELIVERED = (Status.PENDING, Status.DEFERRED)
 # Rows whose message the relay took, or may have: a bounce can answer them.
 _MAILED = (Status.SENT, Status.UNKNOWN, Status.BOUNCED)
-# A row to deliver at the moment given: pending, or deferred with its next try come or unset.
-_DUE = (f"(status = '{Status.PENDING}' OR (status = '{Status.DEFERRED}' AND "
-        "(next_try IS NULL OR next_try <= ?)))")
+# A row to deliver at the moment given (bound twice): its due time come or unset, and
+# pending, or deferred with its next try come or unset.
+_DUE = (f"(coalesce(due_at, '') <= ? AND (status = '{Status.PENDING}' OR "
+        f"(status = '{Status.DEFERRED}' AND (next_try IS NULL OR next_try <= ?))))")
 
 
 def now() -> datetime:
@@ -377,6 +385,7 @@ class EditionSummary:
     fault: str | None = None  # why its last run stopped on an error, if it did
     state: State = State.MAILED
     held_at: datetime | None = None  # when it was made and held, if it was
+    cadence: str = "daily"
 
 
 @dataclass(frozen=True)
@@ -432,7 +441,10 @@ class Settled:
 class Store:
     """One connection to the state file. Used from one thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], datetime] = now) -> None:
+        # What time it is for every moment the store records or compares: the scheduler's
+        # clock (a time lapse in a rehearsal), the system's otherwise.
+        self.clock = clock
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -669,19 +681,22 @@ class Store:
     # -- editions ------------------------------------------------------------------------------
 
     def unmailed(self, feed_urls: list[str], limit: int, cadence: str = "daily",
-                 caps: Mapping[str, int] | None = None) -> tuple[list[Card], int]:
+                 caps: Mapping[str, int] | None = None, since: datetime | None = None
+                 ) -> tuple[list[Card], int]:
         """Articles no edition of this cadence has carried, in feed order then newest first,
         up to `limit` and to each feed's cap in `caps` (by URL), and how many there are in all
-        (the rest roll into the next edition).
+        (the rest roll into the next edition). With `since`, only those collected then or
+        later (a weekly edition's week).
 
-        Claimed by membership, never by a date window: feed dates are too often missing or
-        wrong.
+        Claimed by membership and by when we collected them, never by the feeds' dates: those
+        are too often missing or wrong.
         """
         order = {url: position for position, url in enumerate(feed_urls)}
         rows = self.db.execute(
             "SELECT articles.*, feeds.url AS feed_url, feeds.name AS feed_name FROM articles "
             "JOIN feeds ON feeds.id = articles.feed_id WHERE eligible AND articles.id NOT IN "
-            "(SELECT article_id FROM edition_articles WHERE cadence = ?)", (cadence,)).fetchall()
+            "(SELECT article_id FROM edition_articles WHERE cadence = ?) AND "
+            "articles.collected_at >= ?", (cadence, _iso(since) or "")).fetchall()
         rows = [row for row in rows if row["feed_url"] in order]
         rows.sort(key=lambda row: (order[row["feed_url"]],
                                    -_at(row["published"] or row["collected_at"]).timestamp(),
@@ -704,11 +719,13 @@ class Store:
         return [_card(row) for row in chosen[:limit]], len(rows)
 
     def create_edition(self, composed: Composed, subscribers: Iterable[Subscriber],
-                       view_of: Callable[[Subscriber], str] = lambda subscriber: ""
+                       view_of: Callable[[Subscriber], str] = lambda subscriber: "",
+                       due_of: Callable[[Subscriber], datetime | None] = lambda s: None
                        ) -> Edition | None:
         """The edition, under the id it was numbered with (`next_edition`), its articles, its
         views and a pending delivery for each subscriber, all at once; `view_of` says which
-        view a subscriber gets ('' = the whole edition).
+        view a subscriber gets ('' = the whole edition), `due_of` when their delivery becomes
+        due (None: at once).
 
         Returns None when this period already has its edition: a re-run or a second trigger
         never makes two.
@@ -723,9 +740,15 @@ class Store:
                 "web_html, marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (edition_id, period, cadence, _iso(composed.created_at), whole.subject,
                  whole.html, whole.text, composed.web_html, composed.marker))
-            self._fill(db, composed, subscribers, view_of)
+            self._fill(db, composed, subscribers, view_of, due_of)
         return Edition(edition_id, period, composed.created_at, whole.subject, whole.html,
                        whole.text, composed.marker)
+
+    def latest_made(self, cadence: str) -> datetime | None:
+        """When the newest edition of this cadence was made; None before the first."""
+        row = self.db.execute("SELECT max(created_at) FROM editions WHERE cadence = ?",
+                              (cadence,)).fetchone()
+        return _moment(row[0])
 
     def _numbered(self, db: sqlite3.Connection, edition_id: int, period: str,
                   cadence: str) -> bool:
@@ -740,7 +763,8 @@ class Store:
         return True
 
     def _fill(self, db: sqlite3.Connection, composed: Composed,
-              subscribers: Iterable[Subscriber], view_of: Callable[[Subscriber], str]) -> None:
+              subscribers: Iterable[Subscriber], view_of: Callable[[Subscriber], str],
+              due_of: Callable[[Subscriber], datetime | None]) -> None:
         """A composed edition's articles, views and delivery rows."""
         edition_id, cadence = composed.id, composed.cadence
         db.executemany(
@@ -763,10 +787,10 @@ class Store:
             "VALUES (?, ?, ?, ?, ?)", [(edition_id, key, view.subject, view.html, view.text)
                                        for key, view in composed.views.items()])
         db.executemany(
-            "INSERT INTO deliveries (edition_id, email, name, fields, view) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s))
-             for s in subscribers))
+            "INSERT INTO deliveries (edition_id, email, name, fields, view, due_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            ((edition_id, s.email, s.name, json.dumps(s.fields), view_of(s),
+              _iso(due_of(s))) for s in subscribers))
 
     # -- the editor's hold -----------------------------------------------------------------
 
@@ -830,7 +854,9 @@ class Store:
 
     def release(self, composed: Composed, subscribers: Iterable[Subscriber],
                 view_of: Callable[[Subscriber], str], state: State, intro: str | None,
-                discarded: Iterable[int] = ()) -> Edition | None:
+                discarded: Iterable[int] = (),
+                due_of: Callable[[Subscriber], datetime | None] = lambda s: None
+                ) -> Edition | None:
         """A held edition, composed at last with the editor's choices, and its delivery rows,
         all at once. Its stories are the composed cards: a dropped one goes back to the pool,
         or, among `discarded`, is never mailed. None when it is not held any more (approved
@@ -845,7 +871,7 @@ class Store:
                      State.HELD)).rowcount != 1:
                 return None
             db.execute("DELETE FROM edition_articles WHERE edition_id = ?", (edition_id,))
-            self._fill(db, composed, subscribers, view_of)
+            self._fill(db, composed, subscribers, view_of, due_of)
             db.executemany("UPDATE articles SET eligible = 0 WHERE id = ?",
                            [(story,) for story in discarded])
         return Edition(edition_id, composed.period, composed.created_at, whole.subject,
@@ -886,14 +912,17 @@ class Store:
             raise KeyError(edition_id)
         return row
 
-    def editions(self, limit: int = 10) -> list[EditionSummary]:
+    def editions(self, limit: int = 10, cadence: str | None = None) -> list[EditionSummary]:
+        """The newest editions (of one cadence, if given), newest first."""
         rows = self.db.execute(
             "SELECT editions.*, (SELECT count(*) FROM edition_articles WHERE edition_id = "
-            "editions.id) AS n FROM editions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            "editions.id) AS n FROM editions WHERE ? IS NULL OR cadence = ? ORDER BY id DESC "
+            "LIMIT ?", (cadence, cadence, limit)).fetchall()
         counts = self.delivery_counts([row["id"] for row in rows])
         return [EditionSummary(row["id"], row["period"], _at(row["created_at"]), row["subject"],
                                row["n"], {s: n for s, n in counts[row["id"]].items() if n},
-                               row["fault"], State(row["state"]), _moment(row["held_at"]))
+                               row["fault"], State(row["state"]), _moment(row["held_at"]),
+                               row["cadence"])
                 for row in rows]
 
     def edition_views(self, edition: Edition) -> dict[str, Edition]:
@@ -924,13 +953,14 @@ class Store:
     def skip(self, period: str, reason: str, cadence: str = "daily") -> None:
         self.db.execute("INSERT INTO skipped_periods (cadence, period, reason, at) "
                         "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        (cadence, period, reason, _iso(now())))
+                        (cadence, period, reason, _iso(self.clock())))
 
     def anything_due(self) -> bool:
         """Whether any edition has a delivery to make now (deferred ones once their time has
         come): the scheduler asks this every few minutes before it opens a connection."""
+        moment = _iso(self.clock())
         return self.db.execute(f"SELECT 1 FROM deliveries WHERE {_DUE} LIMIT 1",
-                               (_iso(now()),)).fetchone() is not None
+                               (moment, moment)).fetchone() is not None
 
     # -- deliveries: the ledger ----------------------------------------------------------------
 
@@ -938,17 +968,17 @@ class Store:
         """Rows left `sending` by a crash are in doubt: the server may have taken the message.
         They become `unknown`, to be reported, and are never resent unless the operator asks."""
         return self.db.execute("UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?",
-                               (Status.UNKNOWN, _iso(now()), Status.SENDING)).rowcount
+                               (Status.UNKNOWN, _iso(self.clock()), Status.SENDING)).rowcount
 
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
         """The edition's deliveries to make now, streamed a page at a time: never the whole
         list in memory, and no cursor held open across the ledger's own writes."""
-        moment, after = _iso(now()), 0
+        moment, after = _iso(self.clock()), 0
         while True:
             rows = self.db.execute(
                 "SELECT rowid, edition_id, email, name, status, attempts, view, fields FROM "
                 f"deliveries WHERE edition_id = ? AND {_DUE} AND rowid > ? ORDER BY rowid "
-                "LIMIT ?", (edition_id, moment, after, page)).fetchall()
+                "LIMIT ?", (edition_id, moment, moment, after, page)).fetchall()
             for row in rows:
                 yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
                                json.loads(row[7]))
@@ -957,9 +987,10 @@ class Store:
             after = rows[-1][0]
 
     def due_count(self, edition_id: int) -> int:
+        moment = _iso(self.clock())
         return int(self.db.execute(
             f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND {_DUE}",
-            (edition_id, _iso(now()))).fetchone()[0])
+            (edition_id, moment, moment)).fetchone()[0])
 
     def step(self, done: Settled | None, starting: Delivery | None) -> None:
         """One commit for a connection's previous outcome and its next `sending`.
@@ -968,7 +999,7 @@ class Store:
         next message has not been offered yet, so a crash still leaves at most one row per
         connection in doubt (the one in flight, or the one whose 250 came just before).
         """
-        moment = _iso(now())
+        moment = _iso(self.clock())
         with self.transaction() as db:
             if done is not None:
                 db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
@@ -998,7 +1029,7 @@ class Store:
             "last_response = 'gave up: still deferred after the maximum age; last reply: ' "
             "|| coalesce(last_response, '') WHERE status = ? AND edition_id IN "
             "(SELECT id FROM editions WHERE created_at < ?)",
-            (Status.FAILED, _iso(now()), Status.DEFERRED, _iso(made_before))).rowcount
+            (Status.FAILED, _iso(self.clock()), Status.DEFERRED, _iso(made_before))).rowcount
 
     def suppress_bounced(self, emails: Iterable[str], editions: int) -> list[str]:
         """Suppress each address whose last `editions` deliveries all failed; returns them."""
@@ -1027,7 +1058,8 @@ class Store:
                 (edition_id, *statuses))]
             db.executemany("UPDATE deliveries SET status = ?, next_try = NULL, "
                            "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           ((Status.PENDING, _iso(now()), edition_id, email) for email in emails))
+                           ((Status.PENDING, _iso(self.clock()), edition_id, email)
+                            for email in emails))
         return emails
 
     def requeue_address(self, edition_id: int, subscriber: Subscriber) -> None:
@@ -1038,7 +1070,7 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (edition_id, email) DO UPDATE SET "
             "status = excluded.status, next_try = NULL, updated_at = excluded.updated_at",
             (edition_id, subscriber.email, subscriber.name, json.dumps(subscriber.fields),
-             Status.PENDING, _iso(now())))
+             Status.PENDING, _iso(self.clock())))
 
     # -- suppressions --------------------------------------------------------------------------
 
@@ -1047,7 +1079,8 @@ class Store:
 
     def suppress(self, email: str, reason: str, source: str) -> None:
         self.db.execute("INSERT INTO suppressions (email, reason, at, source) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (email) DO NOTHING", (email, reason, _iso(now()), source))
+                        "ON CONFLICT (email) DO NOTHING",
+                        (email, reason, _iso(self.clock()), source))
 
     def withhold_suppressed(self, edition_id: int, since: datetime | None = None) -> list[str]:
         """Rows still to deliver whose address has opted out (since then, if given) become
@@ -1056,7 +1089,7 @@ class Store:
             "UPDATE deliveries SET status = ?, updated_at = ? WHERE edition_id = ? "
             "AND status IN (?, ?) AND lower(email) IN "
             "(SELECT lower(email) FROM suppressions WHERE at >= ?) RETURNING email",
-            (Status.SUPPRESSED, _iso(now()), edition_id, *UNDELIVERED,
+            (Status.SUPPRESSED, _iso(self.clock()), edition_id, *UNDELIVERED,
              _iso(since) or "")).fetchall()]
 
     def opted_out_since(self, moment: datetime) -> set[str]:
@@ -1078,9 +1111,10 @@ class Store:
         by: before they go out, so that every link mailed can be read back. One statement,
         streamed through SQLite, however long the list."""
         self.db.create_function("address_id", 1, address_id, deterministic=True)
+        moment = _iso(self.clock())
         self.db.execute("INSERT INTO link_addresses (id, email) SELECT address_id(email), "
                         f"email FROM deliveries WHERE edition_id = ? AND {_DUE} "
-                        "ON CONFLICT DO NOTHING", (edition_id, _iso(now())))
+                        "ON CONFLICT DO NOTHING", (edition_id, moment, moment))
 
     def name(self, address_id: str, email: str) -> None:
         """Record the id a single message's links name its address by (a test mail)."""
@@ -1183,7 +1217,7 @@ class Store:
         """A message read, in one commit: what it said about whom, the ledger rows it answers
         marked `bounced`, the suppressions it calls for. A second read of the same message
         changes nothing."""
-        moment = _iso(now())
+        moment = _iso(self.clock())
         with self.transaction() as db:
             if db.execute("INSERT INTO inbound (message, kind, action, at) VALUES (?, ?, ?, ?) "
                           "ON CONFLICT DO NOTHING",
@@ -1336,7 +1370,8 @@ def _create(path: Path) -> None:
     """A new database is made and migrated under a name of its own, then linked into place:
     so it is never seen half made, and of two processes making it at once one wins and the
     other opens that one."""
-    draft = path.with_name(f"{path.name}.new-{os.getpid()}")
+    # Named for the thread too: the scheduler's first jobs may open a new state together.
+    draft = path.with_name(f"{path.name}.new-{os.getpid()}-{threading.get_ident()}")
     draft.unlink(missing_ok=True)
     try:
         db = _connect(draft)

@@ -3,12 +3,16 @@ nothing; a folder that once held a database is never given a new, empty one."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
+
+from digest.errors import DigestError
+from digest.store import Store
 
 ANN, BOB = "ann@example.com", "bob@example.org"
 FEED = "/feed.xml"
@@ -116,3 +120,25 @@ def test_a_new_state_folder_gets_a_whole_database_and_its_marker(site: Site) -> 
     assert rows(site.database, "PRAGMA user_version")[0][0] > 0
     assert site.database.with_name("digest.db.created").exists()
     assert sorted(path.name for path in site.database.parent.glob("digest.db.new*")) == []
+
+
+def test_threads_of_one_process_opening_a_new_database_at_once_all_get_it(
+        tmp_path: Path) -> None:
+    # The scheduler's first jobs (start, collect, reconcile) may open the state together.
+    database = tmp_path / "state" / "digest.db"
+    start, failed = threading.Barrier(8), []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            Store(database).close()
+        except DigestError as error:
+            failed.append(str(error))
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failed == []
+    assert rows(database, "PRAGMA user_version")[0][0] > 0
