@@ -508,7 +508,7 @@ def test_the_scheduler_reads_the_inbox_only_when_told(site: Site) -> None:
     moment = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
     site.write()
     assert [run.job for run in scheduling.next_runs(config.load(site.config), moment)] == [
-        "collect", "send"]
+        "collect", "send", "weekly"]
     site.extra = '[schedule]\ninbox = "10m"\n'
     site.write()
     runs = scheduling.next_runs(config.load(site.config), moment)
