@@ -222,6 +222,15 @@ def test_a_cadence_and_time_zone_chosen_in_a_browser_win_over_the_csv_in_the_exp
     # The operator's file is left as they wrote it.
     assert (mailed.root / "subscribers.csv").read_text().startswith(
         "email,name,cadence,timezone\nann@example.com,Ann,daily,Europe/Berlin\n")
+    # The next editions follow the choice: the daily one goes to Bob alone, and Ann's weekly
+    # round-up holds the week's stories, those the daily editions mailed included.
+    assert set(send(mailed, smtp, 2)) == {"bob@example.org"}
+    smtp.clear_messages()
+    assert digest("send", "--cadence", "weekly").exit_code == 0
+    weekly = {received.rcpt_tos[0]: received.message for received in smtp.messages}
+    assert set(weekly) == {"ann@example.com"}
+    assert headlines(weekly["ann@example.com"]) == {
+        f"{name} story {edition}.{n}" for name in FEEDS for edition in (1, 2) for n in (1, 2)}
 
 
 def test_a_value_no_form_offers_is_refused_in_a_browser_too(
