@@ -487,12 +487,18 @@ def check(ctx: click.Context) -> None:
     config = _config(ctx)
     with _store(config) as store:
         listed, roster = jobs.roster(config, store, quiet=True)
+        gone = {subscriber_list.key(email) for email in store.suppressed()}
+        resting = {address for address, chosen in store.preferences().items() if chosen.paused}
     path = config.paths.subscribers
     for problem in roster.problems:
         out.print(f"{path}:{problem.line}: {problem.reason}", markup=False)
-    suppressed = len(roster.subscribers) - len(listed)
-    out.print(f"{len(listed)} to mail, {suppressed} suppressed, {roster.held} paused or "
-              f"unsubscribed in the file, {len(roster.problems)} rows rejected", markup=False)
+    # Who is left out and why: an opt-out first, then a pause on the preferences page.
+    keys = [subscriber_list.key(s.email) for s in roster.subscribers]
+    suppressed = sum(address in gone for address in keys)
+    paused = sum(address in resting and address not in gone for address in keys)
+    out.print(f"{len(listed)} to mail, {suppressed} suppressed, {paused} paused on their "
+              f"preferences page, {roster.held} paused or unsubscribed in the file, "
+              f"{len(roster.problems)} rows rejected", markup=False)
     ctx.exit(1 if roster.problems else 0)
 
 

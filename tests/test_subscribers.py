@@ -15,7 +15,8 @@ from support import Item, Site, digest, rows, rss
 from digest import subscribers
 from digest.config import bundled
 from digest.errors import DigestError
-from digest.records import Subscriber
+from digest.records import Preferences, Subscriber
+from digest.store import Store
 
 SECTIONS = ["World", "Tech"]
 
@@ -126,6 +127,20 @@ def test_check_reports_rejected_rows_and_exits_1(site: Site) -> None:
     assert "1 to mail" in result.output and "2 rows rejected" in result.output
     site.subscribers("email,name\nann@example.com,Ann\n")
     assert digest("subscribers", "check").exit_code == 0
+
+
+def test_check_tells_a_pause_on_the_preferences_page_from_an_opt_out(site: Site) -> None:
+    site.write()
+    site.subscribers("email,status\nann@example.com,\nbob@example.org,\ncat@example.com,\n"
+                     "dan@example.com,paused\n")
+    with Store(site.database) as store:
+        for email in ("bob@example.org", "cat@example.com"):
+            store.prefer(email, Preferences(paused=True))
+        store.suppress("cat@example.com", "unsubscribed", "preferences page")
+    result = digest("subscribers", "check")
+    assert result.exit_code == 0
+    assert ("1 to mail, 1 suppressed, 1 paused on their preferences page, 1 paused or "
+            "unsubscribed in the file, 0 rows rejected") in " ".join(result.output.split())
 
 
 def test_export_writes_the_list_the_next_send_sees(site: Site) -> None:
