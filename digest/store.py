@@ -1182,7 +1182,7 @@ class Store:
             "timezone = excluded.timezone, paused = excluded.paused, "
             "updated_at = excluded.updated_at",
             (address, json.dumps(list(chosen.sections)), chosen.cadence, chosen.timezone,
-             int(chosen.paused), _iso(now())))
+             int(chosen.paused), _iso(self.clock())))
 
     # -- what came back ------------------------------------------------------------------------
 
