@@ -1099,6 +1099,42 @@ class Refusals:
     status: str  # one of the codes given
 
 
+class Scratch:
+    """A subscriber list's rows as its first walk found them, and the line where each address
+    was first seen, in a private SQLite database on disk (SQLite unlinks it at once, and it
+    vanishes when closed): a list of a million rows is checked for duplicates without a
+    million keys in memory (as a set, ~150 MB), and walked again without reading and
+    validating the file again. Nothing in it needs to survive a crash: no journal."""
+
+    def __init__(self) -> None:
+        # "" is SQLite's private temporary database: a file in TMPDIR, its cache bounded.
+        self.db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode = OFF")
+        self.db.execute("PRAGMA synchronous = OFF")
+        self.db.execute("PRAGMA cache_size = -8000")  # KiB: most of a 100,000-row list
+        self.db.execute("CREATE TABLE firsts (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+        self.db.execute("CREATE TABLE found (line INTEGER PRIMARY KEY, row BLOB NOT NULL)")
+        # One transaction, never committed: no write per row, only pages the cache spills.
+        self.db.execute("BEGIN")
+
+    def first(self, key: str, line: int) -> int:
+        """The first line with `key`: `line` itself the first time it is seen."""
+        self.db.execute("INSERT INTO firsts (key, line) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (key, line))
+        return int(self.db.execute("SELECT line FROM firsts WHERE key = ?",
+                                   (key,)).fetchone()[0])
+
+    def keep(self, line: int, row: bytes) -> None:
+        """What the walk found on a line (a walk broken off and begun again finds it again)."""
+        self.db.execute("INSERT INTO found (line, row) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (line, row))
+
+    def kept(self) -> Iterator[bytes]:
+        """What was kept, in the order of the lines, streamed."""
+        for (row,) in self.db.execute("SELECT row FROM found ORDER BY line"):
+            yield row
+
+
 def _storable(number: int) -> bool:
     """Whether SQLite can hold the integer: one beyond 64 bits (typed into a URL or a
     command) names no row, and binding it would raise OverflowError."""
