@@ -791,18 +791,24 @@ class Store:
         next message has not been offered yet, so a crash still leaves at most one row per
         connection in doubt (the one in flight, or the one whose 250 came just before).
         """
+        self.steps([(done, starting)])
+
+    def steps(self, steps: Iterable[tuple[Settled | None, Delivery | None]]) -> None:
+        """Several connections' steps (see `step`) in one commit: each connection's promise
+        holds as long as none offers its next message before this returns."""
         moment = _iso(now())
         with self.transaction() as db:
-            if done is not None:
-                db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
-                           "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (done.result.outcome.value, done.result.response,
-                            _iso(done.next_try), moment, done.delivery.edition_id,
-                            done.delivery.email))
-            if starting is not None:
-                db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
-                           "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (Status.SENDING, moment, starting.edition_id, starting.email))
+            for done, starting in steps:
+                if done is not None:
+                    db.execute("UPDATE deliveries SET status = ?, last_response = ?, "
+                               "next_try = ?, updated_at = ? WHERE edition_id = ? AND email = ?",
+                               (done.result.outcome.value, done.result.response,
+                                _iso(done.next_try), moment, done.delivery.edition_id,
+                                done.delivery.email))
+                if starting is not None:
+                    db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
+                               "updated_at = ? WHERE edition_id = ? AND email = ?",
+                               (Status.SENDING, moment, starting.edition_id, starting.email))
 
     def note_fault(self, edition_id: int, fault: str | None) -> None:
         """Remember why a run of the edition stopped on an error (None: it went without)."""
