@@ -77,19 +77,23 @@ class Pool:
         self.bucket = Bucket(policy.rate)
         self.budget: int | None = None  # messages left under the hourly cap, once counted
         self.transports: list[Transport] = []
-        self.loop: asyncio.Runner | None = None
+        self.runner: asyncio.Runner | None = None
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run `work` on the pool's event loop, where its connections live."""
-        if self.loop is None:
-            self.loop = asyncio.Runner()
-        return self.loop.run(work)
+        if self.runner is None:
+            self.runner = asyncio.Runner()
+        return self.runner.run(work)
 
     def open(self) -> None:
         """Open the first connection: with the relay down, no row has been touched yet."""
         first = self.make()
         self.transports = [first]
-        self.run(first.open())
+        try:
+            self.run(first.open())
+        except BaseException:  # nobody closes a pool that did not open
+            self.close()
+            raise
 
     def transport(self, number: int) -> Transport:
         while len(self.transports) <= number:
@@ -102,13 +106,13 @@ class Pool:
                 await carrier.close()
 
         try:
-            if self.loop is not None:
+            if self.runner is not None:
                 self.run(close_all())
         finally:
             self.transports = []
-            if self.loop is not None:
-                self.loop.close()
-                self.loop = None
+            if self.runner is not None:
+                self.runner.close()
+                self.runner = None
 
 
 def transport(config: Config) -> Pool:

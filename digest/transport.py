@@ -83,11 +83,10 @@ class _Refused(Exception):
 
     def __init__(self, code: int, text: str) -> None:
         super().__init__(_reply(code, text))
-        self.code, self.text = code, text
 
 
 class _Unoffered(Exception):
-    """The relay does not offer an extension the [smtp] settings ask for."""
+    """The relay does not offer what the [smtp] settings ask for (the step, unless said)."""
 
 
 class SmtpTransport:
@@ -107,7 +106,10 @@ class SmtpTransport:
     def where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
+    @functools.cached_property
     def _context(self) -> ssl.SSLContext:
+        """Made once: loading the system's certificates takes a while, and a connection is
+        reopened every `messages_per_connection` messages."""
         context = ssl.create_default_context()
         if not self.settings.verify_tls:
             context.check_hostname = False
@@ -121,7 +123,7 @@ class SmtpTransport:
             async with asyncio.timeout(settings.connect_timeout):
                 secure = settings.security == "ssl"
                 self.reader, self.writer = await asyncio.open_connection(
-                    settings.host, settings.port, ssl=self._context() if secure else None,
+                    settings.host, settings.port, ssl=self._context if secure else None,
                     server_hostname=settings.host if secure else None)
                 await self._expect(220)
             # Connected: from here on each command has its own, usually longer, limit.
@@ -133,7 +135,7 @@ class SmtpTransport:
                     raise _Unoffered
                 await self._command("STARTTLS", 220)
                 async with asyncio.timeout(settings.timeout):
-                    await self.writer.start_tls(self._context(), server_hostname=settings.host)
+                    await self.writer.start_tls(self._context, server_hostname=settings.host)
                 await self._hello()  # the extensions again, now that nobody listens in
             if settings.username:
                 step = "AUTH"
@@ -146,10 +148,10 @@ class SmtpTransport:
                                     "DIGEST_SMTP_PASSWORD)") from None
             where = "while connecting" if step == "connecting" else f"during {step}"
             raise TransportDown(f"{error} {where}") from None
-        except _Unoffered:
+        except _Unoffered as error:
             self._drop()
-            raise TransportDown(f"the relay does not offer {step}, which the [smtp] settings "
-                                "ask for") from None
+            raise TransportDown(f"the relay does not offer {str(error) or step}, which the [smtp] "
+                                "settings ask for") from None
         except (OSError, EOFError) as error:
             self._drop()
             where = "while connecting" if step == "connecting" else f"during {step}"
@@ -180,8 +182,7 @@ class SmtpTransport:
             await self._command(f"AUTH LOGIN {_b64(user)}", 334)
             await self._command(_b64(password), 235)
         else:
-            raise _Refused(0, f"none of the methods we speak (PLAIN, LOGIN) among "
-                              f"{' '.join(offered) or 'none'}")
+            raise _Unoffered(f"AUTH PLAIN or LOGIN (only {' '.join(offered) or 'none'})")
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Result:
         if self.writer is not None and self.carried >= self.settings.messages_per_connection:
