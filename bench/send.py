@@ -2,12 +2,12 @@
 
     python bench/send.py [--subscribers N] [--connections C]
 
-Starts Postfix's `smtp-sink` (Debian package postfix; only that binary, never the mail
-daemon) on a loopback port, then in one run:
+Starts Postfix's `smtp-sink` (Debian package postfix; only its smtp-sink and smtp-source
+binaries, never the mail daemon) on a loopback port, then in one run:
 
   ours      `digest collect` of a 20-card feed, then `jobs.send`: roster, render + inline
-            once, the edition and its N ledger rows, the pool of C connections, one ledger
-            commit per message; timed from the start of send to the last commit.
+            once, the edition and its N ledger rows, the pool of C connections on one event
+            loop and its ledger commits; timed from the start of send to the last commit.
   baseline  raw smtplib on C threads, each on one reused connection, sending one pre-built
             copy of the same message N/C times.
   yardstick Postfix's C `smtp-source` sending the same message (from a file) N times on C
