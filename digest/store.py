@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -1113,8 +1114,11 @@ class Scratch:
     validating the file again. Nothing in it needs to survive a crash: no journal."""
 
     def __init__(self) -> None:
-        # "" is SQLite's private temporary database: a file in TMPDIR, its cache bounded.
-        self.db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        # "" is SQLite's private temporary database: a file in TMPDIR, its cache bounded;
+        # a fault of that disk is named like one of the state's.
+        self.db = sqlite3.connect("", isolation_level=None, check_same_thread=False,
+                                  factory=_Connection)
+        self.db.path = Path(tempfile.gettempdir())
         self.db.execute("PRAGMA journal_mode = OFF")
         self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute("PRAGMA cache_size = -8000")  # KiB: most of a 100,000-row list

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -65,3 +66,32 @@ def test_peak_memory_of_a_send_does_not_grow_with_the_list(
     # Holding the list (its text, a set of its addresses) took ~0.35 KB a subscriber: 30 MB
     # more for the larger one. Flat leaves SQLite's bounded caches growing to their limits.
     assert large - small < 15 * 2**20, (small, large)
+
+
+def test_a_full_disk_for_temporary_files_while_reading_the_list_is_named(
+        site: Site, smtp: SmtpServer, tmp_path: Path) -> None:
+    """The list's scratch file (duplicates, the rows found) lives in TMPDIR: when that disk
+    fills up, the send stops with one line naming it, not a traceback, and nobody is mailed."""
+    site.smtp_port = smtp.port
+    site.write()
+    # Past SQLite's cache for the scratch (8 MB), so that pages go to the disk.
+    site.subscribers("email,name\n" + "".join(f"reader{n}@example.org,Reader {n}\n"
+                                              for n in range(60_000)))
+    assert digest("collect").exit_code == 0  # the bundled sample feed
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        result = subprocess.run([sys.executable, "-m", "digest", "--config", str(site.config),
+                                 "send"], cwd=site.root, env={**os.environ, "TMPDIR": str(folder)},
+                                capture_output=True, text=True, timeout=240)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (f"{folder}: cannot write: database or disk is full; free some space on its disk"
+            in result.stderr)
+    assert smtp.messages == []
