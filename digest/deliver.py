@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -66,7 +65,7 @@ class Bucket:
 class Pool:
     """`size` transports of one kind, one per connection, and what they share: the event loop
     that drives them, the policy (the [smtp] settings: how hard to push, when to give up), the
-    rate bucket, the hourly cap. Used from one thread, between `open` and `close`."""
+    rate bucket, the hourly cap. Used from one thread at a time, between `open` and `close`."""
 
     def __init__(self, make: Callable[[], Transport], size: int, policy: Smtp,
                  destination: str) -> None:
@@ -77,13 +76,20 @@ class Pool:
         self.bucket = Bucket(policy.rate)
         self.budget: int | None = None  # messages left under the hourly cap, once counted
         self.transports: list[Transport] = []
-        self.runner: asyncio.Runner | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run `work` on the pool's event loop, where its connections live."""
-        if self.runner is None:
-            self.runner = asyncio.Runner()
-        return self.runner.run(work)
+        """Run `work` on the pool's event loop, where its connections live, and wait for it.
+        The loop has a thread of its own: a caller may itself be inside an event loop (the
+        preview's handler, a browser driver), where no other loop can run. (A signal still
+        reaches the caller's thread while it waits: the stop event is set there.)"""
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                           name="delivery")
+            self.thread.start()
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
     def open(self) -> None:
         """Open the first connection: with the relay down, no row has been touched yet."""
@@ -106,13 +112,15 @@ class Pool:
                 await carrier.close()
 
         try:
-            if self.runner is not None:
+            if self.loop is not None:
                 self.run(close_all())
         finally:
             self.transports = []
-            if self.runner is not None:
-                self.runner.close()
-                self.runner = None
+            if self.loop is not None and self.thread is not None:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self.thread.join()
+                self.loop.close()
+                self.loop = self.thread = None
 
 
 def transport(config: Config) -> Pool:
@@ -126,18 +134,7 @@ def transport(config: Config) -> Pool:
 
 def send_one(config: Config, recipient: str, message: bytes) -> Result:
     """One message outside any edition's ledger (a sign-up confirmation, an editor's test),
-    through the configured transport. Raises TransportDown when the relay cannot be reached.
-    Called from a coroutine (the preview's handler), it runs on a thread of its own: the
-    pool's event loop cannot run inside another one."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _send_one(config, recipient, message)
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(_send_one, config, recipient, message).result()
-
-
-def _send_one(config: Config, recipient: str, message: bytes) -> Result:
+    through the configured transport. Raises TransportDown when the relay cannot be reached."""
     pool = transport(config)
     try:
         pool.open()

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -281,13 +282,15 @@ class SmtpTransport:
 
 def probe(settings: Smtp) -> None:
     """Open the connection a send opens (TLS, EHLO, AUTH), then QUIT without a MAIL command;
-    TransportDown when that fails."""
+    TransportDown when that fails. On a loop in a thread of its own, as deliver.Pool runs
+    one: the caller may be inside an event loop."""
     async def once() -> None:
         carrier = SmtpTransport(settings)
         await carrier.open()
         await carrier.close()
 
-    asyncio.run(once())
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, once()).result()
 
 
 @functools.cache
