@@ -1,19 +1,23 @@
-"""How fast an edition goes out, against the fastest Python can push the same bytes.
+"""How fast an edition goes out, against raw smtplib and Postfix's C smtp-source pushing the same
+bytes.
 
     python bench/send.py [--subscribers N] [--connections C]
 
-Starts Postfix's `smtp-sink` (Debian package postfix; only that binary, never the mail
-daemon) on a loopback port, then in one run:
+Starts Postfix's `smtp-sink` (Debian package postfix; only its smtp-sink and smtp-source
+binaries, never the mail daemon) on a loopback port, then in one run:
 
   ours      `digest collect` of a 20-card feed, then `jobs.send`: roster, render + inline
-            once, the edition and its N ledger rows, the pool of C connections, one ledger
-            commit per message; timed from the start of send to the last commit.
+            once, the edition and its N ledger rows, the pool of C connections on one event
+            loop and its ledger commits; timed from the start of send to the last commit.
   baseline  raw smtplib on C threads, each on one reused connection, sending one pre-built
             copy of the same message N/C times.
+  yardstick Postfix's C `smtp-source` sending the same message (from a file) N times on C
+            parallel sessions, each kept open (-d), to the same sink.
 
-Prints messages/s for both, their ratio, the peak RSS of this process (ours runs first) and
-the time to compose one edition. Targets at N = 100,000: >= 1,000 msg/s, >= 0.8 of the
-baseline, peak RSS < 200 MB, compose < 100 ms.
+Prints messages/s for the three, the ratios ours/smtplib and ours/smtp-source, the peak RSS
+of this process (ours runs first) and the time to compose one edition. Targets at
+N = 100,000: >= 0.5 of smtp-source, peak RSS < 200 MB, compose < 100 ms. (Peak RSS of a
+real `digest send` against the list size: bench/memory.py.)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from digest.compose import Composer, Letter
 from digest.store import Store, now
 
 SINK = "/usr/sbin/smtp-sink"
+SOURCE = "/usr/sbin/smtp-source"
 IMAGE = "https://images.example.com/{n}/photo-of-the-story-{n}.jpg"
 TEASER = ("The council met late into the evening to settle the harbour question, and by the "
           "time the lights went out along the quay the plan had changed twice: first the ferry "
@@ -133,15 +138,29 @@ def baseline(port: int, message: bytes, total: int, connections: int) -> float:
     return time.perf_counter() - started
 
 
+def yardstick(port: int, message: bytes, total: int, connections: int, root: Path) -> float:
+    """smtp-source takes the message with bare LF line ends and sends each line with CRLF,
+    doubling leading dots: on the wire, the same bytes as ours."""
+    path = root / "message.eml"
+    path.write_bytes(message.replace(b"\r\n", b"\n"))
+    started = time.perf_counter()
+    subprocess.run([SOURCE, "-d", "-m", str(total), "-s", str(connections), "-F", str(path),
+                    "-f", "news@example.com", "-t", "reader@example.org", "-M", "localhost",
+                    f"127.0.0.1:{port}"], check=True)
+    return time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=4)
     options = parser.parse_args()
-    if not Path(SINK).exists():
-        print(f"{SINK} not found: apt-get install postfix (only smtp-sink is started)")
-        return 2
+    for program in (SINK, SOURCE):
+        if not Path(program).exists():
+            print(f"{program} not found: apt-get install postfix (only smtp-sink and "
+                  "smtp-source are started)")
+            return 2
     os.environ.setdefault("DIGEST_SECRET", "bench")
     port = free_port()
     sink = subprocess.Popen([SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"])
@@ -152,12 +171,13 @@ def main() -> int:
         seconds, delivering, sent, compose, sample = ours(path)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         raw = baseline(port, sample, options.subscribers, options.connections)
+        native = yardstick(port, sample, options.subscribers, options.connections, root)
     finally:
         sink.terminate()
         sink.wait()
         shutil.rmtree(root)
     n, c = options.subscribers, options.connections
-    ours_rate, raw_rate = sent / seconds, n / raw
+    ours_rate, raw_rate, native_rate = sent / seconds, n / raw, n / native
     print(f"{n} subscribers, {c} connections, message {len(sample) / 1024:.0f} KB")
     print(f"compose one edition     {compose[1] * 1000:8.1f} ms  (the first, templates "
           f"loading: {compose[0] * 1000:.1f} ms)")
@@ -165,7 +185,9 @@ def main() -> int:
     print(f"  of which delivery     {sent / delivering:8.0f} msg/s  (pool + ledger, "
           f"{delivering:.1f} s; the rest is roster, render and the ledger rows)")
     print(f"baseline (raw smtplib)  {raw_rate:8.0f} msg/s  ({n} in {raw:.1f} s)")
-    print(f"ratio                   {ours_rate / raw_rate:8.2f}")
+    print(f"smtp-source (C)         {native_rate:8.0f} msg/s  ({n} in {native:.1f} s)")
+    print(f"ratio ours/smtplib      {ours_rate / raw_rate:8.2f}")
+    print(f"ratio ours/smtp-source  {ours_rate / native_rate:8.2f}")
     print(f"peak RSS                {rss:8.0f} MB")
     return 0
 

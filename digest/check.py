@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from digest import cards, feeds, lock, scheduling, subscribers
+from digest import cards, feeds, lock, scheduling, subscribers, transport
 from digest.compose import Composer, Letter
 from digest.config import SAMPLE_FEED, Config, Smtp
 from digest.deliverability import Standing, review
@@ -182,13 +182,12 @@ def _maildir(config: Config) -> list[str]:
 
 def smtp(settings: Smtp) -> str:
     """Open the connection a send opens (TLS, EHLO, AUTH), then QUIT without a MAIL command."""
-    carrier = SmtpTransport(settings)
+    where = SmtpTransport(settings).where
     try:
-        carrier.open()
+        transport.probe(settings)
     except TransportDown as error:
-        raise DigestError(f"SMTP {carrier.where}: {error}") from None
-    carrier.close()
+        raise DigestError(f"SMTP {where}: {error}") from None
     steps = ["connected over TLS" if settings.security == "ssl" else "connected", "EHLO"]
     steps += ["STARTTLS"] if settings.security == "starttls" else []
     steps += [f"AUTH as {settings.username}"] if settings.username else []
-    return f"SMTP {carrier.where}: {', '.join(steps)}; nothing sent"
+    return f"SMTP {where}: {', '.join(steps)}; nothing sent"

@@ -1,29 +1,34 @@
 """Delivery: the ledger loop that drives the transports (digest.transport).
 
-The ledger loop commits a row `sending` before the transaction and its outcome right after the
-reply, so a crash leaves at most one row in doubt per connection, never a duplicate.
+One event loop drives every connection of a run. The ledger commits a row `sending` before
+its transaction and its outcome right after the reply, so a crash leaves at most one row in
+doubt per connection, never a duplicate; the connections' steps that fall due in the same turn
+of the loop share one commit (see _Ledger).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
+from typing import Any, TypeVar
 
 from digest.config import Config, Smtp
 from digest.errors import DigestError
 from digest.records import Delivery, Outcome, Result, Status
 from digest.store import UNDELIVERED, Settled, Store
-from digest.transport import MaildirTransport, SmtpTransport, Transport, TransportDown
+from digest.transport import Formed, MaildirTransport, SmtpTransport, Transport, TransportDown
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # 4xx replies and lost connections are tried again on the next run, a little later each time.
 RETRY_BASE = timedelta(minutes=5)
@@ -39,31 +44,28 @@ class Bucket:
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.lock = threading.Lock()
         self.tokens = 1.0
         self.at = time.monotonic()
 
-    def wait(self, stop: _Either) -> bool:
+    async def wait(self, stop: _Either) -> bool:
         """Take a token, sleeping as long as needed; False if told to stop meanwhile."""
         if not self.rate:
             return not stop.is_set()
         while True:
-            with self.lock:
-                moment = time.monotonic()
-                self.tokens = min(max(self.rate, 1.0),
-                                  self.tokens + (moment - self.at) * self.rate)
-                self.at = moment
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return not stop.is_set()
-                pause = (1 - self.tokens) / self.rate
-            if stop.wait(pause):
+            moment = time.monotonic()
+            self.tokens = min(max(self.rate, 1.0), self.tokens + (moment - self.at) * self.rate)
+            self.at = moment
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return not stop.is_set()
+            if await stop.sleep((1 - self.tokens) / self.rate):
                 return False
 
 
 class Pool:
-    """`size` transports of one kind, one per delivery thread, and what they share: the policy
-    (the [smtp] settings: how hard to push, when to give up), the rate bucket, the hourly cap."""
+    """`size` transports of one kind, one per connection, and what they share: the event loop
+    that drives them, the policy (the [smtp] settings: how hard to push, when to give up), the
+    rate bucket, the hourly cap. Used from one thread at a time, between `open` and `close`."""
 
     def __init__(self, make: Callable[[], Transport], size: int, policy: Smtp,
                  destination: str) -> None:
@@ -74,12 +76,30 @@ class Pool:
         self.bucket = Bucket(policy.rate)
         self.budget: int | None = None  # messages left under the hourly cap, once counted
         self.transports: list[Transport] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the pool's event loop, where its connections live, and wait for it.
+        The loop has a thread of its own: a caller may itself be inside an event loop (the
+        preview's handler, a browser driver), where no other loop can run. (A signal still
+        reaches the caller's thread while it waits: the stop event is set there.)"""
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                           name="delivery")
+            self.thread.start()
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
     def open(self) -> None:
         """Open the first connection: with the relay down, no row has been touched yet."""
         first = self.make()
-        first.open()
         self.transports = [first]
+        try:
+            self.run(first.open())
+        except BaseException:  # nobody closes a pool that did not open
+            self.close()
+            raise
 
     def transport(self, number: int) -> Transport:
         while len(self.transports) <= number:
@@ -87,9 +107,20 @@ class Pool:
         return self.transports[number]
 
     def close(self) -> None:
-        for carrier in self.transports:
-            carrier.close()
-        self.transports = []
+        async def close_all() -> None:
+            for carrier in self.transports:
+                await carrier.close()
+
+        try:
+            if self.loop is not None:
+                self.run(close_all())
+        finally:
+            self.transports = []
+            if self.loop is not None and self.thread is not None:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self.thread.join()
+                self.loop.close()
+                self.loop = self.thread = None
 
 
 def transport(config: Config) -> Pool:
@@ -107,8 +138,8 @@ def send_one(config: Config, recipient: str, message: bytes) -> Result:
     pool = transport(config)
     try:
         pool.open()
-        return pool.transport(0).send(parseaddr(config.newsletter.sender)[1], recipient,
-                                      message)
+        return pool.run(pool.transport(0).send(parseaddr(config.newsletter.sender)[1],
+                                               recipient, message))
     finally:
         pool.close()
 
@@ -132,12 +163,42 @@ class Tally:
         return sum(self.counts[o.value] for o in (Outcome.DEFERRED, Outcome.FAILED))
 
 
+class _Ledger:
+    """The ledger's steps (store.step) from every connection, committed together once per
+    turn of the event loop: each connection waits for the commit of its step before it
+    offers its next message, so the window stays one message per connection, and with many
+    connections a commit covers several of them. (One thread per connection, each with its
+    own commit, spent more on switching threads than on the wire.)"""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.waiting: list[tuple[Settled | None, Delivery | None]] = []
+        self.committed: asyncio.Future[None] | None = None
+
+    async def step(self, done: Settled | None, starting: Delivery | None) -> None:
+        """Returns once the step is committed; raises what the commit raised."""
+        self.waiting.append((done, starting))
+        if self.committed is None:
+            self.committed = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._commit)
+        await asyncio.shield(self.committed)
+
+    def _commit(self) -> None:
+        steps, committed = self.waiting, self.committed
+        self.waiting, self.committed = [], None
+        assert committed is not None
+        try:
+            self.store.steps(steps)
+        except Exception as error:  # every connection waiting on it hears of it
+            committed.set_exception(error)
+        else:
+            committed.set_result(None)
+
+
 class _Run:
-    """One edition through the pool: one thread per connection, each taking the next due
-    row from a shared stream. The ledger is one SQLite connection under a lock: its commits
-    are microseconds against milliseconds on the wire, and one writer never waits on
-    SQLite's busy handler. (A feeder thread and a queue between them cost more in thread
-    hand-offs than they saved.)"""
+    """One edition through the pool: one task per connection on one event loop, each taking
+    the next due row from a shared stream. Between two awaits a task has the run to itself,
+    so what they share needs no lock."""
 
     def __init__(self, store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
                  pool: Pool, sender: str | Callable[[Delivery], str],
@@ -151,7 +212,7 @@ class _Run:
         self.stop = stop or threading.Event()
         self.halt = threading.Event()  # set by the run itself: pause, cap, relay gone
         self.either = _Either(self.stop, self.halt)
-        self.lock = threading.Lock()
+        self.ledger = _Ledger(store)
         self.due = store.due(edition_id)
         self.looked, self.since = -OPT_OUTS_EVERY, store.clock() - OPT_OUTS_MARGIN  # look at once
         self.opted_out: set[str] = set()  # seen since the run began
@@ -161,16 +222,15 @@ class _Run:
         self.streak = 0
         self.halted = ""
         self.down: TransportDown | None = None
-        self.fault = ""  # why a delivery thread broke off, if one did: the run stops
+        self.fault = ""  # why a connection's task broke off, if one did: the run stops
 
     def __call__(self) -> Tally:
         started = time.monotonic()
-        workers = [threading.Thread(target=self._work, args=(number,), daemon=True,
-                                    name=f"deliver-{number}") for number in range(self.pool.size)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+
+        async def connections() -> None:
+            await asyncio.gather(*(self._work(number) for number in range(self.pool.size)))
+
+        self.pool.run(connections())
         if self.fault:
             raise DigestError(self._broken_off(), 1)
         self.store.note_fault(self.edition_id, None)  # this run went without one
@@ -185,52 +245,44 @@ class _Run:
                      tuple(suppressed))
 
     def _halt(self, why: str) -> None:
-        """Called with the lock held."""
         self.halted = self.halted or why
         self.halt.set()
 
-    def _work(self, number: int) -> None:
+    async def _work(self, number: int) -> None:
         carrier = self.pool.transport(number)
         done: Settled | None = None  # an outcome not yet committed
         try:
             while True:
-                with self.lock:
-                    if done is not None:
-                        self._count(done)
-                    delivery = None if self.either.is_set() else self._next()
-                    allowed = delivery is not None and self._within_cap()
                 if done is not None:
+                    self._count(done)
                     self.progress(done.result.outcome)
-                if not allowed or not self.pool.bucket.wait(self.either):
+                delivery = None if self.either.is_set() else self._next()
+                if delivery is None or not self._within_cap() \
+                        or not await self.pool.bucket.wait(self.either):
                     break
-                assert delivery is not None
-                message = self.message_for(delivery)
-                with self.lock:
-                    self.store.step(done, delivery)
+                message = Formed(self.message_for(delivery))
+                await self.ledger.step(done, delivery)
                 done = None
-                done = self._deliver(carrier, delivery, message)
+                done = await self._deliver(carrier, delivery, message)
         except Exception as error:  # whatever it is, the run stops and says why
-            self._broke(error)
+            self._broke(number, error)
         finally:
             if done is not None:
                 try:
-                    with self.lock:
-                        self.store.step(done, None)
+                    await self.ledger.step(done, None)
                 except Exception as error:
-                    self._broke(error)
+                    self._broke(number, error)
 
-    def _broke(self, error: Exception) -> None:
-        """A delivery thread cannot go on: every thread stops after its message in flight.
+    def _broke(self, number: int, error: Exception) -> None:
+        """A connection cannot go on: every connection stops after its message in flight.
         The ledger still keeps its promise: the row in flight here stays `sending` (in
         doubt), the rest stay pending."""
         if isinstance(error, DigestError):  # the machine's: a full disk, a damaged file
             why = str(error)
         else:  # a bug of ours: its traceback is for the log
-            log.error("delivery thread %s failed", threading.current_thread().name,
-                      exc_info=error)
+            log.error("delivery on connection %d failed", number, exc_info=error)
             why = f"{type(error).__name__}: {error}"
-        with self.lock:
-            self.fault = self.fault or why
+        self.fault = self.fault or why
         self.halt.set()
 
     def _broken_off(self) -> str:
@@ -248,7 +300,7 @@ class _Run:
                 "(see `digest status`)")
 
     def _next(self) -> Delivery | None:
-        """The next due row whose address has not opted out meanwhile; lock held. Opt-outs
+        """The next due row whose address has not opted out meanwhile. Opt-outs
         are looked for once a second, not once a message: rows already read ahead are
         skipped, the others are withheld in the ledger."""
         moment = time.monotonic()
@@ -265,7 +317,7 @@ class _Run:
         return next((row for row in self.due if row.email not in self.withheld), None)
 
     def _within_cap(self) -> bool:
-        """The hourly cap, counted once from the ledger, then in memory; lock held."""
+        """The hourly cap, counted once from the ledger, then in memory."""
         if not self.policy.hourly_cap:
             return True
         if self.pool.budget is None:
@@ -278,12 +330,12 @@ class _Run:
         self.pool.budget -= 1
         return True
 
-    def _deliver(self, carrier: Transport, delivery: Delivery, message: bytes) -> Settled:
+    async def _deliver(self, carrier: Transport, delivery: Delivery, message: bytes) -> Settled:
         """Send with retries on a fresh connection; the row is `sending` meanwhile."""
         attempt = 0
         while True:
             try:
-                result = carrier.send(self.envelope(delivery), delivery.email, message)
+                result = await carrier.send(self.envelope(delivery), delivery.email, message)
             except TransportDown as error:
                 result = Result(Outcome.DEFERRED, f"cannot connect: {error}")
                 if attempt >= self.policy.retries:
@@ -293,16 +345,16 @@ class _Run:
             if result.outcome is not Outcome.DEFERRED or attempt >= self.policy.retries:
                 break
             attempt += 1
-            carrier.reset()
+            await carrier.reset()
             pause = self.policy.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-            if self.either.wait(pause):
+            if await self.either.sleep(pause):
                 break  # told to stop: nothing in flight, the row stays deferred
         deferred = result.outcome is Outcome.DEFERRED
         return Settled(delivery, result,
                        _next_try(delivery, self.store.clock()) if deferred else None)
 
     def _count(self, done: Settled) -> None:
-        """Tally an outcome and watch the failure streak; lock held."""
+        """Tally an outcome and watch the failure streak."""
         if not done.offered:
             return
         delivery, result = done.delivery, done.result
@@ -321,7 +373,8 @@ class _Run:
 
 
 class _Either:
-    """Two events read as one: the operator's stop and the run's own halt."""
+    """Two events read as one: the operator's stop (set by a signal handler or another
+    thread) and the run's own halt."""
 
     def __init__(self, first: threading.Event, second: threading.Event) -> None:
         self.first, self.second = first, second
@@ -329,13 +382,14 @@ class _Either:
     def is_set(self) -> bool:
         return self.first.is_set() or self.second.is_set()
 
-    def wait(self, seconds: float) -> bool:
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep on the loop, looking every 50 ms; True if set meanwhile."""
         deadline = time.monotonic() + seconds
         while not self.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            self.second.wait(min(left, 0.05))
+            await asyncio.sleep(min(left, 0.05))
         return True
 
 
@@ -344,7 +398,8 @@ def run(store: Store, edition_id: int, message_for: Callable[[Delivery], bytes],
         progress: Callable[[Outcome], None] = lambda outcome: None,
         stop: threading.Event | None = None) -> Tally:
     """Deliver every due row of an edition through the pool (its first connection already
-    open); `message_for` makes each row's bytes.
+    open); `message_for` makes each row's bytes, as DATA carries them (compose's Letter
+    does: see transport.Formed).
 
     Each row is committed `sending` before its transaction and its outcome after the reply.
     `stop` is checked between messages: transactions in flight are finished and recorded,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -999,18 +1000,24 @@ class Store:
         next message has not been offered yet, so a crash still leaves at most one row per
         connection in doubt (the one in flight, or the one whose 250 came just before).
         """
+        self.steps([(done, starting)])
+
+    def steps(self, steps: Iterable[tuple[Settled | None, Delivery | None]]) -> None:
+        """Several connections' steps (see `step`) in one commit: each connection's promise
+        holds as long as none offers its next message before this returns."""
         moment = _iso(self.clock())
         with self.transaction() as db:
-            if done is not None:
-                db.execute("UPDATE deliveries SET status = ?, last_response = ?, next_try = ?, "
-                           "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (done.result.outcome.value, done.result.response,
-                            _iso(done.next_try), moment, done.delivery.edition_id,
-                            done.delivery.email))
-            if starting is not None:
-                db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
-                           "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (Status.SENDING, moment, starting.edition_id, starting.email))
+            for done, starting in steps:
+                if done is not None:
+                    db.execute("UPDATE deliveries SET status = ?, last_response = ?, "
+                               "next_try = ?, updated_at = ? WHERE edition_id = ? AND email = ?",
+                               (done.result.outcome.value, done.result.response,
+                                _iso(done.next_try), moment, done.delivery.edition_id,
+                                done.delivery.email))
+                if starting is not None:
+                    db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
+                               "updated_at = ? WHERE edition_id = ? AND email = ?",
+                               (Status.SENDING, moment, starting.edition_id, starting.email))
 
     def note_fault(self, edition_id: int, fault: str | None) -> None:
         """Remember why a run of the edition stopped on an error (None: it went without)."""
@@ -1336,6 +1343,45 @@ class Refusals:
     domain: str
     addresses: int
     status: str  # one of the codes given
+
+
+class Scratch:
+    """A subscriber list's rows as its first walk found them, and the line where each address
+    was first seen, in a private SQLite database on disk (SQLite unlinks it at once, and it
+    vanishes when closed): a list of a million rows is checked for duplicates without a
+    million keys in memory (as a set, ~150 MB), and walked again without reading and
+    validating the file again. Nothing in it needs to survive a crash: no journal."""
+
+    def __init__(self) -> None:
+        # "" is SQLite's private temporary database: a file in TMPDIR, its cache bounded;
+        # a fault of that disk is named like one of the state's.
+        self.db = sqlite3.connect("", isolation_level=None, check_same_thread=False,
+                                  factory=_Connection)
+        self.db.path = Path(tempfile.gettempdir())
+        self.db.execute("PRAGMA journal_mode = OFF")
+        self.db.execute("PRAGMA synchronous = OFF")
+        self.db.execute("PRAGMA cache_size = -8000")  # KiB: most of a 100,000-row list
+        self.db.execute("CREATE TABLE firsts (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+        self.db.execute("CREATE TABLE found (line INTEGER PRIMARY KEY, row BLOB NOT NULL)")
+        # One transaction, never committed: no write per row, only pages the cache spills.
+        self.db.execute("BEGIN")
+
+    def first(self, key: str, line: int) -> int:
+        """The first line with `key`: `line` itself the first time it is seen."""
+        self.db.execute("INSERT INTO firsts (key, line) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (key, line))
+        return int(self.db.execute("SELECT line FROM firsts WHERE key = ?",
+                                   (key,)).fetchone()[0])
+
+    def keep(self, line: int, row: bytes) -> None:
+        """What the walk found on a line (a walk broken off and begun again finds it again)."""
+        self.db.execute("INSERT INTO found (line, row) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (line, row))
+
+    def kept(self) -> Iterator[bytes]:
+        """What was kept, in the order of the lines, streamed."""
+        for (row,) in self.db.execute("SELECT row FROM found ORDER BY line"):
+            yield row
 
 
 def _storable(number: int) -> bool:

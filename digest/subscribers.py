@@ -15,6 +15,9 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import itertools
+import os
+import pickle
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
@@ -26,6 +29,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import DigestError
 from digest.records import CADENCES, Preferences, Subscriber
+from digest.store import Scratch
 
 STATUSES = ("active", "paused", "unsubscribed")
 KNOWN = ("email", "name", "sections", "status", "cadence", "timezone")
@@ -75,16 +79,21 @@ def _delimiter(line: str) -> str:
     return ";" if line.count(";") > line.count(",") else ","
 
 
-def _parse(text: str, where: Path) -> tuple[_Layout | None, Iterator[tuple[int, dict[str, str]]]]:
+def _parse(lines: Iterable[str], where: Path
+           ) -> tuple[_Layout | None, Iterator[tuple[int, dict[str, str]]]]:
     """The layout (None for a file with no rows at all) and (first line, row) for each data row;
     blank lines and `#` comments skipped. A row's line is where it starts, even when a quoted
-    value runs over several lines."""
-    header = next((line for line in io.StringIO(text) if line.strip()
-                   and not line.lstrip().startswith("#")), None)
-    if header is None:
+    value runs over several lines. `lines` keep their line ends (as read with newline="")."""
+    lines = iter(lines)
+    before: list[str] = []  # the blank and comment lines above the header, read to find it
+    for text in lines:
+        before.append(text)
+        if text.strip() and not text.lstrip().startswith("#"):
+            break
+    else:
         return None, iter(())
-    delimiter = _delimiter(header)
-    numbered = _numbered(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    delimiter = _delimiter(before[-1])
+    numbered = _numbered(csv.reader(itertools.chain(before, lines), delimiter=delimiter))
     for line, cells in numbered:  # the header: the first row not blank nor a comment
         columns = tuple(cell.strip().lower() for cell in cells)
         if "email" not in columns:
@@ -111,6 +120,31 @@ def _records(numbered: Iterator[tuple[int, list[str]]],
         if extra:
             row[_EXTRA] = str(len(cells))
         yield line, row
+
+
+def _streamed(path: Path, size: int) -> Iterator[str]:
+    """The file's first `size` bytes as text lines with their ends, read as they are needed:
+    a list of a million rows is never in memory at once."""
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise DigestError(f"{path}: cannot read the subscriber list: {error.strerror}") from None
+    with handle:
+        offset = 0
+        for raw in handle:
+            raw = raw[:size - offset]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DigestError(f"{path}: not UTF-8 text (byte {offset + error.start}); save "
+                                  "it as UTF-8 CSV") from None
+            if not offset:
+                text = text.removeprefix("\ufeff")
+            offset += len(raw)
+            # Split as a text file with newline="" would: a lone CR ends a line too.
+            yield from io.StringIO(text, newline="")
+            if offset >= size:
+                return
 
 
 def _text(path: Path, handle: IO[str]) -> str:
@@ -148,43 +182,57 @@ def read(path: Path, sections: Collection[str] | None = None) -> Roster:
 
 
 class Listing:
-    """The list, read from disk once and walked as often as needed, row by row: a send walks
-    it twice rather than hold a hundred thousand subscribers in memory."""
+    """The list, walked as often as needed, row by row: a send walks it twice rather than hold
+    a hundred thousand subscribers in memory. The first walk reads the file as it was when
+    the listing was made (a sign-up appended meanwhile waits for the next edition) and keeps
+    what it found on disk (store.Scratch), with the first line of each address to name
+    duplicates by; later walks replay that, without validating every address again."""
 
     def __init__(self, path: Path, sections: Collection[str] | None = None) -> None:
         self.path = path
         self.known = {name.casefold(): name for name in sections} if sections is not None \
             else None
         try:
-            handle = path.open(encoding="utf-8", newline="")
+            handle = path.open("rb")
         except OSError as error:
             raise DigestError(f"{path}: cannot read the subscriber list: "
                               f"{error.strerror}") from None
         with handle:
-            # A confirmed sign-up may be appending right now (see `add`).
+            # A confirmed sign-up may be appending right now (see `add`): its row is in or out.
             fcntl.flock(handle, fcntl.LOCK_SH)
-            self.text = _text(path, handle)
-        layout, _ = _parse(self.text, path)
+            self.size = os.fstat(handle.fileno()).st_size
+        layout, _ = _parse(_streamed(path, self.size), path)
         if layout is None:
             raise DigestError(f"{path}:1: the header row must name an 'email' column")
         self.fields = tuple(c for c in layout.columns if c and c not in KNOWN)
+        self.scratch = Scratch()
+        self.walked = False  # once: later walks replay the scratch
 
     def walk(self) -> Iterator[Subscriber | Problem | None]:
         """Each row in order: an active subscriber, a rejected row's problem, or None for a
         valid row that is paused or unsubscribed."""
-        _, rows = _parse(self.text, self.path)
-        seen: dict[str, int] = {}
+        if self.walked:
+            # Pickled by us into a file only this process can reach (SQLite unlinks it).
+            yield from (pickle.loads(row) for row in self.scratch.kept())
+            return
+        for line, found in self._read():
+            self.scratch.keep(line, pickle.dumps(found))
+            yield found
+        self.walked = True
+
+    def _read(self) -> Iterator[tuple[int, Subscriber | Problem | None]]:
+        _, rows = _parse(_streamed(self.path, self.size), self.path)
         for line, row in rows:
             verdict = _check(row, self.known)
             if isinstance(verdict, str):
-                yield Problem(line, verdict)
+                yield line, Problem(line, verdict)
                 continue
             subscriber, status = verdict
-            first = seen.setdefault(key(subscriber.email), line)
+            first = self.scratch.first(key(subscriber.email), line)
             if first != line:
-                yield Problem(line, f"{subscriber.email}: duplicate of line {first}")
+                yield line, Problem(line, f"{subscriber.email}: duplicate of line {first}")
             else:
-                yield subscriber if status == "active" else None
+                yield line, subscriber if status == "active" else None
 
 
 def _check(row: dict[str, str], known: dict[str, str] | None) -> tuple[Subscriber, str] | str:
@@ -278,7 +326,7 @@ def add(path: Path, subscriber: Subscriber) -> bool:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         text = _text(path, handle)
-        layout, rows = _parse(text, path)
+        layout, rows = _parse(io.StringIO(text, newline=""), path)
         if layout is None:
             layout = _Layout(("email", "name", "sections"), ",")
             handle.write("email,name,sections\n")
