@@ -1,21 +1,31 @@
-"""All of digest's state in one SQLite file, and every query against it.
+"""All of digest's state in one SQLite file or one PostgreSQL database, and every query
+against it.
 
-No other module writes SQL. Writes are ordered so that a crash between any two of them is safe
-to repeat: articles before the feed's validators, an edition together with its articles and its
-delivery rows, a delivery's `sending` before the SMTP transaction and `sent` after the 250.
+No other module writes SQL. Both backends run the same queries: SQLite's dialect, with `?`
+placeholders, which PostgreSQL is handed through a thin adapter (_Postgres); the schema is
+SQLite's too, rewritten for PostgreSQL where the DDL differs (_postgres_ddl).
+
+Writes are ordered so that a crash between any two of them is safe to repeat: articles before
+the feed's validators, an edition together with its articles and its delivery rows, a
+delivery's `sending` before the SMTP transaction and `sent` after the 250.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import psycopg
+import psycopg.pq
 
 from digest.errors import DigestError
 from digest.filters import Hold
@@ -364,9 +374,21 @@ class Settled:
 
 
 class Store:
-    """One connection to the state file. Used from one thread at a time."""
+    """One connection to the state: a SQLite file, or a PostgreSQL database when `location`
+    is a postgresql:// URL. Used from one thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, location: Path | str) -> None:
+        self.postgres = is_postgres(location)
+        self.db: Database
+        if self.postgres:
+            self.db = _Postgres(str(location))
+            try:
+                _migrate_postgres(self.db)
+            except BaseException:
+                self.db.close()
+                raise
+            return
+        path = Path(location)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -398,7 +420,7 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Database]:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -534,16 +556,18 @@ class Store:
         """A failed read: what an earlier good read found still stands."""
         self.db.execute("INSERT INTO pages (link, tried_at, attempts, problem) VALUES "
                         "(?, ?, 1, ?) ON CONFLICT (link) DO UPDATE SET tried_at = "
-                        "excluded.tried_at, attempts = attempts + 1, problem = excluded.problem",
+                        "excluded.tried_at, attempts = pages.attempts + 1, "
+                        "problem = excluded.problem",
                         (link, _iso(at), problem))
 
     def pictures_wanted(self, feed_id: int, at: datetime, tries: int) -> list[str]:
         """The pictures to download now for the feed's articles that may still be mailed:
         never tried, or kept after fewer than `tries` failed downloads, none this run."""
         return [row[0] for row in self.db.execute(
-            "SELECT DISTINCT coalesce(articles.image_url, pages.image_url) AS picture "
-            f"{self._UNMAILED} AND picture IS NOT NULL AND picture NOT IN (SELECT url FROM "
-            "images WHERE fate != 'kept' OR attempts >= ? OR tried_at >= ?)",
+            "SELECT picture FROM (SELECT DISTINCT coalesce(articles.image_url, "
+            f"pages.image_url) AS picture {self._UNMAILED}) AS wanted WHERE picture IS NOT "
+            "NULL AND picture NOT IN (SELECT url FROM images WHERE fate != 'kept' OR "
+            "attempts >= ? OR tried_at >= ?)",
             (feed_id, tries, _iso(at)))]
 
     def save_copy(self, copy: Copy, at: datetime) -> None:
@@ -555,7 +579,8 @@ class Store:
             "fate = excluded.fate, wide = excluded.wide, wide_width = excluded.wide_width, "
             "wide_height = excluded.wide_height, square = excluded.square, "
             "square_width = excluded.square_width, square_height = excluded.square_height, "
-            "problem = excluded.problem, attempts = attempts + 1, tried_at = excluded.tried_at",
+            "problem = excluded.problem, attempts = images.attempts + 1, "
+            "tried_at = excluded.tried_at",
             (copy.url, copy.fate.value, wide and wide.name, wide and wide.width,
              wide and wide.height, square and square.name, square and square.width,
              square and square.height, copy.problem, _iso(at)))
@@ -798,7 +823,7 @@ class Store:
 
     def note_fault(self, edition_id: int, fault: str | None) -> None:
         """Remember why a run of the edition stopped on an error (None: it went without)."""
-        self.db.execute("UPDATE editions SET fault = ? WHERE id = ? AND fault IS NOT ?",
+        self.db.execute("UPDATE editions SET fault = ? WHERE id = ? AND fault IS DISTINCT FROM ?",
                         (fault, edition_id, fault))
 
     def sent_since(self, moment: datetime) -> int:
@@ -891,7 +916,18 @@ class Store:
     def name_due(self, edition_id: int, address_id: Callable[[str], str]) -> None:
         """Record the id the links of each message still due in the edition name its address
         by: before they go out, so that every link mailed can be read back. One statement,
-        streamed through SQLite, however long the list."""
+        streamed through SQLite, however long the list (PostgreSQL cannot call into Python:
+        the addresses come here a page at a time and their ids go back)."""
+        if not isinstance(self.db, sqlite3.Connection):
+            moment, after = _iso(now()), ""
+            while emails := [row[0] for row in self.db.execute(
+                    f"SELECT email FROM deliveries WHERE edition_id = ? AND {_DUE} AND "
+                    "email > ? ORDER BY email LIMIT 1000", (edition_id, moment, after))]:
+                self.db.executemany("INSERT INTO link_addresses (id, email) VALUES (?, ?) "
+                                    "ON CONFLICT DO NOTHING",
+                                    [(address_id(email), email) for email in emails])
+                after = emails[-1]
+            return
         self.db.create_function("address_id", 1, address_id, deterministic=True)
         self.db.execute("INSERT INTO link_addresses (id, email) SELECT address_id(email), "
                         f"email FROM deliveries WHERE edition_id = ? AND {_DUE} "
@@ -1091,6 +1127,33 @@ class Refusals:
     status: str  # one of the codes given
 
 
+class Rows(Protocol):
+    """What a statement gives back, from either backend."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(Protocol):
+    """A connection to either backend, as the queries use it."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def execute(self, sql: str, parameters: Any = (), /) -> Rows: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows: ...
+    def close(self) -> None: ...
+
+
+POSTGRES = ("postgresql://", "postgres://")
+
+
+def is_postgres(location: Path | str) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES)
+
+
 def _storable(number: int) -> bool:
     """Whether SQLite can hold the integer: one beyond 64 bits (typed into a URL or a
     command) names no row, and binding it would raise OverflowError."""
@@ -1249,3 +1312,139 @@ def _card(row: sqlite3.Row) -> Card:
     return Card(row["id"], row["title"], row["link"], row["teaser"], image, published,
                 row["feed_name"])
 
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+# The schema as SQLite's migrations write it, rewritten where PostgreSQL's DDL differs, in
+# order: SQLite's integers are 64 bits and an INTEGER PRIMARY KEY numbers itself; its flags
+# are 0/1 where PostgreSQL wants truth values (`WHERE eligible`); and its deliveries keep the
+# list's order in their rowid, which PostgreSQL rows have no such thing as.
+_POSTGRES_DDL: tuple[tuple[str, str], ...] = (
+    (r"\bINTEGER PRIMARY KEY\b", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (r"\b(eligible|hard) INTEGER NOT NULL DEFAULT 1\b", r"\1 BOOLEAN NOT NULL DEFAULT true"),
+    (r"\b(eligible|hard) INTEGER NOT NULL DEFAULT 0\b", r"\1 BOOLEAN NOT NULL DEFAULT false"),
+    (r"\bINTEGER\b", "BIGINT"),
+    (r"\bCREATE TABLE deliveries \(",
+     "CREATE TABLE deliveries (rowid BIGINT GENERATED BY DEFAULT AS IDENTITY UNIQUE, "),
+)
+
+# Made once in a new database, before the first migration: where the schema's version is
+# kept (SQLite's PRAGMA user_version), and the two functions of SQLite's that the queries use
+# and PostgreSQL spells otherwise.
+_POSTGRES_START = """
+    CREATE TABLE schema_version (version BIGINT NOT NULL);
+    INSERT INTO schema_version VALUES (0);
+    CREATE FUNCTION instr(haystack text, needle text) RETURNS integer
+        LANGUAGE sql IMMUTABLE AS 'SELECT strpos(haystack, needle)';
+    CREATE AGGREGATE max(boolean) (SFUNC = boolor_statefunc, STYPE = boolean);
+"""
+
+# The advisory lock that lets one process at a time migrate a database (two schedulers
+# starting together on a new one). Its number is digest's own: "dgst".
+_MIGRATING = 0x64677374
+
+
+def _postgres_ddl(script: str) -> str:
+    for pattern, replacement in _POSTGRES_DDL:
+        script = re.sub(pattern, replacement, script)
+    return script
+
+
+def _migrate_postgres(db: _Postgres) -> None:
+    """Every migration not yet run, each in its transaction with the version it reaches; all
+    under the migration lock, so a second process waits and then finds nothing to do."""
+    db.execute("SELECT pg_advisory_lock(?)", (_MIGRATING,))
+    try:
+        if db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            db.script(f"BEGIN; {_POSTGRES_START}; COMMIT;")
+        version = db.execute("SELECT version FROM schema_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], version + 1):
+            db.script(f"BEGIN; {_postgres_ddl(script)}; "
+                      f"UPDATE schema_version SET version = {number}; COMMIT;")
+    finally:
+        db.execute("SELECT pg_advisory_unlock(?)", (_MIGRATING,))
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by position, by name (as sqlite3.Row is) or unpacked."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            key = self.names[key]
+        return super().__getitem__(key)
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
+    names = {column.name: number for number, column in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> _Row:
+        row = _Row(values)
+        row.names = names
+        return row
+
+    return make
+
+
+# SQLite's BEGIN IMMEDIATE takes the write lock at once; PostgreSQL locks rows as they are
+# written. A snapshot (BEGIN DEFERRED) is a repeatable read: the scrape sees one moment.
+_BEGIN = {"BEGIN IMMEDIATE": "BEGIN",
+          "BEGIN DEFERRED": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _postgres_sql(sql: str) -> str:
+    return _BEGIN.get(sql) or sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Postgres:
+    """A PostgreSQL connection that takes the statements written for SQLite: `?`
+    placeholders, rows as sqlite3.Row gives them, a statement its own transaction outside an
+    explicit BEGIN, and the server's faults in one line naming the database.
+
+    Parameters are bound on the client (psycopg's ClientCursor): a literal takes its type
+    from where it stands, as in SQLite, so `? IS NULL` and `? - 1` need no casts."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url  # never with a password in it: the configuration refuses one
+        try:
+            self.connection = psycopg.connect(
+                url, autocommit=True, cursor_factory=psycopg.ClientCursor,
+                application_name=f"digest (PID {os.getpid()})", connect_timeout=10)
+        except psycopg.Error as error:
+            raise DigestError(f"{url}: cannot connect: {_said(error)}", 2) from None
+        self.connection.row_factory = _rows
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Rows:
+        try:
+            return self.connection.execute(_postgres_sql(sql), parameters)
+        except psycopg.OperationalError as error:
+            raise DigestError(f"{self.url}: {_said(error)}", 1) from error
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows:
+        cursor = self.connection.cursor()
+        try:
+            cursor.executemany(_postgres_sql(sql), parameters)
+        except psycopg.OperationalError as error:
+            raise DigestError(f"{self.url}: {_said(error)}", 1) from error
+        return cursor
+
+    def script(self, sql: str) -> None:
+        """Statements with no parameters, as written (DDL)."""
+        try:
+            self.connection.execute(sql.encode())
+        except psycopg.OperationalError as error:
+            raise DigestError(f"{self.url}: {_said(error)}", 1) from error
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _said(error: psycopg.Error) -> str:
+    return " ".join(str(error).split())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import psycopg
 import uvicorn
 from click.testing import CliRunner, Result
 from servers import free_port
@@ -29,7 +30,13 @@ def digest(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def rows(database: Path, sql: str, *params: object) -> list[tuple]:
+def rows(database: Path | str, sql: str, *params: object) -> list[tuple]:
+    """A statement run on the state as it is, on either backend (`site.database`): a SQLite
+    file, or a postgresql:// URL (`?` placeholders all the same)."""
+    if isinstance(database, str):
+        with psycopg.connect(database, autocommit=True) as pg:
+            cursor = pg.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
     with sqlite3.connect(database) as db:
         return db.execute(sql, params).fetchall()
 
@@ -68,14 +75,16 @@ class Site:
     # and no test reaches past loopback.
     enrich: bool = False  # read article pages for missing pictures
     hosting: bool = False  # download and host the cards' pictures
+    store: str = ""  # [store] url: a PostgreSQL database's; empty: SQLite in state/
 
     @property
     def config(self) -> Path:
         return self.root / "digest.toml"
 
     @property
-    def database(self) -> Path:
-        return self.root / "state" / "digest.db"
+    def database(self) -> Path | str:
+        """The state: its PostgreSQL database's URL, else its SQLite file."""
+        return self.store or self.root / "state" / "digest.db"
 
     def subscribers(self, text: str) -> Path:
         path = self.root / "subscribers.csv"
@@ -84,7 +93,8 @@ class Site:
 
     def write(self) -> Path:
         # [images] first: `extra` goes on with the last table written, as it always has.
-        lines = ["[images]", f"host = {str(self.hosting).lower()}",
+        lines = [*(["[store]", f"url = {self.store!r}"] if self.store else []),
+                 "[images]", f"host = {str(self.hosting).lower()}",
                  '[newsletter]', 'name = "Test Digest"', 'from = "Test Digest <news@example.com>"',
                  'public_url = "https://news.example.com"']
         for name, url in self.feeds:
