@@ -854,7 +854,7 @@ class Store:
 
     def counts(self, edition_id: int) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM deliveries WHERE edition_id = ? "
-                                    "GROUP BY status", (edition_id,)).fetchall())
+                                    "GROUP BY status ORDER BY status", (edition_id,)).fetchall())
 
     def requeue(self, edition_id: int, statuses: tuple[str, ...]) -> list[str]:
         """The operator's decision: rows of these statuses go back to `pending`, except for
@@ -1034,7 +1034,7 @@ class Store:
         """Per edition: its hard and soft bounces and its complaints, one per address."""
         found: dict[int, dict[str, int]] = {number: {"hard": 0, "soft": 0, "complaints": 0}
                                             for number in edition_ids}
-        marks = ", ".join("?" * len(edition_ids))
+        marks = ", ".join("?" * len(edition_ids)) or "NULL"  # PostgreSQL has no IN ()
         for edition_id, kind, hard, count in self.db.execute(
                 "SELECT edition_id, kind, max(hard), 1 FROM returns WHERE edition_id IN "
                 f"({marks}) AND kind IN ('bounce', 'complaint') GROUP BY edition_id, email, kind",
@@ -1046,7 +1046,7 @@ class Store:
     def refusals(self, edition_ids: list[int]) -> list[Refusals]:
         """Per edition and recipient domain, the permanent failures that were not the
         address's fault (soft bounces with a 5.x.x code): the provider refused the sending."""
-        marks = ", ".join("?" * len(edition_ids))
+        marks = ", ".join("?" * len(edition_ids)) or "NULL"  # PostgreSQL has no IN ()
         return [Refusals(*row) for row in self.db.execute(
             "SELECT edition_id, lower(substr(email, instr(email, '@') + 1)) AS domain, "
             "count(DISTINCT email), max(status) FROM returns WHERE edition_id IN "
@@ -1075,7 +1075,7 @@ class Store:
         (a count grouped by edition reads every row of it)."""
         found: dict[int, dict[str, int]] = {number: dict.fromkeys(Status, 0)
                                             for number in edition_ids}
-        marks = ", ".join("?" * len(edition_ids))
+        marks = ", ".join("?" * len(edition_ids)) or "NULL"  # PostgreSQL has no IN ()
         for status in Status:
             for edition_id, count in self.db.execute(
                     "SELECT edition_id, count(*) FROM deliveries WHERE status = ? AND "

@@ -27,9 +27,13 @@ BACKENDS = ("sqlite", "postgresql")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked `backends` runs on each: its state (`site`, `state`) is a SQLite file,
-    then a database of a real PostgreSQL server."""
-    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
-        metafunc.parametrize("backend", BACKENDS)
+    then a database of a real PostgreSQL server. `backends("sqlite")` on a test of such a
+    module keeps it to SQLite: it is about the file itself."""
+    marker = metafunc.definition.get_closest_marker("backends")
+    if "backend" in metafunc.fixturenames and marker:
+        chosen = marker.args or BACKENDS
+        if chosen != ("sqlite",):
+            metafunc.parametrize("backend", chosen)
 
 
 @pytest.fixture

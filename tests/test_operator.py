@@ -17,6 +17,8 @@ from digest import config, jobs, lock, report
 from digest.records import Delivery
 from digest.store import FeedState, Store
 
+pytestmark = pytest.mark.backends
+
 ITEMS = (Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return."),
          Item("Bridge repaired", "https://example.com/bridge", "h2", "Traffic flows."))
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"

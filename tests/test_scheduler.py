@@ -24,7 +24,7 @@ from digest.records import View
 from digest.store import Composed, Store, now
 
 # Real processes, real signals and real seconds: left out of a quick loop by -m 'not slow'.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backends]
 
 UTC = ZoneInfo("UTC")
 SCHEDULER = Path(__file__).resolve().parents[1] / "scheduler.py"
