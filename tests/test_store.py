@@ -1,5 +1,6 @@
-"""The store's answers as records, in a real SQLite file and a real PostgreSQL database: an edition is rendered with the
-number the store will give it, then handed over to be stored, and nothing else."""
+"""The store's answers as records, in a real SQLite file and a real PostgreSQL database: an
+edition is rendered with the number the store will give it, then handed over to be stored,
+and nothing else."""
 
 from __future__ import annotations
 
