@@ -411,23 +411,25 @@ def _check(config: Config, where: str) -> None:
                               f"network such as \"10.0.0.0/8\", not {item!r}") from None
     _check_inbox(config, where)
     _check_dkim(config, where)
-    _check_store(config.store, where)
+    check_store(config.store, f"{where}: store.url")
     for number, feed in enumerate(config.feeds, 1):
         if not feed.url:
             raise DigestError(f"{where}: feeds[{number}].url is empty")
         _check_filters(feed, f"{where}: feeds[{number}] ({feed.url})")
 
 
-def _check_store(store: Store, where: str) -> None:
+def check_store(store: Store, where: str) -> None:
+    """[store] url (or `digest migrate --to`): a path, or a postgresql:// URL without a
+    password."""
     parts = urlsplit(store.url)
     if store.postgres and parts.password is not None:
         shown = store.url.replace(f":{parts.password}@", ":…@", 1)
-        raise DigestError(f"{where}: store.url {shown!r} holds a password: give it in "
+        raise DigestError(f"{where} {shown!r} holds a password: give it in "
                           "PGPASSWORD or a ~/.pgpass file (or a pg_service.conf service), "
                           "never in the configuration")
     if parts.scheme and not store.postgres and len(parts.scheme) > 1:
-        raise DigestError(f"{where}: store.url must be a path (SQLite) or a postgresql:// "
-                          f"URL, not {store.url!r}")
+        raise DigestError(f"{where} must be a path (SQLite) or a postgresql:// URL, "
+                          f"not {store.url!r}")
 
 
 def _check_filters(feed: Feed, where: str) -> None:

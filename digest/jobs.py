@@ -548,7 +548,7 @@ def demo(folder: Path, progress: Callable[[Outcome], None] = lambda outcome: Non
     sink | write the edition's web page. Each run starts afresh, so its counts are its own."""
     _fresh(folder)
     config = demo_config(folder)
-    with lock.held(config.paths.state), Store(config.paths.database) as store:
+    with lock.held(config.paths), Store(config.paths.database) as store:
         collected = collect(config, store)
         with Sink(config.paths.outbox) as server:
             local = through_sink(config, server)

@@ -79,7 +79,7 @@ def status(config: Config, store: Store, moment: datetime) -> StatusReport:
     feeds, editions = _feeds(config, store), store.editions()
     listed, roster = jobs.roster(config, store)
     runs = scheduling.next_runs(config, moment)
-    pid = lock.holder(config.paths.state)
+    pid = lock.holder(config.paths)
     numbers = [e.id for e in editions]
     returned, refused = store.returned(numbers), store.refusals(numbers)
     return StatusReport(

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -1442,8 +1443,105 @@ class _Postgres:
         except psycopg.OperationalError as error:
             raise DigestError(f"{self.url}: {_said(error)}", 1) from error
 
+    def copy(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        """COPY ... FROM STDIN, the rows streamed: each value as text, which every column
+        type reads (a SQLite flag's 1 or 0 too)."""
+        with self.connection.cursor().copy(statement.encode()) as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def close(self) -> None:
         self.connection.close()
+
+
+# The state's lock (lock.py) when the state is in PostgreSQL: an advisory lock of the
+# database, held by a connection of its own for as long as the work lasts. The server drops
+# it when that connection ends, however its process ends, as the kernel drops an flock.
+_STATE_LOCK = _MIGRATING + 1
+
+
+@contextmanager
+def advisory(url: str, shared: bool = False, wait: bool = False) -> Iterator[None]:
+    """Hold the state's lock: alone, or `shared` with other holders that share it. Fails at
+    once naming a holder, or with `wait` tries again every second until it is free."""
+    db = _Postgres(url)
+    try:
+        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        while not db.execute(f"SELECT {take}(?)", (_STATE_LOCK,)).fetchone()[0]:
+            if not wait:
+                raise DigestError(f"another digest process (PID {_holder(db) or 'unknown'}) "
+                                  f"is working on {url}: it holds the state's lock", 1)
+            time.sleep(1)
+        yield
+    finally:
+        db.close()
+
+
+def advisory_holder(url: str) -> int | None:
+    """The PID of a process holding the state's lock (0: one whose PID is unknown), None
+    when nobody does."""
+    db = _Postgres(url)
+    try:
+        return _holder(db)
+    finally:
+        db.close()
+
+
+def _holder(db: _Postgres) -> int | None:
+    row = db.execute(
+        "SELECT activity.application_name FROM pg_locks JOIN pg_stat_activity AS activity "
+        "ON activity.pid = pg_locks.pid WHERE pg_locks.locktype = 'advisory' AND "
+        "pg_locks.objid = ? AND pg_locks.granted AND pg_locks.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
+        (_STATE_LOCK,)).fetchone()
+    if row is None:
+        return None
+    found = re.search(r"PID (\d+)", row[0] or "")
+    return int(found[1]) if found else 0
+
+
+def copy_state(source: Store, target: Store) -> dict[str, int]:
+    """Every table of a SQLite state into an empty PostgreSQL one, in one transaction: the
+    tables as the schema lists them (in the order they were made, so a row's references come
+    first), each row's columns as the target has them; each identity column then numbers on
+    from the highest copied. Returns the rows per table, counted again in the target: any
+    difference undoes the whole copy."""
+    if not (isinstance(source.db, sqlite3.Connection) and isinstance(target.db, _Postgres)):
+        raise DigestError("only a SQLite state can be copied, and only into PostgreSQL")
+    tables = [row[0] for row in source.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY rowid")]
+    columns: dict[str, list[str]] = {}
+    for table, column in target.db.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE "
+            "table_schema = current_schema() ORDER BY table_name, ordinal_position"):
+        columns.setdefault(table, []).append(column)
+    missing = [table for table in tables if table not in columns]
+    if missing:
+        raise DigestError(f"{target.db.url} has no table {', '.join(missing)}: its schema is "
+                          "not this digest's", 2)
+    for table in columns.keys() - {"schema_version"}:
+        if target.db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+            raise DigestError(f"{target.db.url} is not empty ({table} has rows): migrate "
+                              "copies into an empty database only", 2)
+    copied = {}
+    with target.transaction():
+        for table in tables:
+            names = ", ".join(columns[table])
+            target.db.copy(f"COPY {table} ({names}) FROM STDIN", source.db.execute(
+                f"SELECT {names} FROM {table} ORDER BY rowid"))
+            copied[table] = int(target.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            expected = int(source.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            if copied[table] != expected:
+                raise DigestError(f"{table}: {expected} rows in the SQLite state, "
+                                  f"{copied[table]} in {target.db.url}: nothing copied", 1)
+        for table, column in target.db.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE "
+                "table_schema = current_schema() AND is_identity = 'YES'").fetchall():
+            target.db.execute(f"SELECT setval(pg_get_serial_sequence(?, ?), "
+                              f"coalesce(max({column}), 0) + 1, false) FROM {table}",
+                              (table, column))
+    return copied
 
 
 def _said(error: psycopg.Error) -> str:

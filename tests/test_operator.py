@@ -110,7 +110,7 @@ def test_the_status_report_says_what_needs_attention_as_of_its_moment(
         assert [(f.feed.name, f.state) for f in found.feeds] == [("News", "ok"),
                                                                  ("Gone", "failing")]
         assert found.pid is None
-        with lock.held(site.root / "state"):  # a process at work: the row is in flight
+        with lock.held(config.load(site.config).paths):  # a process at work: the row is in flight
             busy = report.status(settings, store, later)
         assert busy.attention == (gone, fault) and busy.pid == os.getpid()
 
@@ -307,7 +307,7 @@ def test_beside_a_running_scheduler_send_refuses_and_resend_leaves_it_the_work(
     digest("collect")
     smtp.reply("RCPT", 550, match="bob@example.org", times=1)
     digest("send")
-    with lock.held(site.root / "state"):  # as a scheduler process holds it
+    with lock.held(config.load(site.config).paths):  # as a scheduler process holds it
         result = digest("send")
         assert result.exit_code == 1
         assert f"another digest process (PID {os.getpid()})" in result.output
