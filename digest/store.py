@@ -261,6 +261,11 @@ MIGRATIONS = (
     """
     ALTER TABLE articles ADD COLUMN held TEXT;
     """,
+    # Several senders on one ledger (PostgreSQL): the session that claimed a row to deliver
+    # it (see Store.due), so that only a dead sender's rows in flight become `unknown`.
+    """
+    ALTER TABLE deliveries ADD COLUMN claimant TEXT;
+    """,
 )
 
 UNDELIVERED = (Status.PENDING, Status.DEFERRED)
@@ -381,10 +386,13 @@ class Store:
     def __init__(self, location: Path | str) -> None:
         self.postgres = is_postgres(location)
         self.db: Database
+        self.claimant: str | None = None  # this connection's session, in PostgreSQL
         if self.postgres:
             self.db = _Postgres(str(location))
             try:
                 _migrate_postgres(self.db)
+                self.claimant = self.db.execute(f"SELECT {_SESSION} FROM pg_stat_activity "
+                                                "WHERE pid = pg_backend_pid()").fetchone()[0]
             except BaseException:
                 self.db.close()
                 raise
@@ -668,6 +676,8 @@ class Store:
         period, cadence, whole = composed.period, composed.cadence, composed.whole
         edition_id = composed.id
         with self.transaction() as db:
+            if self.postgres:  # two senders making it at once: the second waits, then finds it
+                db.execute("SELECT pg_advisory_xact_lock(?)", (_MAKING,))
             if db.execute("SELECT 1 FROM editions WHERE cadence = ? AND period = ?",
                           (cadence, period)).fetchone():
                 return None
@@ -777,13 +787,42 @@ class Store:
 
     def recover(self) -> int:
         """Rows left `sending` by a crash are in doubt: the server may have taken the message.
-        They become `unknown`, to be reported, and are never resent unless the operator asks."""
+        They become `unknown`, to be reported, and are never resent unless the operator asks.
+        In PostgreSQL only those of senders whose session has ended: the others are live."""
+        if self.postgres:
+            return self.db.execute(
+                "UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ? AND "
+                f"({_CLAIMED_BY_THE_DEAD})", (Status.UNKNOWN, _iso(now()), Status.SENDING)
+            ).rowcount
         return self.db.execute("UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?",
                                (Status.UNKNOWN, _iso(now()), Status.SENDING)).rowcount
+
+    def _claims(self, edition_id: int, batch: int = 100) -> Iterator[Delivery]:
+        """due() in PostgreSQL, where several senders may work on one edition: each takes
+        the due rows a batch at a time, marked with its session in one commit, FOR UPDATE
+        SKIP LOCKED so that two claiming at once take different rows. A row still pending
+        whose claimant's session has ended (a sender that died) is anyone's again."""
+        moment = _iso(now())
+        while True:
+            with self.transaction() as db:
+                rows = sorted(db.execute(
+                    "UPDATE deliveries SET claimant = ? WHERE rowid IN (SELECT rowid FROM "
+                    f"deliveries WHERE edition_id = ? AND {_DUE} AND ({_CLAIMED_BY_THE_DEAD}) "
+                    "ORDER BY rowid LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING rowid, "
+                    "edition_id, email, name, status, attempts, view, fields",
+                    (self.claimant, edition_id, moment, batch)).fetchall())
+            for row in rows:
+                yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
+                               json.loads(row[7]))
+            if not rows:
+                return
 
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
         """The edition's deliveries to make now, streamed a page at a time: never the whole
         list in memory, and no cursor held open across the ledger's own writes."""
+        if self.postgres:
+            yield from self._claims(edition_id)
+            return
         moment, after = _iso(now()), 0
         while True:
             rows = self.db.execute(
@@ -819,8 +858,9 @@ class Store:
                             done.delivery.email))
             if starting is not None:
                 db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
-                           "updated_at = ? WHERE edition_id = ? AND email = ?",
-                           (Status.SENDING, moment, starting.edition_id, starting.email))
+                           "updated_at = ?, claimant = ? WHERE edition_id = ? AND email = ?",
+                           (Status.SENDING, moment, self.claimant, starting.edition_id,
+                            starting.email))
 
     def note_fault(self, edition_id: int, fault: str | None) -> None:
         """Remember why a run of the edition stopped on an error (None: it went without)."""
@@ -1453,6 +1493,14 @@ class _Postgres:
     def close(self) -> None:
         self.connection.close()
 
+
+# Who claimed a row (Store.due): a PostgreSQL session, by its server process and the moment it
+# began (a process number alone may come again).
+_SESSION = "pid || '/' || extract(epoch FROM backend_start)"
+_CLAIMED_BY_THE_DEAD = (f"claimant IS NULL OR claimant NOT IN (SELECT {_SESSION} FROM "
+                        "pg_stat_activity)")
+# Making an edition, one process at a time.
+_MAKING = _MIGRATING + 2
 
 # The state's lock (lock.py) when the state is in PostgreSQL: an advisory lock of the
 # database, held by a connection of its own for as long as the work lasts. The server drops
