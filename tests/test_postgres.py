@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ from postgres import PostgresServer
 from servers import FeedServer, SmtpServer, free_port
 from support import Item, Site, digest, rows, rss
 
-from digest.store import Store
+from digest.records import Delivery, Status, Subscriber, View
+from digest.store import Composed, Store
 
+WHEN = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 ITEMS = (Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return."),
          Item("Bridge repaired", "https://example.com/bridge", "h2", "Traffic flows."))
 
@@ -149,3 +152,34 @@ def test_migrate_mistakes_are_one_line(site: Site, target: str, says: str) -> No
     result = digest("migrate", "--to", target)
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert says in result.output and "secret" not in result.output
+
+
+def _edition_of(store: Store, count: int) -> list[str]:
+    emails = [f"reader{n:03d}@example.org" for n in range(count)]
+    store.create_edition(Composed(store.next_edition(), "2026-11-27", WHEN,
+                                  View("Today", "<p>today</p>", "today"), "<p>today</p>",
+                                  "0" * 32, ()), [Subscriber(email) for email in emails])
+    return emails
+
+
+def test_two_senders_claim_different_rows_and_a_dead_ones_pending_rows_are_taken_over(
+        postgres: PostgresServer) -> None:
+    url = postgres.database()
+    with Store(url) as first, Store(url) as second:
+        emails = _edition_of(first, 250)
+        mine, theirs = first.due(1), second.due(1)
+        taken_first = [next(mine).email for _ in range(10)]
+        taken_second = [next(theirs).email for _ in range(10)]
+        assert not set(taken_first) & set(taken_second)
+        first.step(None, Delivery(1, taken_first[0], "", Status.PENDING, 0))  # in flight
+        # A sender starting now finds the first one's row in flight alive: not its to judge.
+        with Store(url) as third:
+            assert third.recover() == 0
+        first.close()  # its process died: its session ends
+        rest = [delivery.email for delivery in theirs]
+        # The dead sender's claimed rows still pending are delivered by the other; the one it
+        # had offered is not (in doubt), and becomes `unknown` at the next start.
+        assert sorted([*taken_second, *rest]) == sorted(set(emails) - {taken_first[0]})
+        with Store(url) as later:
+            assert later.recover() == 1
+            assert later.counts(1) == {Status.PENDING: 249, Status.UNKNOWN: 1}
