@@ -18,6 +18,8 @@ from digest.config import Collect
 from digest.errors import DigestError
 from digest.store import Store
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\n"
 
 

@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+import pytest
 from servers import FeedServer, Received, SmtpServer
 from support import Item, Site, digest, rows, rss, serving
 
@@ -18,6 +19,8 @@ from digest import config
 from digest.compose import Personal
 from digest.store import MIGRATIONS
 from digest.web.public import app
+
+pytestmark = pytest.mark.backends
 
 LEGACY = "7c1f"  # the fixed marker every edition's placeholders ended in before
 GUESS = "5d0c2f41a7e9b38c6f1d2e4a9b7c0e13"  # a guess at a random marker, in its shape

@@ -19,6 +19,8 @@ from digest.cli import main
 from digest.metrics import Run, last_run
 from digest.records import Status
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\ncarol@example.net,\n"
 
 

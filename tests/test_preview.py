@@ -21,6 +21,8 @@ from digest.config import bundled
 from digest.errors import DigestError
 from digest.web import preview
 
+pytestmark = pytest.mark.backends
+
 STORIES = (
     Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.",
          extra='<media:thumbnail url="https://img.example.com/h.jpg" width="800" height="450"/>'),

@@ -17,6 +17,8 @@ from digest.config import bundled
 from digest.errors import DigestError
 from digest.records import Subscriber
 
+pytestmark = pytest.mark.backends
+
 SECTIONS = ["World", "Tech"]
 
 

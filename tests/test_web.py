@@ -29,6 +29,8 @@ from support import Item, Site, digest, rows, rss, serving
 from digest import config, tokens
 from digest.web import public as web
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
 PUBLIC = "https://news.example.com"
 SECRET = b"test-secret"  # the site fixture's DIGEST_SECRET
