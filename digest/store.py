@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import psycopg
 import psycopg.pq
+from psycopg.abc import Buffer
+from psycopg.types.string import StrDumperUnknown
 
 from digest.errors import DigestError
 from digest.filters import Hold
@@ -676,8 +678,6 @@ class Store:
         period, cadence, whole = composed.period, composed.cadence, composed.whole
         edition_id = composed.id
         with self.transaction() as db:
-            if self.postgres:  # two senders making it at once: the second waits, then finds it
-                db.execute("SELECT pg_advisory_xact_lock(?)", (_MAKING,))
             if db.execute("SELECT 1 FROM editions WHERE cadence = ? AND period = ?",
                           (cadence, period)).fetchone():
                 return None
@@ -1429,15 +1429,28 @@ def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
     return make
 
 
-# SQLite's BEGIN IMMEDIATE takes the write lock at once; PostgreSQL locks rows as they are
-# written. A snapshot (BEGIN DEFERRED) is a repeatable read: the scrape sees one moment.
-_BEGIN = {"BEGIN IMMEDIATE": "BEGIN",
-          "BEGIN DEFERRED": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}
+# SQLite's BEGIN IMMEDIATE takes the write lock at once: a transaction that reads, then
+# writes what it read (a sign-up counted against the limit, an edition against its period)
+# has the state to itself. In PostgreSQL a lock of the database's own (_WRITING) does that,
+# for the transaction's duration; statements outside one lock only the rows they write. A
+# snapshot (BEGIN DEFERRED) is a repeatable read: the scrape sees one moment.
+_WRITING = _MIGRATING + 2
+_BEGIN = {"BEGIN IMMEDIATE": ("BEGIN", f"SELECT pg_advisory_xact_lock({_WRITING})"),
+          "BEGIN DEFERRED": ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",)}
 
 
 @functools.lru_cache(maxsize=1024)
 def _postgres_sql(sql: str) -> str:
-    return _BEGIN.get(sql) or sql.replace("%", "%%").replace("?", "%s")
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Text(StrDumperUnknown):
+    """A string parameter, with any NUL (which SQLite keeps and PostgreSQL's text cannot
+    hold) as U+FFFD: a forged token or a feed's stray byte is one more string that matches
+    nothing, not a fault of the database."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
 
 
 class _Postgres:
@@ -1457,6 +1470,7 @@ class _Postgres:
         except psycopg.Error as error:
             raise DigestError(f"{url}: cannot connect: {_said(error)}", 2) from None
         self.connection.row_factory = _rows
+        self.connection.adapters.register_dumper(str, _Text)
 
     @property
     def in_transaction(self) -> bool:
@@ -1464,6 +1478,10 @@ class _Postgres:
 
     def execute(self, sql: str, parameters: Any = (), /) -> Rows:
         try:
+            if sql in _BEGIN:
+                for statement in _BEGIN[sql]:
+                    cursor = self.connection.execute(statement.encode())
+                return cursor
             return self.connection.execute(_postgres_sql(sql), parameters)
         except psycopg.OperationalError as error:
             raise DigestError(f"{self.url}: {_said(error)}", 1) from error
@@ -1499,9 +1517,6 @@ class _Postgres:
 _SESSION = "pid || '/' || extract(epoch FROM backend_start)"
 _CLAIMED_BY_THE_DEAD = (f"claimant IS NULL OR claimant NOT IN (SELECT {_SESSION} FROM "
                         "pg_stat_activity)")
-# Making an edition, one process at a time.
-_MAKING = _MIGRATING + 2
-
 # The state's lock (lock.py) when the state is in PostgreSQL: an advisory lock of the
 # database, held by a connection of its own for as long as the work lasts. The server drops
 # it when that connection ends, however its process ends, as the kernel drops an flock.

@@ -168,6 +168,7 @@ def test_a_fresh_marker_never_occurs_in_the_content_it_marks() -> None:
     assert personal.name == f"DIGEST-PERSONAL-NAME-{'cc' * 16}"
 
 
+@pytest.mark.backends("sqlite")  # a SQLite file of an older version
 def test_an_edition_stored_before_markers_were_drawn_is_sent_as_it_was_meant(
         site: Site, smtp: SmtpServer) -> None:
     """An edition left pending by the version whose placeholders all ended in 7c1f, and whose

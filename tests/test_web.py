@@ -296,6 +296,7 @@ def test_the_home_page_sends_people_to_the_sign_up_and_the_archive(mailed: Site,
     assert "Harbour opens" in httpx.get(f"{base}/{links[1]}").text
 
 
+@pytest.mark.backends("sqlite")  # a damaged SQLite file
 def test_the_frameworks_own_error_pages_carry_the_security_headers(mailed: Site,
                                                                   base: str) -> None:
     def secured(response: httpx.Response, status: int) -> None:
