@@ -789,13 +789,9 @@ class Store:
         """Rows left `sending` by a crash are in doubt: the server may have taken the message.
         They become `unknown`, to be reported, and are never resent unless the operator asks.
         In PostgreSQL only those of senders whose session has ended: the others are live."""
-        if self.postgres:
-            return self.db.execute(
-                "UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ? AND "
-                f"({_CLAIMED_BY_THE_DEAD})", (Status.UNKNOWN, _iso(now()), Status.SENDING)
-            ).rowcount
-        return self.db.execute("UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?",
-                               (Status.UNKNOWN, _iso(now()), Status.SENDING)).rowcount
+        theirs = f" AND ({_CLAIMED_BY_THE_DEAD})" if self.postgres else ""
+        return self.db.execute("UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?"
+                               f"{theirs}", (Status.UNKNOWN, _iso(now()), Status.SENDING)).rowcount
 
     def _claims(self, edition_id: int, batch: int = 100) -> Iterator[Delivery]:
         """due() in PostgreSQL, where several senders may work on one edition: each takes
@@ -1354,7 +1350,6 @@ def _card(row: sqlite3.Row) -> Card:
                 row["feed_name"])
 
 
-
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 # The schema as SQLite's migrations write it, rewritten where PostgreSQL's DDL differs, in
@@ -1495,11 +1490,15 @@ class _Postgres:
         return cursor
 
     def script(self, sql: str) -> None:
-        """Statements with no parameters, as written (DDL)."""
+        """Statements with no parameters, as written: the schema's. A failure (a role that
+        may not create tables) is the operator's to mend."""
         try:
             self.connection.execute(sql.encode())
-        except psycopg.OperationalError as error:
-            raise DigestError(f"{self.url}: {_said(error)}", 1) from error
+        except psycopg.Error as error:
+            if self.in_transaction:
+                self.connection.execute(b"ROLLBACK")
+            raise DigestError(f"{self.url}: cannot set up the schema: {_said(error)}",
+                              2) from error
 
     def copy(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
         """COPY ... FROM STDIN, the rows streamed: each value as text, which every column

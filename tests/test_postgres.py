@@ -183,3 +183,17 @@ def test_two_senders_claim_different_rows_and_a_dead_ones_pending_rows_are_taken
         with Store(url) as later:
             assert later.recover() == 1
             assert later.counts(1) == {Status.PENDING: 249, Status.UNKNOWN: 1}
+
+
+def test_a_role_that_may_not_create_the_schema_is_told_so_in_one_line(
+        site: Site, postgres: PostgresServer) -> None:
+    url = postgres.database()
+    reader = f"reader_{url.rpartition('/')[2]}"
+    rows(url, f"CREATE ROLE {reader} LOGIN")  # not the database's owner: no CREATE in public
+    site.store = url.replace(f"//{postgres.user}@", f"//{reader}@")
+    site.write()
+    result = digest("status")
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert result.output.startswith(f"error: {site.store}: cannot set up the schema: ")
+    assert "permission denied" in result.output
