@@ -41,6 +41,19 @@ def rows(database: Path | str, sql: str, *params: object) -> list[tuple]:
         return db.execute(sql, params).fetchall()
 
 
+def sessions_ended(database: Path | str, keep: int = 0, timeout: float = 10) -> None:
+    """Wait until no more than `keep` connections are open on the state (PostgreSQL: a
+    closed connection's server process ends a moment later, and until then its session is
+    live)."""
+    if not isinstance(database, str):
+        return
+    deadline = time.monotonic() + timeout
+    while rows(database, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+               "current_database() AND pid <> pg_backend_pid()")[0][0] > keep:
+        assert time.monotonic() < deadline, "sessions still open on the state"
+        time.sleep(0.02)
+
+
 @dataclass(frozen=True)
 class Item:
     title: str
