@@ -119,7 +119,8 @@ def test_two_schedulers_on_one_state_make_one_edition_per_slot_and_the_standby_t
     try:
         smtp.wait_for(2, timeout=30)
         # One of them holds the state's lock and works; the other waits as a standby.
-        working, standby = (first, second) if logged(first, "edition made") else (second, first)
+        working, standby = ((first, second) if logged(first, "scheduler started")
+                            else (second, first))
         assert not logged(standby, "scheduler started")
         web.serve("/feed.xml", rss(Item("Bridge repaired", "https://example.com/bridge", "h2"),
                                    Item("Harbour opens", "https://example.com/harbour", "h1")))
