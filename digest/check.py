@@ -133,7 +133,7 @@ def _state(config: Config) -> list[str]:
             editions = len(store.editions(1_000_000))
     except (OSError, sqlite3.Error) as error:
         raise DigestError(f"{config.paths.database}: cannot open: {error}") from None
-    holder = lock.holder(config.paths.state)
+    holder = lock.holder(config.paths)
     running = f"; a scheduler runs (PID {holder})" if holder else ""
     return [f"{config.paths.database}: {editions} editions{running}"]
 

@@ -48,7 +48,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.records import CADENCES, Outcome, Subscriber
 from digest.sink import Sink
-from digest.store import Store, now
+from digest.store import Store, copy_state, now
 from digest.web import public
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -228,7 +228,7 @@ def send(ctx: click.Context, dry_run: bool, cadence: str) -> None:
     # Ctrl-C or SIGTERM: the messages in flight are finished and recorded, the rest wait.
     # Never beside a running scheduler: two senders on one ledger would mail people twice.
     with scheduling.stopped_by_signals(stop, logging.WARNING) as signals, \
-            lock.held(config.paths.state), _store(config) as store, \
+            lock.held(config.paths, shared=True), _store(config) as store, \
             _progress("sending") as progress:
         sent = jobs.send(config, store, deliver.transport(config), progress=progress,
                          stop=stop, expect=progress.expect, cadence=cadence)
@@ -395,6 +395,35 @@ def enable(ctx: click.Context, url: str) -> None:
             raise DigestError(f"{url}: no such feed in {config.paths.database} (give its URL "
                               "as configured)")
     console.print(f"{url}: enabled; the next collect fetches it")
+
+
+@main.command()
+@click.option("--to", "target", required=True, metavar="URL",
+              help="an empty PostgreSQL database, postgresql://user@host/name (its password "
+                   "from PGPASSWORD or ~/.pgpass, never on the command line)")
+@click.pass_context
+def migrate(ctx: click.Context, target: str) -> None:
+    """Copy the SQLite state, every table, into an empty PostgreSQL database and check the
+    rows of each; then set [store] url to it. The SQLite file is left as it was."""
+    config = _config(ctx)
+    wanted = configuration.Store(target)
+    configuration.check_store(wanted, "--to")
+    if not wanted.postgres:
+        raise DigestError(f"--to must be a postgresql:// URL, not {target!r}")
+    source = config.paths.database
+    if not isinstance(source, Path):
+        raise DigestError(f"the state is in PostgreSQL already ({source}): migrate copies a "
+                          "SQLite state")
+    if not source.is_file():
+        raise DigestError(f"{source}: no SQLite state to copy")
+    # Under the state folder's lock: nothing writes to the file while it is copied.
+    with lock.held(config.paths), Store(source) as sqlite, Store(target) as postgres:
+        copied = copy_state(sqlite, postgres)
+    for table, count in copied.items():
+        console.print(f"{table}: {count:,} rows", markup=False)
+    console.print(f"copied {sum(copied.values()):,} rows in {len(copied)} tables into {target}, "
+                  f"every count checked; set [store] url = \"{target}\" to run on it",
+                  markup=False)
 
 
 @main.command()
@@ -578,7 +607,7 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
         console.print(f"edition {edition}: {len(chosen)} deliveries back to pending"
                       + (f" ({', '.join(chosen[:5])}{', …' if len(chosen) > 5 else ''})"
                          if chosen else ""))
-        holder = lock.holder(config.paths.state)
+        holder = lock.holder(config.paths)
         if not chosen:
             return
         if holder:
@@ -586,7 +615,7 @@ def resend(ctx: click.Context, edition: int, to_failed: bool, to_unknown: bool,
                           f"reconcile (every {config.schedule.reconcile})")
             return
         started = time.monotonic()
-        with lock.held(config.paths.state), _progress("resending") as progress:
+        with lock.held(config.paths), _progress("resending") as progress:
             sent = jobs.send(config, store, deliver.transport(config), progress=progress,
                              expect=progress.expect, new_edition=False)
     _report_deliveries(sent)
@@ -616,7 +645,7 @@ def approve(ctx: click.Context, edition: int, drop: tuple[int, ...], pin: tuple[
         with _progress("sending") as progress:
             sent = jobs.deliver_released(config, store, progress, progress.expect)
     if sent is None:
-        console.print(f"the running scheduler (PID {lock.holder(config.paths.state)}) "
+        console.print(f"the running scheduler (PID {lock.holder(config.paths)}) "
                       f"delivers it at its next reconcile (every {config.schedule.reconcile})")
         return
     _report_deliveries(sent)

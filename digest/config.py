@@ -239,15 +239,33 @@ class Images:
 
 
 @dataclass(frozen=True)
+class Store:
+    """Where the state lives (store.py). Empty: the SQLite file state/digest.db; a path: a
+    SQLite file there; a postgresql:// URL: that PostgreSQL database, its password from
+    PGPASSWORD or a libpq password or service file, never from here."""
+
+    url: str = ""
+
+    @property
+    def postgres(self) -> bool:
+        return urlsplit(self.url).scheme in ("postgresql", "postgres")
+
+
+@dataclass(frozen=True)
 class Paths:
     subscribers: Path = Path("subscribers.csv")
     state: Path = Path("state")
     templates: Path = Path("templates")
     outbox: Path = Path("outbox")
+    # [store] url, resolved: a URL, or a SQLite file's path; empty for the default.
+    store: str = field(default="", metadata={"internal": True})
 
     @property
-    def database(self) -> Path:
-        return self.state / "digest.db"
+    def database(self) -> Path | str:
+        """The state database: a postgresql:// URL, else the SQLite file."""
+        if Store(self.store).postgres:
+            return self.store
+        return Path(self.store) if self.store else self.state / "digest.db"
 
     @property
     def images(self) -> Path:
@@ -265,6 +283,7 @@ class Config:
     delivery: Delivery = Delivery()
     smtp: Smtp = Smtp()
     paths: Paths = Paths()
+    store: Store = Store()
     web: Web = Web()
     inbox: Inbox = field(default_factory=lambda: Inbox())
     images: Images = Images()
@@ -321,7 +340,8 @@ def load(explicit: str | Path | None = None) -> Config:
     where = str(path) if path else "defaults"
     config: Config = _build(Config, raw, where, ())
     base = path.parent if path else Path.cwd()
-    config = dataclasses.replace(config, source=path, paths=_resolve(config.paths, raw, base),
+    config = dataclasses.replace(config, source=path,
+                                 paths=_resolve(config.paths, raw, base, config.store),
                                  inbox=dataclasses.replace(
                                      config.inbox, maildir=base / config.inbox.maildir))
     if config.dkim.private_key is not None:
@@ -331,12 +351,16 @@ def load(explicit: str | Path | None = None) -> Config:
     return config
 
 
-def _resolve(paths: Paths, raw: dict[str, typing.Any], base: Path) -> Paths:
-    """Relative paths are relative to the config file's folder. The sample list and the editable
-    templates fall back to the bundled copies when left at their defaults and absent."""
+def _resolve(paths: Paths, raw: dict[str, typing.Any], base: Path, store: Store) -> Paths:
+    """Relative paths are relative to the config file's folder, [store] url's too when it is
+    one. The sample list and the editable templates fall back to the bundled copies when left
+    at their defaults and absent."""
     given = raw.get("paths", {})
-    resolved = {}
+    resolved: dict[str, typing.Any] = {
+        "store": store.url if store.postgres or not store.url else str(base / store.url)}
     for item in dataclasses.fields(Paths):
+        if item.metadata.get("internal"):
+            continue
         value = base / getattr(paths, item.name)
         fallback = item.name in ("subscribers", "templates") and item.name not in given
         if fallback and not value.exists():
@@ -408,10 +432,25 @@ def _check(config: Config, where: str) -> None:
                               f"network such as \"10.0.0.0/8\", not {item!r}") from None
     _check_inbox(config, where)
     _check_dkim(config, where)
+    check_store(config.store, f"{where}: store.url")
     for number, feed in enumerate(config.feeds, 1):
         if not feed.url:
             raise DigestError(f"{where}: feeds[{number}].url is empty")
         _check_filters(feed, f"{where}: feeds[{number}] ({feed.url})")
+
+
+def check_store(store: Store, where: str) -> None:
+    """[store] url (or `digest migrate --to`): a path, or a postgresql:// URL without a
+    password."""
+    parts = urlsplit(store.url)
+    if store.postgres and parts.password is not None:
+        shown = store.url.replace(f":{parts.password}@", ":…@", 1)
+        raise DigestError(f"{where} {shown!r} holds a password: give it in "
+                          "PGPASSWORD or a ~/.pgpass file (or a pg_service.conf service), "
+                          "never in the configuration")
+    if parts.scheme and not store.postgres and len(parts.scheme) > 1:
+        raise DigestError(f"{where} must be a path (SQLite) or a postgresql:// URL, "
+                          f"not {store.url!r}")
 
 
 def _check_filters(feed: Feed, where: str) -> None:

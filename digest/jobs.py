@@ -580,9 +580,9 @@ def deliver_released(config: Config, store: Store,
                      expect: Callable[[int], None] = lambda count: None) -> Sent | None:
     """Deliver what is due (an edition just approved, say) under the state folder's lock;
     None when a running scheduler holds it: its next reconcile delivers."""
-    if lock.holder(config.paths.state):
+    if lock.holder(config.paths):
         return None
-    with lock.held(config.paths.state):
+    with lock.held(config.paths, shared=True):
         return send(config, store, deliver.transport(config), progress=progress,
                     expect=expect, new_edition=False)
 
@@ -808,7 +808,7 @@ def demo(folder: Path, progress: Callable[[Outcome], None] = lambda outcome: Non
     sink | write the edition's web page. Each run starts afresh, so its counts are its own."""
     _fresh(folder)
     config = demo_config(folder)
-    with lock.held(config.paths.state), Store(config.paths.database) as store:
+    with lock.held(config.paths), Store(config.paths.database) as store:
         collected = collect(config, store)
         with Sink(config.paths.outbox) as server:
             local = through_sink(config, server)

@@ -1,8 +1,12 @@
-"""One sender per state folder: an flock on `scheduler.lock`, which holds the holder's PID.
+"""One sender per state: an flock on `scheduler.lock` in the state folder, which holds the
+holder's PID; or, when the state is in PostgreSQL, an advisory lock of that database.
 
-Two processes working through the same delivery ledger would mail people twice. The kernel
+Two processes working through the same SQLite ledger would mail people twice. The kernel
 drops an flock when its process dies, however it dies, so a crash never leaves a stale lock;
-the PID inside is only there to tell the operator who holds it.
+the PID inside is only there to tell the operator who holds it. PostgreSQL drops an advisory
+lock when its connection ends, in the same way. There, senders on one or more machines may
+share the lock (their claims on the ledger keep them apart: see Store.due), and a second
+scheduler waits for it, a standby that takes over when the first ends.
 """
 
 from __future__ import annotations
@@ -11,16 +15,25 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
+from digest.config import Paths
 from digest.errors import DigestError
+from digest.store import advisory, advisory_holder
 
 NAME = "scheduler.lock"
 
 
 @contextmanager
-def held(state: Path) -> Iterator[None]:
-    """Hold the state folder's lock for the duration, or fail at once naming the holder."""
+def held(paths: Paths, shared: bool = False, wait: bool = False) -> Iterator[None]:
+    """Hold the state's lock for the duration, or fail at once naming the holder. In
+    PostgreSQL, `shared` holds it together with others that share it (senders), and `wait`
+    waits for it (a standby scheduler); a SQLite state has one holder at a time."""
+    database = paths.database
+    if isinstance(database, str):
+        with advisory(database, shared, wait):
+            yield
+        return
+    state = paths.state
     path = state / NAME
     try:
         state.mkdir(parents=True, exist_ok=True)
@@ -54,9 +67,11 @@ def held(state: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def holder(state: Path) -> int | None:
+def holder(paths: Paths) -> int | None:
     """The PID of the process holding the lock, None when nobody does."""
-    path = state / NAME
+    if isinstance(paths.database, str):
+        return advisory_holder(paths.database)
+    path = paths.state / NAME
     try:
         handle = path.open("r", encoding="ascii")
     except FileNotFoundError:

@@ -90,7 +90,7 @@ class StateCollector(Collector):
             in_flight = store.in_flight()
             sending = next((n for n in numbers if counts[n]["sent"]), None)
             run = last_run(store.sent_per_second(sending)) if sending else None
-        holder = lock.holder(self.config.paths.state)
+        holder = lock.holder(self.config.paths)
 
         deliveries = GaugeMetricFamily(
             "digest_deliveries", f"Delivery rows of each of the {EDITIONS} newest editions, "

@@ -94,7 +94,7 @@ def status(config: Config, store: Store, moment: datetime) -> StatusReport:
     listed, roster = jobs.roster(config, store)
     cadences = {cadence: sum(s.cadence == cadence for s in listed) for cadence in CADENCES}
     runs = scheduling.next_runs(config, moment)
-    pid = lock.holder(config.paths.state)
+    pid = lock.holder(config.paths)
     numbers = [e.id for e in editions]
     returned, refused = store.returned(numbers), store.refusals(numbers)
     held = store.waiting()

@@ -519,7 +519,7 @@ def forever(config: Config, clock: Lapse = SYSTEM) -> int:
     """Run until SIGTERM or SIGINT. The first stops taking work, lets the message in flight
     finish and be recorded, and exits 0; a second exits at once (the ledger stays consistent:
     a row still `sending` becomes `unknown` at the next start)."""
-    with lock.held(config.paths.state):
+    with lock.held(config.paths, wait=True):
         logs.JOB.set("scheduler")
         stop = threading.Event()
         runner = Runner(config, stop, clock)
@@ -596,7 +596,7 @@ def once(config: Config) -> int:
     stop it as they stop the scheduler: the first after the message in flight, the second
     at once."""
     stop = threading.Event()
-    with lock.held(config.paths.state), stopped_by_signals(stop):
+    with lock.held(config.paths), stopped_by_signals(stop):
         Runner(config, stop).collect()
         token = logs.JOB.set("send")  # its report too is the send job's
         try:

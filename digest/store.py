@@ -1,24 +1,37 @@
-"""All of digest's state in one SQLite file, and every query against it.
+"""All of digest's state in one SQLite file or one PostgreSQL database, and every query
+against it.
 
-No other module writes SQL. Writes are ordered so that a crash between any two of them is safe
-to repeat: articles before the feed's validators, an edition together with its articles and its
-delivery rows, a delivery's `sending` before the SMTP transaction and `sent` after the 250.
+No other module writes SQL. Both backends run the same queries: SQLite's dialect, with `?`
+placeholders, which PostgreSQL is handed through a thin adapter (_Postgres); the schema is
+SQLite's too, rewritten for PostgreSQL where the DDL differs (_postgres_ddl).
+
+Writes are ordered so that a crash between any two of them is safe to repeat: articles before
+the feed's validators, an edition together with its articles and its delivery rows, a
+delivery's `sending` before the SMTP transaction and `sent` after the 250.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import psycopg
+import psycopg.pq
+from psycopg.abc import Buffer
+from psycopg.types.string import StrDumperUnknown
 
 from digest.errors import DigestError
 from digest.filters import Hold
@@ -285,6 +298,11 @@ MIGRATIONS = (
     """
     ALTER TABLE deliveries ADD COLUMN due_at TEXT;
     """,
+    # Several senders on one ledger (PostgreSQL): the session that claimed a row to deliver
+    # it (see Store.due), so that only a dead sender's rows in flight become `unknown`.
+    """
+    ALTER TABLE deliveries ADD COLUMN claimant TEXT;
+    """,
 )
 
 UNDELIVERED = (Status.PENDING, Status.DEFERRED)
@@ -440,12 +458,27 @@ class Settled:
 
 
 class Store:
-    """One connection to the state file. Used from one thread at a time."""
+    """One connection to the state: a SQLite file, or a PostgreSQL database when `location`
+    is a postgresql:// URL. Used from one thread at a time."""
 
-    def __init__(self, path: Path, clock: Callable[[], datetime] = now) -> None:
+    def __init__(self, location: Path | str, clock: Callable[[], datetime] = now) -> None:
         # What time it is for every moment the store records or compares: the scheduler's
         # clock (a time lapse in a rehearsal), the system's otherwise.
         self.clock = clock
+        self.postgres = is_postgres(location)
+        self.db: Database
+        self.claimant: str | None = None  # this connection's session, in PostgreSQL
+        if self.postgres:
+            self.db = _Postgres(str(location))
+            try:
+                _migrate_postgres(self.db)
+                self.claimant = self.db.execute(f"SELECT {_SESSION} FROM pg_stat_activity "
+                                                "WHERE pid = pg_backend_pid()").fetchone()[0]
+            except BaseException:
+                self.db.close()
+                raise
+            return
+        path = Path(location)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -477,7 +510,7 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Database]:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -613,16 +646,18 @@ class Store:
         """A failed read: what an earlier good read found still stands."""
         self.db.execute("INSERT INTO pages (link, tried_at, attempts, problem) VALUES "
                         "(?, ?, 1, ?) ON CONFLICT (link) DO UPDATE SET tried_at = "
-                        "excluded.tried_at, attempts = attempts + 1, problem = excluded.problem",
+                        "excluded.tried_at, attempts = pages.attempts + 1, "
+                        "problem = excluded.problem",
                         (link, _iso(at), problem))
 
     def pictures_wanted(self, feed_id: int, at: datetime, tries: int) -> list[str]:
         """The pictures to download now for the feed's articles that may still be mailed:
         never tried, or kept after fewer than `tries` failed downloads, none this run."""
         return [row[0] for row in self.db.execute(
-            "SELECT DISTINCT coalesce(articles.image_url, pages.image_url) AS picture "
-            f"{self._UNMAILED} AND picture IS NOT NULL AND picture NOT IN (SELECT url FROM "
-            "images WHERE fate != 'kept' OR attempts >= ? OR tried_at >= ?)",
+            "SELECT picture FROM (SELECT DISTINCT coalesce(articles.image_url, "
+            f"pages.image_url) AS picture {self._UNMAILED}) AS wanted WHERE picture IS NOT "
+            "NULL AND picture NOT IN (SELECT url FROM images WHERE fate != 'kept' OR "
+            "attempts >= ? OR tried_at >= ?)",
             (feed_id, tries, _iso(at)))]
 
     def copy_wanted(self, url: str, at: datetime, tries: int) -> bool:
@@ -641,7 +676,8 @@ class Store:
             "fate = excluded.fate, wide = excluded.wide, wide_width = excluded.wide_width, "
             "wide_height = excluded.wide_height, square = excluded.square, "
             "square_width = excluded.square_width, square_height = excluded.square_height, "
-            "problem = excluded.problem, attempts = attempts + 1, tried_at = excluded.tried_at",
+            "problem = excluded.problem, attempts = images.attempts + 1, "
+            "tried_at = excluded.tried_at",
             (copy.url, copy.fate.value, wide and wide.name, wide and wide.width,
              wide and wide.height, square and square.name, square and square.width,
              square and square.height, copy.problem, _iso(at)))
@@ -751,7 +787,7 @@ class Store:
                               (cadence,)).fetchone()
         return _moment(row[0])
 
-    def _numbered(self, db: sqlite3.Connection, edition_id: int, period: str,
+    def _numbered(self, db: Database, edition_id: int, period: str,
                   cadence: str) -> bool:
         """Whether a new edition may take this id for this period: False when the period
         has its edition already; an error when another process took the id."""
@@ -763,7 +799,7 @@ class Store:
                               "(not under the state folder's lock): run again", 1)
         return True
 
-    def _fill(self, db: sqlite3.Connection, composed: Composed,
+    def _fill(self, db: Database, composed: Composed,
               subscribers: Iterable[Subscriber], view_of: Callable[[Subscriber], str],
               due_of: Callable[[Subscriber], datetime | None]) -> None:
         """A composed edition's articles, views and delivery rows."""
@@ -873,8 +909,8 @@ class Store:
                 return None
             db.execute("DELETE FROM edition_articles WHERE edition_id = ?", (edition_id,))
             self._fill(db, composed, subscribers, view_of, due_of)
-            db.executemany("UPDATE articles SET eligible = 0 WHERE id = ?",
-                           [(story,) for story in discarded])
+            db.executemany("UPDATE articles SET eligible = ? WHERE id = ?",
+                           [(False, story) for story in discarded])
         return Edition(edition_id, composed.period, composed.created_at, whole.subject,
                        whole.html, whole.text, composed.marker)
 
@@ -967,13 +1003,39 @@ class Store:
 
     def recover(self) -> int:
         """Rows left `sending` by a crash are in doubt: the server may have taken the message.
-        They become `unknown`, to be reported, and are never resent unless the operator asks."""
-        return self.db.execute("UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?",
-                               (Status.UNKNOWN, _iso(self.clock()), Status.SENDING)).rowcount
+        They become `unknown`, to be reported, and are never resent unless the operator asks.
+        In PostgreSQL only those of senders whose session has ended: the others are live."""
+        theirs = f" AND ({_CLAIMED_BY_THE_DEAD})" if self.postgres else ""
+        return self.db.execute(
+            f"UPDATE deliveries SET status = ?, updated_at = ? WHERE status = ?{theirs}",
+            (Status.UNKNOWN, _iso(self.clock()), Status.SENDING)).rowcount
+
+    def _claims(self, edition_id: int, batch: int = 100) -> Iterator[Delivery]:
+        """due() in PostgreSQL, where several senders may work on one edition: each takes
+        the due rows a batch at a time, marked with its session in one commit, FOR UPDATE
+        SKIP LOCKED so that two claiming at once take different rows. A row still pending
+        whose claimant's session has ended (a sender that died) is anyone's again."""
+        moment = _iso(self.clock())
+        while True:
+            with self.transaction() as db:
+                rows = sorted(db.execute(
+                    "UPDATE deliveries SET claimant = ? WHERE rowid IN (SELECT rowid FROM "
+                    f"deliveries WHERE edition_id = ? AND {_DUE} AND ({_CLAIMED_BY_THE_DEAD}) "
+                    "ORDER BY rowid LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING rowid, "
+                    "edition_id, email, name, status, attempts, view, fields",
+                    (self.claimant, edition_id, moment, moment, batch)).fetchall())
+            for row in rows:
+                yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
+                               json.loads(row[7]))
+            if not rows:
+                return
 
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
         """The edition's deliveries to make now, streamed a page at a time: never the whole
         list in memory, and no cursor held open across the ledger's own writes."""
+        if self.postgres:
+            yield from self._claims(edition_id)
+            return
         moment, after = _iso(self.clock()), 0
         while True:
             rows = self.db.execute(
@@ -1016,12 +1078,13 @@ class Store:
                                 done.delivery.email))
                 if starting is not None:
                     db.execute("UPDATE deliveries SET status = ?, attempts = attempts + 1, "
-                               "updated_at = ? WHERE edition_id = ? AND email = ?",
-                               (Status.SENDING, moment, starting.edition_id, starting.email))
+                               "updated_at = ?, claimant = ? WHERE edition_id = ? AND email = ?",
+                               (Status.SENDING, moment, self.claimant, starting.edition_id,
+                                starting.email))
 
     def note_fault(self, edition_id: int, fault: str | None) -> None:
         """Remember why a run of the edition stopped on an error (None: it went without)."""
-        self.db.execute("UPDATE editions SET fault = ? WHERE id = ? AND fault IS NOT ?",
+        self.db.execute("UPDATE editions SET fault = ? WHERE id = ? AND fault IS DISTINCT FROM ?",
                         (fault, edition_id, fault))
 
     def sent_since(self, moment: datetime) -> int:
@@ -1052,7 +1115,7 @@ class Store:
 
     def counts(self, edition_id: int) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM deliveries WHERE edition_id = ? "
-                                    "GROUP BY status", (edition_id,)).fetchall())
+                                    "GROUP BY status ORDER BY status", (edition_id,)).fetchall())
 
     def requeue(self, edition_id: int, statuses: tuple[str, ...]) -> list[str]:
         """The operator's decision: rows of these statuses go back to `pending`, except for
@@ -1116,7 +1179,18 @@ class Store:
     def name_due(self, edition_id: int, address_id: Callable[[str], str]) -> None:
         """Record the id the links of each message still due in the edition name its address
         by: before they go out, so that every link mailed can be read back. One statement,
-        streamed through SQLite, however long the list."""
+        streamed through SQLite, however long the list (PostgreSQL cannot call into Python:
+        the addresses come here a page at a time and their ids go back)."""
+        if not isinstance(self.db, sqlite3.Connection):
+            moment, after = _iso(self.clock()), ""
+            while emails := [row[0] for row in self.db.execute(
+                    f"SELECT email FROM deliveries WHERE edition_id = ? AND {_DUE} AND "
+                    "email > ? ORDER BY email LIMIT 1000", (edition_id, moment, moment, after))]:
+                self.db.executemany("INSERT INTO link_addresses (id, email) VALUES (?, ?) "
+                                    "ON CONFLICT DO NOTHING",
+                                    [(address_id(email), email) for email in emails])
+                after = emails[-1]
+            return
         self.db.create_function("address_id", 1, address_id, deterministic=True)
         moment = _iso(self.clock())
         self.db.execute("INSERT INTO link_addresses (id, email) SELECT address_id(email), "
@@ -1252,7 +1326,7 @@ class Store:
         """Per edition: its hard and soft bounces and its complaints, one per address."""
         found: dict[int, dict[str, int]] = {number: {"hard": 0, "soft": 0, "complaints": 0}
                                             for number in edition_ids}
-        marks = ", ".join("?" * len(edition_ids))
+        marks = ", ".join("?" * len(edition_ids)) or "NULL"  # PostgreSQL has no IN ()
         for edition_id, kind, hard, count in self.db.execute(
                 "SELECT edition_id, kind, max(hard), 1 FROM returns WHERE edition_id IN "
                 f"({marks}) AND kind IN ('bounce', 'complaint') GROUP BY edition_id, email, kind",
@@ -1264,7 +1338,7 @@ class Store:
     def refusals(self, edition_ids: list[int]) -> list[Refusals]:
         """Per edition and recipient domain, the permanent failures that were not the
         address's fault (soft bounces with a 5.x.x code): the provider refused the sending."""
-        marks = ", ".join("?" * len(edition_ids))
+        marks = ", ".join("?" * len(edition_ids)) or "NULL"  # PostgreSQL has no IN ()
         return [Refusals(*row) for row in self.db.execute(
             "SELECT edition_id, lower(substr(email, instr(email, '@') + 1)) AS domain, "
             "count(DISTINCT email), max(status) FROM returns WHERE edition_id IN "
@@ -1293,7 +1367,7 @@ class Store:
         (a count grouped by edition reads every row of it)."""
         found: dict[int, dict[str, int]] = {number: dict.fromkeys(Status, 0)
                                             for number in edition_ids}
-        marks = ", ".join("?" * len(edition_ids))
+        marks = ", ".join("?" * len(edition_ids)) or "NULL"  # PostgreSQL has no IN ()
         for status in Status:
             for edition_id, count in self.db.execute(
                     "SELECT edition_id, count(*) FROM deliveries WHERE status = ? AND "
@@ -1382,6 +1456,33 @@ class Scratch:
         """What was kept, in the order of the lines, streamed."""
         for (row,) in self.db.execute("SELECT row FROM found ORDER BY line"):
             yield row
+
+
+class Rows(Protocol):
+    """What a statement gives back, from either backend."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(Protocol):
+    """A connection to either backend, as the queries use it."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def execute(self, sql: str, parameters: Any = (), /) -> Rows: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows: ...
+    def close(self) -> None: ...
+
+
+POSTGRES = ("postgresql://", "postgres://")
+
+
+def is_postgres(location: Path | str) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES)
 
 
 def _storable(number: int) -> bool:
@@ -1547,3 +1648,262 @@ def _card(row: sqlite3.Row) -> Card:
     return Card(row["id"], row["title"], row["link"], row["teaser"], image, published,
                 row["feed_name"])
 
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+# The schema as SQLite's migrations write it, rewritten where PostgreSQL's DDL differs, in
+# order: SQLite's integers are 64 bits and an INTEGER PRIMARY KEY numbers itself; its flags
+# are 0/1 where PostgreSQL wants truth values (`WHERE eligible`); and its deliveries keep the
+# list's order in their rowid, which PostgreSQL rows have no such thing as.
+_POSTGRES_DDL: tuple[tuple[str, str], ...] = (
+    (r"\bINTEGER PRIMARY KEY\b", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (r"\b(eligible|hard) INTEGER NOT NULL DEFAULT 1\b", r"\1 BOOLEAN NOT NULL DEFAULT true"),
+    (r"\b(eligible|hard) INTEGER NOT NULL DEFAULT 0\b", r"\1 BOOLEAN NOT NULL DEFAULT false"),
+    (r"\bINTEGER\b", "BIGINT"),
+    (r"\bCREATE TABLE deliveries \(",
+     "CREATE TABLE deliveries (rowid BIGINT GENERATED BY DEFAULT AS IDENTITY UNIQUE, "),
+)
+
+# Made once in a new database, before the first migration: where the schema's version is
+# kept (SQLite's PRAGMA user_version), and the two functions of SQLite's that the queries use
+# and PostgreSQL spells otherwise.
+_POSTGRES_START = """
+    CREATE TABLE schema_version (version BIGINT NOT NULL);
+    INSERT INTO schema_version VALUES (0);
+    CREATE FUNCTION instr(haystack text, needle text) RETURNS integer
+        LANGUAGE sql IMMUTABLE AS 'SELECT strpos(haystack, needle)';
+    CREATE AGGREGATE max(boolean) (SFUNC = boolor_statefunc, STYPE = boolean);
+"""
+
+# The advisory lock that lets one process at a time migrate a database (two schedulers
+# starting together on a new one). Its number is digest's own: "dgst".
+_MIGRATING = 0x64677374
+
+
+def _postgres_ddl(script: str) -> str:
+    for pattern, replacement in _POSTGRES_DDL:
+        script = re.sub(pattern, replacement, script)
+    return script
+
+
+def _migrate_postgres(db: _Postgres) -> None:
+    """Every migration not yet run, each in its transaction with the version it reaches; all
+    under the migration lock, so a second process waits and then finds nothing to do."""
+    db.execute("SELECT pg_advisory_lock(?)", (_MIGRATING,))
+    try:
+        if db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            db.script(f"BEGIN; {_POSTGRES_START}; COMMIT;")
+        version = db.execute("SELECT version FROM schema_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], version + 1):
+            db.script(f"BEGIN; {_postgres_ddl(script)}; "
+                      f"UPDATE schema_version SET version = {number}; COMMIT;")
+    finally:
+        db.execute("SELECT pg_advisory_unlock(?)", (_MIGRATING,))
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by position, by name (as sqlite3.Row is) or unpacked."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            key = self.names[key]
+        return super().__getitem__(key)
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
+    names = {column.name: number for number, column in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> _Row:
+        row = _Row(values)
+        row.names = names
+        return row
+
+    return make
+
+
+# SQLite's BEGIN IMMEDIATE takes the write lock at once: a transaction that reads, then
+# writes what it read (a sign-up counted against the limit, an edition against its period)
+# has the state to itself. In PostgreSQL a lock of the database's own (_WRITING) does that,
+# for the transaction's duration; statements outside one lock only the rows they write. A
+# snapshot (BEGIN DEFERRED) is a repeatable read: the scrape sees one moment.
+_WRITING = _MIGRATING + 2
+_BEGIN = {"BEGIN IMMEDIATE": ("BEGIN", f"SELECT pg_advisory_xact_lock({_WRITING})"),
+          "BEGIN DEFERRED": ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _postgres_sql(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Text(StrDumperUnknown):
+    """A string parameter, with any NUL (which SQLite keeps and PostgreSQL's text cannot
+    hold) as U+FFFD: a forged token or a feed's stray byte is one more string that matches
+    nothing, not a fault of the database."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+class _Postgres:
+    """A PostgreSQL connection that takes the statements written for SQLite: `?`
+    placeholders, rows as sqlite3.Row gives them, a statement its own transaction outside an
+    explicit BEGIN, and the server's faults in one line naming the database.
+
+    Parameters are bound on the client (psycopg's ClientCursor): a literal takes its type
+    from where it stands, as in SQLite, so `? IS NULL` and `? - 1` need no casts."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url  # never with a password in it: the configuration refuses one
+        try:
+            self.connection = psycopg.connect(
+                url, autocommit=True, cursor_factory=psycopg.ClientCursor,
+                application_name=f"digest (PID {os.getpid()})", connect_timeout=10)
+        except psycopg.Error as error:
+            raise DigestError(f"{url}: cannot connect: {_said(error)}", 2) from None
+        self.connection.row_factory = _rows
+        self.connection.adapters.register_dumper(str, _Text)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Rows:
+        try:
+            if sql in _BEGIN:
+                for statement in _BEGIN[sql]:
+                    cursor = self.connection.execute(statement.encode())
+                return cursor
+            return self.connection.execute(_postgres_sql(sql), parameters)
+        except psycopg.OperationalError as error:
+            raise DigestError(f"{self.url}: {_said(error)}", 1) from error
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows:
+        cursor = self.connection.cursor()
+        try:
+            cursor.executemany(_postgres_sql(sql), parameters)
+        except psycopg.OperationalError as error:
+            raise DigestError(f"{self.url}: {_said(error)}", 1) from error
+        return cursor
+
+    def script(self, sql: str) -> None:
+        """Statements with no parameters, as written: the schema's. A failure (a role that
+        may not create tables) is the operator's to mend."""
+        try:
+            self.connection.execute(sql.encode())
+        except psycopg.Error as error:
+            if self.in_transaction:
+                self.connection.execute(b"ROLLBACK")
+            raise DigestError(f"{self.url}: cannot set up the schema: {_said(error)}",
+                              2) from error
+
+    def copy(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        """COPY ... FROM STDIN, the rows streamed: each value as text, which every column
+        type reads (a SQLite flag's 1 or 0 too)."""
+        with self.connection.cursor().copy(statement.encode()) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+# Who claimed a row (Store.due): a PostgreSQL session, by its server process and the moment it
+# began (a process number alone may come again).
+_SESSION = "pid || '/' || extract(epoch FROM backend_start)"
+_CLAIMED_BY_THE_DEAD = (f"claimant IS NULL OR claimant NOT IN (SELECT {_SESSION} FROM "
+                        "pg_stat_activity)")
+# The state's lock (lock.py) when the state is in PostgreSQL: an advisory lock of the
+# database, held by a connection of its own for as long as the work lasts. The server drops
+# it when that connection ends, however its process ends, as the kernel drops an flock.
+_STATE_LOCK = _MIGRATING + 1
+
+
+@contextmanager
+def advisory(url: str, shared: bool = False, wait: bool = False) -> Iterator[None]:
+    """Hold the state's lock: alone, or `shared` with other holders that share it. Fails at
+    once naming a holder, or with `wait` tries again every second until it is free."""
+    db = _Postgres(url)
+    try:
+        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        while not db.execute(f"SELECT {take}(?)", (_STATE_LOCK,)).fetchone()[0]:
+            if not wait:
+                raise DigestError(f"another digest process (PID {_holder(db) or 'unknown'}) "
+                                  f"is working on {url}: it holds the state's lock", 1)
+            time.sleep(1)
+        yield
+    finally:
+        db.close()
+
+
+def advisory_holder(url: str) -> int | None:
+    """The PID of a process holding the state's lock (0: one whose PID is unknown), None
+    when nobody does."""
+    db = _Postgres(url)
+    try:
+        return _holder(db)
+    finally:
+        db.close()
+
+
+def _holder(db: _Postgres) -> int | None:
+    row = db.execute(
+        "SELECT activity.application_name FROM pg_locks JOIN pg_stat_activity AS activity "
+        "ON activity.pid = pg_locks.pid WHERE pg_locks.locktype = 'advisory' AND "
+        "pg_locks.objid = ? AND pg_locks.granted AND pg_locks.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
+        (_STATE_LOCK,)).fetchone()
+    if row is None:
+        return None
+    found = re.search(r"PID (\d+)", row[0] or "")
+    return int(found[1]) if found else 0
+
+
+def copy_state(source: Store, target: Store) -> dict[str, int]:
+    """Every table of a SQLite state into an empty PostgreSQL one, in one transaction: the
+    tables as the schema lists them (in the order they were made, so a row's references come
+    first), each row's columns as the target has them; each identity column then numbers on
+    from the highest copied. Returns the rows per table, counted again in the target: any
+    difference undoes the whole copy."""
+    if not (isinstance(source.db, sqlite3.Connection) and isinstance(target.db, _Postgres)):
+        raise DigestError("only a SQLite state can be copied, and only into PostgreSQL")
+    tables = [row[0] for row in source.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY rowid")]
+    columns: dict[str, list[str]] = {}
+    for table, column in target.db.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE "
+            "table_schema = current_schema() ORDER BY table_name, ordinal_position"):
+        columns.setdefault(table, []).append(column)
+    missing = [table for table in tables if table not in columns]
+    if missing:
+        raise DigestError(f"{target.db.url} has no table {', '.join(missing)}: its schema is "
+                          "not this digest's", 2)
+    for table in columns.keys() - {"schema_version"}:
+        if target.db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+            raise DigestError(f"{target.db.url} is not empty ({table} has rows): migrate "
+                              "copies into an empty database only", 2)
+    copied = {}
+    with target.transaction():
+        for table in tables:
+            names = ", ".join(columns[table])
+            target.db.copy(f"COPY {table} ({names}) FROM STDIN", source.db.execute(
+                f"SELECT {names} FROM {table} ORDER BY rowid"))
+            copied[table] = int(target.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            expected = int(source.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            if copied[table] != expected:
+                raise DigestError(f"{table}: {expected} rows in the SQLite state, "
+                                  f"{copied[table]} in {target.db.url}: nothing copied", 1)
+        for table, column in target.db.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE "
+                "table_schema = current_schema() AND is_identity = 'YES'").fetchall():
+            target.db.execute(f"SELECT setval(pg_get_serial_sequence(?, ?), "
+                              f"coalesce(max({column}), 0) + 1, false) FROM {table}",
+                              (table, column))
+    return copied
+
+
+def _said(error: psycopg.Error) -> str:
+    return " ".join(str(error).split())

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 from playwright.sync_api import Browser, Page, sync_playwright
+from postgres import PostgresServer, running
 from servers import FeedServer, SmtpServer
 from support import Site
 
@@ -19,6 +20,41 @@ from support import Site
 settings.register_profile("ci", derandomize=True, deadline=None)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `backends` runs on each: its state (`site`, `state`) is a SQLite file,
+    then a database of a real PostgreSQL server. `backends("sqlite")` on a test of such a
+    module keeps it to SQLite: it is about the file itself."""
+    marker = metafunc.definition.get_closest_marker("backends")
+    if "backend" in metafunc.fixturenames and marker:
+        chosen = marker.args or BACKENDS
+        if chosen != ("sqlite",):
+            metafunc.parametrize("backend", chosen)
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the whole run, started on first use."""
+    with running() as server:
+        yield server
+
+
+@pytest.fixture
+def state(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where a test's state lives: a new SQLite file, or a new, empty PostgreSQL database."""
+    if backend == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return server.database()
+    return tmp_path / "state" / "digest.db"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,11 +78,11 @@ def web() -> Iterator[FeedServer]:
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: Path | str) -> Site:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DIGEST_CONFIG", raising=False)
     monkeypatch.setenv("DIGEST_SECRET", "test-secret")
-    return Site(tmp_path)
+    return Site(tmp_path, store=state if isinstance(state, str) else "")
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import psycopg
 import uvicorn
 from click.testing import CliRunner, Result
 from servers import free_port
@@ -29,9 +30,28 @@ def digest(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def rows(database: Path, sql: str, *params: object) -> list[tuple]:
+def rows(database: Path | str, sql: str, *params: object) -> list[tuple]:
+    """A statement run on the state as it is, on either backend (`site.database`): a SQLite
+    file, or a postgresql:// URL (`?` placeholders all the same)."""
+    if isinstance(database, str):
+        with psycopg.connect(database, autocommit=True) as pg:
+            cursor = pg.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
     with sqlite3.connect(database) as db:
         return db.execute(sql, params).fetchall()
+
+
+def sessions_ended(database: Path | str, keep: int = 0, timeout: float = 10) -> None:
+    """Wait until no more than `keep` connections are open on the state (PostgreSQL: a
+    closed connection's server process ends a moment later, and until then its session is
+    live)."""
+    if not isinstance(database, str):
+        return
+    deadline = time.monotonic() + timeout
+    while rows(database, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+               "current_database() AND pid <> pg_backend_pid()")[0][0] > keep:
+        assert time.monotonic() < deadline, "sessions still open on the state"
+        time.sleep(0.02)
 
 
 @dataclass(frozen=True)
@@ -69,14 +89,16 @@ class Site:
     enrich: bool = False  # read article pages for missing pictures
     hosting: bool = False  # download and host the cards' pictures
     logo: str = ""  # newsletter.logo
+    store: str = ""  # [store] url: a PostgreSQL database's; empty: SQLite in state/
 
     @property
     def config(self) -> Path:
         return self.root / "digest.toml"
 
     @property
-    def database(self) -> Path:
-        return self.root / "state" / "digest.db"
+    def database(self) -> Path | str:
+        """The state: its PostgreSQL database's URL, else its SQLite file."""
+        return self.store or self.root / "state" / "digest.db"
 
     def subscribers(self, text: str) -> Path:
         path = self.root / "subscribers.csv"
@@ -85,7 +107,8 @@ class Site:
 
     def write(self) -> Path:
         # [images] first: `extra` goes on with the last table written, as it always has.
-        lines = ["[images]", f"host = {str(self.hosting).lower()}",
+        lines = [*(["[store]", f"url = {self.store!r}"] if self.store else []),
+                 "[images]", f"host = {str(self.hosting).lower()}",
                  '[newsletter]', 'name = "Test Digest"', 'from = "Test Digest <news@example.com>"',
                  'public_url = "https://news.example.com"', f"logo = {self.logo!r}"]
         for name, url in self.feeds:

@@ -22,6 +22,8 @@ from digest import config, jobs
 from digest.store import State, Store
 from digest.web import preview
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
 STORIES = (Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.",
                 date="Thu, 26 Nov 2026 09:00:00 +0000"),

@@ -25,6 +25,8 @@ from digest.clock import Lapse
 from digest.config import Config
 from digest.store import Store
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = ("email,name,cadence\nann@example.com,Ann,daily\nwes@example.com,Wes,weekly\n"
                "dee@example.com,Dee,\n")
 MONDAY = datetime(2026, 11, 30, 7, tzinfo=UTC)

@@ -18,6 +18,8 @@ from digest.config import Collect
 from digest.errors import DigestError
 from digest.store import Store
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\n"
 
 
@@ -118,6 +120,7 @@ def test_a_changed_entry_updates_its_card_until_it_is_mailed(site: Site, web: Fe
     assert "nothing to send" in digest("send").output
 
 
+@pytest.mark.backends("sqlite")  # a full SQLite file (max_page_count)
 def test_entries_that_cannot_be_stored_leave_no_validator_to_skip_them(
         site: Site, web: FeedServer) -> None:
     web.serve("/feed.xml", rss(*(Item(f"Story {n}", f"https://example.com/{n}", f"s{n}",

@@ -15,6 +15,8 @@ from servers import FeedServer, SmtpServer
 from support import Item, Site, digest, rows, rss
 from test_scheduler import SCHEDULER, logged, running, until
 
+pytestmark = pytest.mark.backends
+
 ITEMS = (Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return."),
          Item("Bridge repaired", "https://example.com/bridge", "h2", "Traffic flows."))
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
@@ -167,6 +169,7 @@ def test_once_logs_each_line_under_its_job(site: Site, web: FeedServer,
     assert " INFO send delivered edition=1 sent=2" in result.stderr
 
 
+@pytest.mark.backends("sqlite")  # a SQLite file that cannot be opened
 def test_a_failed_job_is_logged_under_its_own_name(site: Site, web: FeedServer,
                                                    smtp: SmtpServer) -> None:
     setup(site, web, smtp)

@@ -18,6 +18,8 @@ from support import Item, Site, digest, rows, rss
 
 from digest.config import SAMPLE_FEED, bundled
 
+pytestmark = pytest.mark.backends
+
 FIRST = (
     Item("Harbour opens", "https://example.com/harbour", "h1", "<p>Boats <b>return</b>.</p>"),
     Item("Über die Brücke", "https://example.com/bruecke", "h2", "Eine Geschichte über Brücken."),

@@ -23,6 +23,8 @@ from digest.errors import DigestError
 from digest.language import local_date
 from digest.records import Card, Delivery, Edition, Image
 
+pytestmark = pytest.mark.backends
+
 WHEN = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 STORIES = (
     Item("Harbour opens", "https://example.com/harbour", "h1",

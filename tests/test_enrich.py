@@ -15,6 +15,8 @@ from support import Item, Site, digest, rows, rss
 from digest import config, jobs
 from digest.store import Store
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\n"
 HOSTED = "https://news.example.com/img/"
 

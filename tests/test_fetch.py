@@ -27,6 +27,8 @@ from digest import __version__, jobs
 from digest import config as configuration
 from digest.store import Store
 
+pytestmark = pytest.mark.backends
+
 A = Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.")
 B = Item("Bridge closes", "https://example.com/bridge", "h2", "Cars wait.")
 QUICK = "[collect]\ntimeout = 1\ndeadline = 2\nfirst_run = 0\n"

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from servers import FeedServer
 from support import Item, Site, digest, rows, rss
 
 from digest import config, jobs
 from digest.store import Store
+
+pytestmark = pytest.mark.backends
 
 # Collect is handed this moment, so that max_age never depends on the day the tests run.
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

@@ -17,6 +17,8 @@ from support import Item, Site, digest, rows, rss, serving
 from digest import config, images
 from digest.web import public as web_app
 
+pytestmark = pytest.mark.backends
+
 INPUTS = {
     "jpeg": picture((3000, 2000), "JPEG", quality=95),
     "png": picture((1600, 1200), "PNG"),

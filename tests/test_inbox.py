@@ -32,6 +32,8 @@ from digest import inbox
 from digest.cli import main
 from digest.returns import Ours
 
+pytestmark = pytest.mark.backends
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / ".corpora" / "flufl-bounce"
 OURS = Ours("bounces@news.example.com", "unsubscribe@news.example.com",

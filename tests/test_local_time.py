@@ -11,6 +11,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from servers import FeedServer, SmtpServer
@@ -19,6 +20,8 @@ from support import Item, Site, rows, rss
 from digest import config as configuration
 from digest import scheduling
 from digest.clock import wall_moment
+
+pytestmark = pytest.mark.backends
 
 ZONES = ("UTC", "Europe/London", "America/New_York", "Asia/Tokyo", "Asia/Kathmandu",
          "Australia/Lord_Howe", "America/St_Johns", "Pacific/Chatham", "Asia/Kolkata")

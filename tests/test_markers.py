@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+import pytest
 from servers import FeedServer, Received, SmtpServer
 from support import Item, Site, digest, rows, rss, serving
 
@@ -18,6 +19,8 @@ from digest import config
 from digest.compose import Personal
 from digest.store import MIGRATIONS
 from digest.web.public import app
+
+pytestmark = pytest.mark.backends
 
 LEGACY = "7c1f"  # the fixed marker every edition's placeholders ended in before
 GUESS = "5d0c2f41a7e9b38c6f1d2e4a9b7c0e13"  # a guess at a random marker, in its shape
@@ -167,6 +170,7 @@ def test_a_fresh_marker_never_occurs_in_the_content_it_marks() -> None:
     assert personal.name == f"DIGEST-PERSONAL-NAME-{'cc' * 16}"
 
 
+@pytest.mark.backends("sqlite")  # a SQLite file of an older version
 def test_an_edition_stored_before_markers_were_drawn_is_sent_as_it_was_meant(
         site: Site, smtp: SmtpServer) -> None:
     """An edition left pending by the version whose placeholders all ended in 7c1f, and whose

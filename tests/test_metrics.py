@@ -19,6 +19,8 @@ from digest.cli import main
 from digest.metrics import Run, last_run
 from digest.records import Status
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\ncarol@example.net,\n"
 
 
@@ -128,7 +130,7 @@ def test_rows_in_flight_the_lock_and_the_age_are_read_at_scrape_time(mailed: Sit
     # Another process's work shows at the next scrape: nothing is counted in this one.
     rows(mailed.database, "UPDATE deliveries SET status = 'sending' WHERE email = ?",
          "ann@example.com")
-    with lock.held(mailed.root / "state"):
+    with lock.held(config.load(mailed.config).paths):
         assert registry.get_sample_value("digest_sender_running") == 1
         assert registry.get_sample_value("digest_deliveries_in_flight") == 1
         assert registry.get_sample_value(

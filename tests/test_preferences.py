@@ -21,6 +21,8 @@ from digest import tokens
 from digest.records import Preferences, Subscriber
 from digest.subscribers import prefer
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
 FEEDS = ("World", "Tech")
 

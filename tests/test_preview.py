@@ -21,6 +21,8 @@ from digest.config import bundled
 from digest.errors import DigestError
 from digest.web import preview
 
+pytestmark = pytest.mark.backends
+
 STORIES = (
     Item("Harbour opens", "https://example.com/harbour", "h1", "Boats return.",
          extra='<media:thumbnail url="https://img.example.com/h.jpg" width="800" height="450"/>'),
@@ -154,6 +156,7 @@ def test_page_reloads_itself_when_a_template_or_the_config_changes(
         assert "digest.html:1:" in page.locator("#error").inner_text()
 
 
+@pytest.mark.backends("sqlite")  # no SQLite file made
 def test_feed_option_previews_any_feed_without_touching_the_store(
         site: Site, web: FeedServer) -> None:
     site.write()

@@ -24,7 +24,7 @@ from digest.records import View
 from digest.store import Composed, Store, now
 
 # Real processes, real signals and real seconds: left out of a quick loop by -m 'not slow'.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backends]
 
 UTC = ZoneInfo("UTC")
 SCHEDULER = Path(__file__).resolve().parents[1] / "scheduler.py"
@@ -92,6 +92,7 @@ def logged(scheduler: Scheduler, message: str) -> list[dict]:
     return [line for line in scheduler.lines() if line["message"] == message]
 
 
+@pytest.mark.backends("sqlite")  # in PostgreSQL a second one waits: test_postgres.py
 def test_scheduler_collects_sends_keeps_going_and_a_second_one_refuses(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
     setup(site, web, smtp, 'collect = "1s"\njitter = "0s"\nsend = "*/2 * * * * *"\n'
@@ -220,6 +221,7 @@ def test_once_runs_collect_and_send_then_exits(site: Site, web: FeedServer,
     assert " INFO collect collected new=2 feeds=1 failed=0" in result.stderr
 
 
+@pytest.mark.backends("sqlite")  # a SQLite file that cannot be opened
 def test_a_job_that_fails_is_logged_with_its_error_and_the_scheduler_goes_on(
         site: Site, web: FeedServer, smtp: SmtpServer) -> None:
     setup(site, web, smtp, 'collect = "1s"\njitter = "0s"\n')

@@ -12,6 +12,8 @@ from support import Item, Site, digest, rows, rss
 from digest.config import bundled
 from digest.jobs import view
 
+pytestmark = pytest.mark.backends
+
 WORLD = (Item("Harbour opens", "https://example.com/harbour", "w1"),
          Item("Bridge repaired", "https://example.com/bridge", "w2"))
 TECH = (Item("Chip shortage ends", "https://example.com/chip", "t1"),)

@@ -14,6 +14,8 @@ from support import Item, Site, digest, rows, rss
 from digest.errors import DigestError
 from digest.store import Store
 
+pytestmark = pytest.mark.backends
+
 ANN, BOB = "ann@example.com", "bob@example.org"
 FEED = "/feed.xml"
 
@@ -58,6 +60,7 @@ COMMANDS = [("collect",), ("send",), ("send", "--dry-run"), ("status",), ("statu
             ("resend", "1", "--to-failed"), ("enable", "https://example.com/feed.xml")]
 
 
+@pytest.mark.backends("sqlite")  # the SQLite file itself
 @pytest.mark.parametrize("damage", [truncated, garbage, emptied, removed])
 def test_a_damaged_or_missing_database_stops_every_command_with_one_line(
         mailed: Site, smtp: SmtpServer, damage: Callable[[Path], None]) -> None:
@@ -75,6 +78,7 @@ def test_a_damaged_or_missing_database_stops_every_command_with_one_line(
     assert smtp.messages == []
 
 
+@pytest.mark.backends("sqlite")  # the SQLite file itself
 def test_an_empty_database_file_is_never_taken_for_a_new_one(
         mailed: Site, smtp: SmtpServer) -> None:
     emptied(mailed.database)
@@ -86,6 +90,7 @@ def test_an_empty_database_file_is_never_taken_for_a_new_one(
     assert mailed.database.stat().st_size == 0
 
 
+@pytest.mark.backends("sqlite")  # the SQLite file itself
 def test_a_missing_database_names_the_marker_to_remove_to_start_afresh(
         mailed: Site, smtp: SmtpServer) -> None:
     removed(mailed.database)
@@ -99,6 +104,7 @@ def test_a_missing_database_names_the_marker_to_remove_to_start_afresh(
     assert marker.exists()
 
 
+@pytest.mark.backends("sqlite")  # the SQLite file itself
 def test_a_restored_backup_is_taken_up_again(mailed: Site, smtp: SmtpServer) -> None:
     backup = mailed.root / "backup.db"
     backup.write_bytes(mailed.database.read_bytes())
@@ -113,6 +119,7 @@ def test_a_restored_backup_is_taken_up_again(mailed: Site, smtp: SmtpServer) -> 
     assert rows(mailed.database, "SELECT count(*) FROM editions") == [(2,)]
 
 
+@pytest.mark.backends("sqlite")  # the SQLite file itself
 def test_a_new_state_folder_gets_a_whole_database_and_its_marker(site: Site) -> None:
     site.write()
     assert digest("status").exit_code == 0

@@ -1,5 +1,6 @@
-"""The store's answers as records, in a real SQLite file: an edition is rendered with the
-number the store will give it, then handed over to be stored, and nothing else."""
+"""The store's answers as records, in a real SQLite file and a real PostgreSQL database: an
+edition is rendered with the number the store will give it, then handed over to be stored,
+and nothing else."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from digest.compose import Composer, Rendered, anonymous
 from digest.errors import DigestError
 from digest.records import Card, Outcome, Result, Status, Subscriber
 from digest.store import Composed, Settled, Store
+
+pytestmark = pytest.mark.backends
 
 WHEN = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 CONFIG = configuration.load(None)
@@ -42,8 +45,8 @@ def html_of(message: bytes) -> str:
     return message_from_bytes(message, policy=policy.default).get_body(("html",)).get_content()
 
 
-def test_an_edition_is_stored_under_the_number_it_was_rendered_with(tmp_path: Path) -> None:
-    with Store(tmp_path / "digest.db") as store:
+def test_an_edition_is_stored_under_the_number_it_was_rendered_with(state: Path | str) -> None:
+    with Store(state) as store:
         store.create_edition(composed(store, "first"), [ANN])
         edition = store.create_edition(composed(store, "second"), [ANN, BOB],
                                        lambda subscriber: "Sport" if subscriber is BOB else "")
@@ -58,8 +61,8 @@ def test_an_edition_is_stored_under_the_number_it_was_rendered_with(tmp_path: Pa
         assert "No. 2" in shown and "/archive/2" in shown
 
 
-def test_a_number_taken_meanwhile_is_refused_and_nothing_recorded(tmp_path: Path) -> None:
-    with Store(tmp_path / "digest.db") as store:
+def test_a_number_taken_meanwhile_is_refused_and_nothing_recorded(state: Path | str) -> None:
+    with Store(state) as store:
         first, second = composed(store, "first"), composed(store, "second")  # both number 1
         store.create_edition(first, [ANN])
         with pytest.raises(DigestError, match="edition 1 was made meanwhile"):
@@ -68,8 +71,8 @@ def test_a_number_taken_meanwhile_is_refused_and_nothing_recorded(tmp_path: Path
         assert [d.email for d in store.due(1)] == [ANN.email]
 
 
-def test_editions_count_each_editions_own_deliveries(tmp_path: Path) -> None:
-    with Store(tmp_path / "digest.db") as store:
+def test_editions_count_each_editions_own_deliveries(state: Path | str) -> None:
+    with Store(state) as store:
         for period in ("first", "second", "third"):
             store.create_edition(composed(store, period), [ANN, BOB])
         sent = next(store.due(2))

@@ -18,6 +18,8 @@ from digest.errors import DigestError
 from digest.records import Preferences, Subscriber
 from digest.store import Store
 
+pytestmark = pytest.mark.backends
+
 SECTIONS = ["World", "Tech"]
 
 

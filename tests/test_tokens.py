@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,11 +78,12 @@ def test_a_legacy_token_altered_anywhere_is_refused(position: int, char: str) ->
             assert tokens.verify_legacy_signup(SECRET, LIST, changed, NOW) is None
 
 
-def test_a_kept_sign_up_is_found_by_its_id_until_it_expires(tmp_path: Path) -> None:
+@pytest.mark.backends
+def test_a_kept_sign_up_is_found_by_its_id_until_it_expires(state: Path | str) -> None:
     signup = Subscriber("ann@example.com", "Ann", {}, ("World",))
     token = tokens.signup_id()
     assert len(token) >= 22 and token != tokens.signup_id()
-    with Store(tmp_path / "digest.db") as store:
+    with Store(state) as store:
         assert store.add_signup(token, signup, "ann@example.com", NOW, NOW + timedelta(hours=1),
                                 most=3, window=timedelta(days=1))
         assert store.signup(token, NOW + timedelta(minutes=59)) == signup
@@ -89,10 +91,11 @@ def test_a_kept_sign_up_is_found_by_its_id_until_it_expires(tmp_path: Path) -> N
         assert store.signup(token[:-1] + ("A" if token[-1] != "A" else "B"), NOW) is None
 
 
-def test_confirmations_per_recipient_are_counted_over_the_window(tmp_path: Path) -> None:
+@pytest.mark.backends
+def test_confirmations_per_recipient_are_counted_over_the_window(state: Path | str) -> None:
     signup = Subscriber("ann@example.com")
     day, hour = timedelta(days=1), timedelta(hours=1)
-    with Store(tmp_path / "digest.db") as store:
+    with Store(state) as store:
         def ask(at: datetime, recipient: str = "ann@example.com") -> bool:
             return store.add_signup(tokens.signup_id(), signup, recipient, at, at + hour,
                                     most=2, window=day)

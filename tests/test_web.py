@@ -29,6 +29,8 @@ from support import Item, Site, digest, rows, rss, serving
 from digest import config, tokens
 from digest.web import public as web
 
+pytestmark = pytest.mark.backends
+
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\n"
 PUBLIC = "https://news.example.com"
 SECRET = b"test-secret"  # the site fixture's DIGEST_SECRET
@@ -294,6 +296,7 @@ def test_the_home_page_sends_people_to_the_sign_up_and_the_archive(mailed: Site,
     assert "Harbour opens" in httpx.get(f"{base}/{links[1]}").text
 
 
+@pytest.mark.backends("sqlite")  # a damaged SQLite file
 def test_the_frameworks_own_error_pages_carry_the_security_headers(mailed: Site,
                                                                   base: str) -> None:
     def secured(response: httpx.Response, status: int) -> None:

@@ -141,7 +141,8 @@ def proof(config: Config, feed: str | None = None,
         with Store(config.paths.database) as store:
             chosen, empty = jobs.dressed(config, store, cards), []
     composer = Composer(config)
-    if config.paths.database.exists():  # where collect keeps the hosted logo, once it has one
+    # Where collect keeps the hosted logo, once it has one (a state not yet made has none).
+    if not isinstance(config.paths.database, Path) or config.paths.database.exists():
         with Store(config.paths.database) as store:
             composer = jobs.composer_for(config, store)
     rendered = composer.render(chosen, held.id if held else 0, now())
