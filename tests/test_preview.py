@@ -71,6 +71,7 @@ def test_switches_show_the_edition_at_each_width_dark_without_images_as_text_and
         light = page.locator("#edition").evaluate(
             "f => getComputedStyle(f.contentDocument.querySelector('.card')).backgroundColor")
         page.get_by_role("link", name="Dark").click()
+        page.wait_for_url("**dark=1*")  # the page itself first, then the edition in its frame
         page.frame_locator("#edition").locator("h3").first.wait_for()
         darkened = page.locator("#edition").evaluate(
             "f => getComputedStyle(f.contentDocument.querySelector('.card')).backgroundColor")
@@ -78,6 +79,8 @@ def test_switches_show_the_edition_at_each_width_dark_without_images_as_text_and
         page.screenshot(path=str(artifacts / "preview-dark.png"), full_page=True)
 
         page.get_by_role("link", name="Images off").click()
+        page.wait_for_url("**images=off*")
+        page.frame_locator("#edition").locator("h3").first.wait_for()
         images = page.locator("#edition").evaluate(
             "f => [...f.contentDocument.images].map(i => [i.getAttribute('src'), i.alt])")
         assert images == [[None, ""]]  # the feed did not describe it; the headline follows
