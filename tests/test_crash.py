@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,14 @@ CONNECTIONS = 4
 KILLS = 5
 
 
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """The SMTP server in a process of its own: it outlives every killed sender."""
+@contextmanager
+def relay_process(tmp_path: Path, delay: float) -> Iterator[tuple[int, Path]]:
+    """The SMTP server in a process of its own, taking `delay` seconds a message: it outlives
+    every killed sender. Its port, and the log of every recipient it accepted."""
     out = tmp_path / "received"
     server = subprocess.Popen(
         [sys.executable, str(SERVERS), "smtp", "--port", "0", "--out", str(out),
-         "--delay", "0.004"], stdout=subprocess.PIPE, text=True)
+         "--delay", str(delay)], stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     line = server.stdout.readline()
     assert line.startswith("ready "), line
@@ -42,6 +44,12 @@ def relay(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    with relay_process(tmp_path, 0.004) as relayed:
+        yield relayed
 
 
 def received(log: Path) -> collections.Counter[str]:
@@ -59,15 +67,7 @@ def sender(site: Site) -> subprocess.Popen[bytes]:
 def test_killed_senders_never_mail_twice_and_account_for_everyone(
         site: Site, relay: tuple[int, Path]) -> None:
     port, log = relay
-    site.smtp_port = port
-    site.extra = f"connections = {CONNECTIONS}\nretry_backoff = 0.01\n"
-    site.write()
-    emails = [f"reader{n}@example.org" for n in range(SUBSCRIBERS)]
-    site.subscribers("email,name\n" + "".join(f"{e},Reader\n" for e in emails))
-    assert digest("collect").exit_code == 0  # the bundled sample feed
-    # Replay a failure with DIGEST_CRASH_SEED=<the seed it printed>.
-    seed = int(os.environ.get("DIGEST_CRASH_SEED") or random.randrange(1 << 30))
-    print(f"kill points from DIGEST_CRASH_SEED={seed}")
+    emails, seed = crash_site(site, port)
     chance = random.Random(seed)
 
     for kill in range(KILLS):
@@ -84,6 +84,27 @@ def test_killed_senders_never_mail_twice_and_account_for_everyone(
     final = sender(site)
     assert final.wait(60) == 1  # done, with the unknown rows reported
 
+    assert_accounted(site, log, emails, seed)
+
+
+def crash_site(site: Site, port: int) -> tuple[list[str], int]:
+    """A list of SUBSCRIBERS sent over CONNECTIONS to the relay at `port`, the bundled feed
+    collected; the addresses, and the seed of the kill points (printed, to replay a failure
+    with DIGEST_CRASH_SEED=<seed>)."""
+    site.smtp_port = port
+    site.extra = f"connections = {CONNECTIONS}\nretry_backoff = 0.01\n"
+    site.write()
+    emails = [f"reader{n}@example.org" for n in range(SUBSCRIBERS)]
+    site.subscribers("email,name\n" + "".join(f"{e},Reader\n" for e in emails))
+    assert digest("collect").exit_code == 0  # the bundled sample feed
+    seed = int(os.environ.get("DIGEST_CRASH_SEED") or random.randrange(1 << 30))
+    print(f"kill points from DIGEST_CRASH_SEED={seed}")
+    return emails, seed
+
+
+def assert_accounted(site: Site, log: Path, emails: list[str], seed: int) -> None:
+    """After the kills: nobody got two copies, everyone was received or is `unknown` (at
+    most one per connection per kill), and `status` agrees with the relay."""
     got = received(log)
     ledger = dict(rows(site.database, "SELECT email, status FROM deliveries"))
     assert len(ledger) == SUBSCRIBERS
@@ -95,6 +116,7 @@ def test_killed_senders_never_mail_twice_and_account_for_everyone(
     assert len(unknown) <= CONNECTIONS * KILLS, f"seed {seed}"
 
     status = json.loads(digest("status", "--json").output)
+    assert len(status["editions"]) == 1
     counts = status["editions"][0]["deliveries"]
     assert counts.get("unknown", 0) == len(unknown)
     # Every `sent` is on the relay; the rest of what it holds is among the `unknown`.

@@ -3,12 +3,8 @@ them is killed again and again, and two schedulers sharing one state."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,49 +12,27 @@ from pathlib import Path
 import pytest
 from postgres import PostgresServer
 from servers import FeedServer, SmtpServer
-from support import Item, Site, digest, rows, rss
-from test_crash import SERVERS, received, sender
+from support import Item, Site, rows, rss
+from test_crash import KILLS, assert_accounted, crash_site, received, relay_process, sender
 from test_scheduler import Scheduler, logged, until
 
 # Real processes, real signals and real seconds: left out of a quick loop by -m 'not slow'.
 pytestmark = pytest.mark.slow
 
-SUBSCRIBERS = 2000
-CONNECTIONS = 4
-KILLS = 5
-
 
 @pytest.fixture
 def relay(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """The SMTP server in a process of its own, slow enough (20 ms a message) that two
-    senders take some seconds over 2,000: there is time to kill one five times."""
-    out = tmp_path / "received"
-    server = subprocess.Popen(
-        [sys.executable, str(SERVERS), "smtp", "--port", "0", "--out", str(out),
-         "--delay", "0.02"], stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    assert line.startswith("ready "), line
-    try:
-        yield int(line.split()[1]), out / "recipients.log"
-    finally:
-        server.terminate()
-        server.wait(10)
+    """Slow enough (20 ms a message) that two senders take some seconds over 2,000: there is
+    time to kill one five times."""
+    with relay_process(tmp_path, 0.02) as relayed:
+        yield relayed
 
 
 def test_two_senders_on_one_edition_one_killed_five_times_never_mail_twice(
         site: Site, relay: tuple[int, Path], postgres: PostgresServer) -> None:
     port, log = relay
     site.store = postgres.database()
-    site.smtp_port = port
-    site.extra = f"connections = {CONNECTIONS}\nretry_backoff = 0.01\n"
-    site.write()
-    emails = [f"reader{n}@example.org" for n in range(SUBSCRIBERS)]
-    site.subscribers("email,name\n" + "".join(f"{e},Reader\n" for e in emails))
-    assert digest("collect").exit_code == 0  # the bundled sample feed
-    # Replay a failure with DIGEST_CRASH_SEED=<the seed it printed>.
-    seed = int(os.environ.get("DIGEST_CRASH_SEED") or random.randrange(1 << 30))
-    print(f"kill points from DIGEST_CRASH_SEED={seed}")
+    emails, seed = crash_site(site, port)
     chance = random.Random(seed)
 
     # The first makes the edition; the second, started once mail flows, works on it too.
@@ -87,22 +61,7 @@ def test_two_senders_on_one_edition_one_killed_five_times_never_mail_twice(
         assert process.wait(120) in (0, 1), f"seed {seed}"
     assert sender(site).wait(60) in (0, 1)  # whatever is still in doubt is marked so
 
-    got = received(log)
-    ledger = dict(rows(site.database, "SELECT email, status FROM deliveries"))
-    assert len(ledger) == SUBSCRIBERS
-    assert [email for email, n in got.items() if n > 1] == [], f"seed {seed}"
-    unknown = {email for email, status in ledger.items() if status == "unknown"}
-    assert set(ledger.values()) <= {"sent", "unknown"}, f"seed {seed}"
-    assert {email for email, status in ledger.items() if status == "sent"} <= set(got)
-    assert set(emails) - set(got) <= unknown  # not received: in doubt, never silently lost
-    assert len(unknown) <= CONNECTIONS * KILLS, f"seed {seed}"
-
-    status = json.loads(digest("status", "--json").output)
-    assert len(status["editions"]) == 1
-    counts = status["editions"][0]["deliveries"]
-    assert counts.get("unknown", 0) == len(unknown)
-    # Every `sent` is on the relay; the rest of what it holds is among the `unknown`.
-    assert counts["sent"] + len(unknown & set(got)) == len(got)
+    assert_accounted(site, log, emails, seed)
 
 
 def test_two_schedulers_on_one_state_make_one_edition_per_slot_and_the_standby_takes_over(
