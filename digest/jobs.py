@@ -49,7 +49,7 @@ from digest.compose import Composer, Letter, Rendered, message_id
 from digest.config import Collect, Config, Feed, Images, Paths, bundled
 from digest.deliver import Pool, Tally
 from digest.errors import DigestError
-from digest.records import Article, Card, Delivery, Edition, Outcome, Subscriber, View
+from digest.records import CADENCES, Article, Card, Delivery, Edition, Outcome, Subscriber, View
 from digest.sink import Sink
 from digest.store import (
     Choice,
@@ -682,12 +682,33 @@ def _due(config: Config, period: str | None) -> Callable[[Subscriber], datetime 
     return lambda subscriber: clock.wall_moment(zone(config, subscriber), wall)
 
 
-def zones(config: Config, store: Store, cadence: str) -> set[ZoneInfo]:
-    """The zones the active subscribers of a cadence read their slots in (the newsletter's
-    when there are none): where a local-time slot is reached first."""
-    listed, _ = roster(config, store, quiet=True)
-    return {zone(config, subscriber) for subscriber in listed
-            if subscriber.cadence == cadence} or {config.newsletter.zone}
+def zones(config: Config, store: Store) -> dict[str, set[ZoneInfo]]:
+    """By cadence, the zones its active, unsuppressed subscribers read their slots in (the
+    newsletter's when there are none): where a local-time slot is reached first. One walk of
+    the list for every cadence, streamed: the scheduler asks at each reconcile."""
+    _, rows = _chosen(config, store)
+    suppressed = {subscribers.key(email) for email in store.suppressed()}
+    found: dict[str, set[ZoneInfo]] = {cadence: set() for cadence in CADENCES}
+    for row in rows():
+        if isinstance(row, Subscriber) and subscribers.key(row.email) not in suppressed:
+            found[row.cadence].add(zone(config, row))
+    return {cadence: used or {config.newsletter.zone} for cadence, used in found.items()}
+
+
+def _chosen(config: Config, store: Store) -> tuple[
+        subscribers.Listing, Callable[[], Iterator[Subscriber | subscribers.Problem | None]]]:
+    """The list, and a walk of its rows as their subscribers chose on their preferences page
+    (a paused one is None, as if held in the file)."""
+    names = [f.title for f in config.feeds]
+    listing = subscribers.Listing(config.paths.subscribers, names)
+    preferences = store.preferences()
+
+    def rows() -> Iterator[Subscriber | subscribers.Problem | None]:
+        for found in listing.walk():
+            yield (subscribers.prefer(found, preferences.get(subscribers.key(found.email)),
+                                      names) if isinstance(found, Subscriber) else found)
+
+    return listing, rows
 
 
 def _audience(config: Config, store: Store, present: list[str], cadence: str = "daily"
@@ -698,16 +719,8 @@ def _audience(config: Config, store: Store, present: list[str], cadence: str = "
 
     The list is walked, never held: a first walk counts and reports bad rows, a second feeds
     the ledger, so memory does not grow with the list."""
-    names = [f.title for f in config.feeds]
-    listing = subscribers.Listing(config.paths.subscribers, names)
+    listing, rows = _chosen(config, store)
     suppressed = {subscribers.key(email) for email in store.suppressed()}
-    preferences = store.preferences()
-
-    def rows() -> Iterator[Subscriber | subscribers.Problem | None]:
-        """The list's rows as their subscribers chose (a paused one is None, as if held)."""
-        for found in listing.walk():
-            yield (subscribers.prefer(found, preferences.get(subscribers.key(found.email)),
-                                      names) if isinstance(found, Subscriber) else found)
 
     def gets(found: Subscriber | subscribers.Problem | None) -> str | None:
         if (not isinstance(found, Subscriber) or found.cadence != cadence

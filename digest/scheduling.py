@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -363,13 +363,13 @@ class Runner:
             if go:
                 self._reconcile(self.clock.now())
 
-    def due_period(self, store: Store, cadence: str, moment: datetime,
+    def due_period(self, zones: Mapping[str, set[ZoneInfo]], cadence: str, moment: datetime,
                    window: timedelta) -> str | None:
-        """The cadence's slot whose edition should exist at `moment`, if any."""
+        """The cadence's slot whose edition should exist at `moment`, if any; `zones` are
+        the cadences' zones in use, with `newsletter.local_time` (see jobs.zones)."""
         config = self.config
         if config.newsletter.local_time:
-            return local_due_period(config, cadence, jobs.zones(config, store, cadence),
-                                    moment, window)
+            return local_due_period(config, cadence, zones[cadence], moment, window)
         return due_period(self.triggers[cadence], config.newsletter.zone, moment, window)
 
     def _reconcile(self, moment: datetime) -> None:
@@ -384,8 +384,9 @@ class Runner:
             # The send job itself runs a moment after its slot: even a grace of "0s" must
             # let it find the slot it fired for.
             window = max(self.grace, ON_TIME)
+            zones = jobs.zones(config, store) if config.newsletter.local_time else {}
             due: dict[str, str | None] = {cadence: period for cadence in CADENCES
-                   if (period := self.due_period(store, cadence, moment, window)) is not None
+                   if (period := self.due_period(zones, cadence, moment, window)) is not None
                    and not store.decided(period, cadence)}
             if not due and not store.anything_due():
                 log.debug("nothing due")
@@ -501,7 +502,7 @@ def scheduler_for(config: Config, runner: Runner, lapse: Lapse = SYSTEM) -> Bloc
     zones: set[ZoneInfo] = set()
     if config.newsletter.local_time:
         with runner._store() as store:
-            zones = set().union(*(jobs.zones(config, store, c) for c in CADENCES))
+            zones = set().union(*jobs.zones(config, store).values())
     for cadence, key in SLOTS.items():
         scheduler.add_job(runner.reconcile, Lapsed(slots_trigger(config, zones, cadence),
                                                    lapse), args=(key,), id=key)
