@@ -204,7 +204,7 @@ class SmtpTransport:
         replies: list[tuple[int, str]] = []
         if "pipelining" in self.features:
             self._write("".join(f"{command}\r\n" for command in commands).encode("ascii"))
-            replies = [await self._read() for _ in commands]
+            replies = await self._replies(len(commands))
         else:
             for command, wanted in zip(commands, (250, 250, 354), strict=True):
                 replies.append(await self._ask(command))
@@ -235,19 +235,26 @@ class SmtpTransport:
 
     async def _read(self) -> tuple[int, str]:
         """One reply, its lines joined by newlines; the write before it is flushed first."""
+        return (await self._replies(1))[0]
+
+    async def _replies(self, count: int) -> list[tuple[int, str]]:
+        """The next `count` replies, under one deadline of `timeout`: pipelined commands'
+        replies come together, and a timer per reply cost more than the reading."""
         assert self.reader is not None and self.writer is not None
-        lines: list[str] = []
+        replies = []
         async with asyncio.timeout(self.settings.timeout):
             await self.writer.drain()
-            while True:
-                line = await self.reader.readline()
-                if not line.endswith(b"\n"):
-                    raise ConnectionResetError("the server closed the connection")
-                lines.append(line[4:].strip().decode(errors="replace"))
-                if line[3:4] != b"-":
-                    break
-        code = int(line[:3]) if line[:3].isdigit() else -1
-        return code, "\n".join(lines)
+            for _ in range(count):
+                lines: list[str] = []
+                while True:
+                    line = await self.reader.readline()
+                    if not line.endswith(b"\n"):
+                        raise ConnectionResetError("the server closed the connection")
+                    lines.append(line[4:].strip().decode(errors="replace"))
+                    if line[3:4] != b"-":
+                        break
+                replies.append((int(line[:3]) if line[:3].isdigit() else -1, "\n".join(lines)))
+        return replies
 
     async def _ask(self, command: str) -> tuple[int, str]:
         self._write(f"{command}\r\n".encode("ascii"))
