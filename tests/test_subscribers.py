@@ -291,8 +291,25 @@ def listed_names(draw: st.DrawFn) -> str:
     return "".join(draw(st.sampled_from([c, c.upper()])) for c in f"{local}@{above}{name}")
 
 
+@st.composite
+def hyphenated(draw: st.DrawFn) -> str:
+    """Labels of a few characters about a run of hyphens, Punycode's "xn--" among them."""
+    ends = st.text("axnXN1", min_size=1, max_size=3)
+    labels = draw(st.lists(st.builds("{}{}{}".format, ends, st.text("-", max_size=3), ends),
+                           min_size=1, max_size=3))
+    return draw(st.text("aA.+", min_size=1, max_size=3)) + "@" + ".".join(labels) + ".com"
+
+
+@st.composite
+def long_ones(draw: st.DrawFn) -> str:
+    """Plain addresses about the limits: 64 before the @, 63 a label, 254 in all."""
+    local = "a" * draw(st.integers(1, 70))
+    labels = ["b" * size for size in draw(st.lists(st.integers(55, 66), min_size=1, max_size=4))]
+    return f"{local}@{'.'.join(labels)}.com"
+
+
 ADDRESSES = PLAIN_ADDRESSES | TEXT | st.builds("{}@{}".format, TEXT, TEXT) | edited() \
-    | listed_names()
+    | listed_names() | hyphenated() | long_ones()
 
 
 @settings(max_examples=1000, deadline=None)
