@@ -4,10 +4,14 @@ its values may and may not do in a mail."""
 from __future__ import annotations
 
 import shutil
+import string
 from pathlib import Path
 
+import email_validator
 import pytest
-from hypothesis import given, settings
+from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from servers import SmtpServer
 from support import Item, Site, digest, rows, rss
@@ -247,3 +251,146 @@ def test_whatever_a_name_says_an_added_row_reads_back_as_written(
     assert [(s.email, s.name) for s in roster.subscribers] == [
         (f"p{number}@example.com", name.translate({13: " ", 10: " ", 0: " "}).strip())
         for number, name in enumerate(names)]
+
+
+# -- addresses: the fast path for plain ones is email_validator's answer ------------------------
+
+def validated(address: str) -> str:
+    """The address as email_validator has it: what `normalise` returned before plain ones got
+    their own path, and still returns for every other."""
+    checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+    return checked.ascii_email or checked.normalized
+
+
+LONG = "a" * 63
+WIDE = ".".join([LONG, LONG, LONG, "b" * 55, "com"])  # 251 characters, no label over 63
+PLAIN_ADDRESSES = st.from_regex(subscribers.PLAIN, fullmatch=True)
+# Mostly what addresses are made of, with enough else to reach every edge of the plain shape.
+CHARACTERS = st.sampled_from(
+    string.ascii_letters + string.digits + ".-_+@" * 6 + '"( [\\<>,' + "éßİ\u200b")
+TEXT = st.text(CHARACTERS, max_size=30)
+
+
+@st.composite
+def edited(draw: st.DrawFn) -> str:
+    """A plain address with a piece replaced by some text: near misses of every kind."""
+    address = draw(PLAIN_ADDRESSES)
+    start = draw(st.integers(0, len(address)))
+    end = draw(st.integers(start, len(address)))
+    return address[:start] + draw(TEXT) + address[end:]
+
+
+@st.composite
+def listed_names(draw: st.DrawFn) -> str:
+    """Plain addresses the library treats apart, in any case: the RFC 2142 mailboxes, and the
+    special-use domains and those under them (read from the library, as the fast path reads
+    them)."""
+    local = draw(st.sampled_from(CASE_INSENSITIVE_MAILBOX_NAMES) | st.just("ann"))
+    name = draw(st.sampled_from(email_validator.SPECIAL_USE_DOMAIN_NAMES) | st.just("org"))
+    above = draw(st.sampled_from(["", "example.", "mail.example."]))
+    return "".join(draw(st.sampled_from([c, c.upper()])) for c in f"{local}@{above}{name}")
+
+
+@st.composite
+def hyphenated(draw: st.DrawFn) -> str:
+    """Labels of a few characters about a run of hyphens, Punycode's "xn--" among them."""
+    ends = st.text("axnXN1", min_size=1, max_size=3)
+    labels = draw(st.lists(st.builds("{}{}{}".format, ends, st.text("-", max_size=3), ends),
+                           min_size=1, max_size=3))
+    return draw(st.text("aA.+", min_size=1, max_size=3)) + "@" + ".".join(labels) + ".com"
+
+
+@st.composite
+def long_ones(draw: st.DrawFn) -> str:
+    """Plain addresses about the limits: 64 before the @, 63 a label, 254 in all."""
+    local = "a" * draw(st.integers(1, 70))
+    labels = ["b" * size for size in draw(st.lists(st.integers(55, 66), min_size=1, max_size=4))]
+    return f"{local}@{'.'.join(labels)}.com"
+
+
+ADDRESSES = PLAIN_ADDRESSES | TEXT | st.builds("{}@{}".format, TEXT, TEXT) | edited() \
+    | listed_names() | hyphenated() | long_ones()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(ADDRESSES)
+def test_the_fast_path_gives_what_email_validator_gives(address: str) -> None:
+    fast = subscribers.plain(address)
+    event("fast path" if fast is not None else "left to email_validator")
+    if fast is not None:
+        assert fast == validated(address)  # which must not raise either
+
+
+@settings(max_examples=500, deadline=None)
+@given(ADDRESSES)
+def test_normalise_accepts_refuses_and_words_as_email_validator_does(address: str) -> None:
+    agrees(address)
+
+
+def agrees(address: str) -> None:
+    """`normalise` answers as email_validator: with the same address, or the same error."""
+    try:
+        expected = validated(address)
+    except EmailNotValidError as error:
+        with pytest.raises(EmailNotValidError) as refused:
+            subscribers.normalise(address)
+        assert str(refused.value) == str(error)
+    else:
+        assert subscribers.normalise(address) == expected
+
+
+@pytest.mark.parametrize(("address", "fast", "kept"), [
+    ("reader7@example.org", True, "reader7@example.org"),
+    ("  Ann@Example.COM\t", True, "Ann@example.com"),
+    ("o'neil+news@mail.example.co.uk", True, "o'neil+news@mail.example.co.uk"),
+    ("Postmaster@example.com", False, "postmaster@example.com"),  # RFC 2142
+    ("a@b.local", False, None),
+    ("a@B.LocalHost", False, None),
+    ("a@localhost", False, None),  # no dot
+    ("a@xn--bcher-kva.example", False, "a@xn--bcher-kva.example"),
+    ("a@xn--zz.example", False, None),  # not Punycode
+    ("a@ab--cd.example", False, None),
+    ("a@a-b--c.example", False, "a@a-b--c.example"),
+    ("a@example.123", False, None),
+    ("a" * 64 + "@example.com", True, "a" * 64 + "@example.com"),
+    (f"a@{WIDE}", True, f"a@{WIDE}"),  # 253 characters
+    (f"ab@{WIDE}", True, f"ab@{WIDE}"),  # 254
+    (f"abc@{WIDE}", False, None),  # 255
+    (f"ab@{WIDE.upper()}", True, f"ab@{WIDE}"),
+    (f"a@{'b' * 63}.com", True, f"a@{'b' * 63}.com"),
+    (f"a@{'b' * 64}.com", False, None),
+    ("a@example.com.", False, None),
+    ("a..b@example.com", False, None),
+    ("a@example..com", False, None),
+    ("josé@example.com", False, None),
+    ("a@bücher.example", False, "a@xn--bcher-kva.example"),
+])
+def test_plain_addresses_take_the_fast_path_and_the_rest_email_validator(
+        address: str, fast: bool, kept: str | None) -> None:
+    assert len(WIDE) == 251
+    assert subscribers.plain(address.strip()) == (kept if fast else None)
+    if kept is None:
+        with pytest.raises(EmailNotValidError):
+            validated(address)
+        with pytest.raises(EmailNotValidError):
+            subscribers.normalise(address)
+    else:
+        assert validated(address) == subscribers.normalise(address) == kept
+
+
+def test_the_librarys_settings_hold_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Documented settings of email_validator: a program may reserve a name of its own, or
+    # make every check strict. A local part over 64 is refused when strict (and always by
+    # older versions), so it is never the fast path's.
+    longest, over = "a" * 64 + "@example.org", "a" * 65 + "@example.org"
+    assert subscribers.plain(over) is None
+    agrees(over)
+    assert subscribers.normalise("ann@mail.example.com") == "ann@mail.example.com"
+    monkeypatch.setattr(email_validator, "SPECIAL_USE_DOMAIN_NAMES",
+                        [*email_validator.SPECIAL_USE_DOMAIN_NAMES, "example.com"])
+    monkeypatch.setattr(email_validator, "STRICT", True)
+    with pytest.raises(EmailNotValidError, match="special-use or reserved name"):
+        subscribers.normalise("ann@mail.example.com")
+    with pytest.raises(EmailNotValidError, match="too long before the @-sign"):
+        subscribers.normalise(over)
+    assert subscribers.normalise(longest) == longest
