@@ -1435,22 +1435,22 @@ class Scratch:
         self.db.execute("PRAGMA journal_mode = OFF")
         self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute("PRAGMA cache_size = -8000")  # KiB: most of a 100,000-row list
-        self.db.execute("CREATE TABLE firsts (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
-        self.db.execute("CREATE TABLE found (line INTEGER PRIMARY KEY, row BLOB NOT NULL)")
+        # A row's key is its address's (subscribers.key); a rejected row has none.
+        self.db.execute("CREATE TABLE found (line INTEGER PRIMARY KEY, key TEXT UNIQUE, "
+                        "row BLOB NOT NULL)")
         # One transaction, never committed: no write per row, only pages the cache spills.
         self.db.execute("BEGIN")
 
-    def first(self, key: str, line: int) -> int:
-        """The first line with `key`: `line` itself the first time it is seen."""
-        self.db.execute("INSERT INTO firsts (key, line) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                        (key, line))
-        return int(self.db.execute("SELECT line FROM firsts WHERE key = ?",
+    def keep(self, line: int, row: bytes, key: str | None = None) -> int:
+        """Keep what the walk found on a line, unless a line before holds the same key:
+        returns the first line with the key, `line` itself when it is the first (or it has
+        none). One statement for nearly every row; a walk broken off and begun again finds
+        its lines again."""
+        if self.db.execute("INSERT INTO found (line, key, row) VALUES (?, ?, ?) "
+                           "ON CONFLICT DO NOTHING", (line, key, row)).rowcount or key is None:
+            return line
+        return int(self.db.execute("SELECT line FROM found WHERE key = ?",
                                    (key,)).fetchone()[0])
-
-    def keep(self, line: int, row: bytes) -> None:
-        """What the walk found on a line (a walk broken off and begun again finds it again)."""
-        self.db.execute("INSERT INTO found (line, row) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                        (line, row))
 
     def kept(self) -> Iterator[bytes]:
         """What was kept, in the order of the lines, streamed."""

@@ -258,24 +258,25 @@ class Listing:
             # Pickled by us into a file only this process can reach (SQLite unlinks it).
             yield from (pickle.loads(row) for row in self.scratch.kept())
             return
-        for line, found in self._read():
-            self.scratch.keep(line, pickle.dumps(found))
-            yield found
+        yield from self._read()
         self.walked = True
 
-    def _read(self) -> Iterator[tuple[int, Subscriber | Problem | None]]:
+    def _read(self) -> Iterator[Subscriber | Problem | None]:
         _, rows = _parse(_streamed(self.path, self.size), self.path)
         for line, row in rows:
             verdict = _check(row, self.known)
             if isinstance(verdict, str):
-                yield line, Problem(line, verdict)
-                continue
-            subscriber, status = verdict
-            first = self.scratch.first(key(subscriber.email), line)
-            if first != line:
-                yield line, Problem(line, f"{subscriber.email}: duplicate of line {first}")
+                found: Subscriber | Problem | None = Problem(line, verdict)
             else:
-                yield line, subscriber if status == "active" else None
+                subscriber, status = verdict
+                found = subscriber if status == "active" else None
+                first = self.scratch.keep(line, pickle.dumps(found), key(subscriber.email))
+                if first == line:
+                    yield found
+                    continue
+                found = Problem(line, f"{subscriber.email}: duplicate of line {first}")
+            self.scratch.keep(line, pickle.dumps(found))
+            yield found
 
 
 def _check(row: dict[str, str], known: dict[str, str] | None) -> tuple[Subscriber, str] | str:
