@@ -1031,23 +1031,30 @@ class Store:
                 return
 
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
-        """The edition's deliveries to make now, streamed a page at a time: never the whole
-        list in memory, and no cursor held open across the ledger's own writes."""
+        """The edition's deliveries to make now (the pending, then the deferred whose time has
+        come), streamed a page at a time: never the whole list in memory, and no cursor held
+        open across the ledger's own writes."""
         if self.postgres:
             yield from self._claims(edition_id)
             return
-        moment, after = _iso(self.clock()), 0
-        while True:
-            rows = self.db.execute(
-                "SELECT rowid, edition_id, email, name, status, attempts, view, fields FROM "
-                f"deliveries WHERE edition_id = ? AND {_DUE} AND rowid > ? ORDER BY rowid "
-                "LIMIT ?", (edition_id, moment, moment, after, page)).fetchall()
-            for row in rows:
-                yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
-                               json.loads(row[7]))
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+        moment = _iso(self.clock())
+        # One status at a time, each a range of the (status, edition_id) index in rowid order:
+        # a page is read off it. Asked for both at once, SQLite sorted every row still to go
+        # for each page (4 s of a 100,000-row edition's delivery).
+        for status in (Status.PENDING, Status.DEFERRED):
+            after = 0
+            while True:
+                rows = self.db.execute(
+                    "SELECT rowid, edition_id, email, name, status, attempts, view, fields "
+                    f"FROM deliveries WHERE edition_id = ? AND status = ? AND {_DUE} AND "
+                    "rowid > ? ORDER BY rowid LIMIT ?",
+                    (edition_id, status, moment, moment, after, page)).fetchall()
+                for row in rows:
+                    yield Delivery(row[1], row[2], row[3], Status(row[4]), row[5], row[6],
+                                   json.loads(row[7]))
+                if len(rows) < page:
+                    break
+                after = rows[-1][0]
 
     def due_count(self, edition_id: int) -> int:
         moment = _iso(self.clock())
