@@ -24,6 +24,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from digest.config import Config
@@ -36,6 +37,9 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+# Pure, and asked twice in a row for every message (its unsubscribe and preferences links):
+# the last answer is kept rather than made again on the path of every message.
+@lru_cache(maxsize=1)
 def address_id(secret: bytes, list_id: str, email: str) -> str:
     """The opaque id by which this list's links name `email`: 128 bits of an HMAC, under a
     message prefix of its own, so that no other token of ours can pass for it."""
