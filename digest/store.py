@@ -1045,9 +1045,9 @@ class Store:
                 return
 
     def due(self, edition_id: int, page: int = 1000) -> Iterator[Delivery]:
-        """The edition's deliveries to make now (the pending, then the deferred whose time has
-        come), streamed a page at a time: never the whole list in memory, and no cursor held
-        open across the ledger's own writes."""
+        """The edition's deliveries to make now, streamed a page at a time: never the whole
+        list in memory, and no cursor held open across the ledger's own writes. (In SQLite the
+        pending come first, then the deferred whose time has come.)"""
         if self.postgres:
             yield from self._claims(edition_id)
             return
